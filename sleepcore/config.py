@@ -1,0 +1,136 @@
+"""Frozen dataclass configs, saved whole in every checkpoint, validated on the way in."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+MIXERS = ("attn", "fw")
+FEEDS = ("hidden", "embed", "mix")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    d_model: int = 64
+    layers: str = "attn,fw,attn,fw"  # the stack, one mixer per block
+    attn_heads: int = 2
+    fw_heads: int = 2
+    head_dim: int = 32  # K = V of every fast-weight head
+    mlp_ratio: float = 4.0
+    rule: str = "delta"  # fast-weight update: delta (Gated DeltaNet) or hebbian (gated linear attention)
+    conv_size: int = 0  # short causal depthwise conv on q/k/v of fast-weight mixers; 0 = none
+    max_positions: int = 64  # learned positions: within a window, or the whole sequence without eviction
+    backend: str = "auto"  # fast-weight op backend
+    chunk_size: int = 64
+    norm_eps: float = 1e-6
+
+    @property
+    def mixers(self) -> list[str]:
+        return [m.strip() for m in self.layers.split(",")]
+
+    def validate(self) -> None:
+        bad = [m for m in self.mixers if m not in MIXERS]
+        if bad or not self.mixers:
+            raise ValueError(f"layers {self.layers!r} has unknown mixer(s) {bad}; valid mixers: {', '.join(MIXERS)}")
+        _positive(self, "vocab_size", "d_model", "attn_heads", "fw_heads", "head_dim", "max_positions", "chunk_size")
+        if "attn" in self.mixers and self.d_model % self.attn_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by attn_heads={self.attn_heads}")
+        if self.rule not in ("delta", "hebbian"):
+            raise ValueError(f"rule {self.rule!r} is unknown; valid rules: delta, hebbian")
+        if self.backend not in ("auto", "naive", "chunk", "triton"):
+            raise ValueError(f"backend {self.backend!r} is unknown; valid: auto, naive, chunk, triton")
+        if self.mlp_ratio <= 0 or self.conv_size < 0:
+            raise ValueError("mlp_ratio must be > 0 and conv_size >= 0")
+
+
+@dataclass(frozen=True)
+class SleepConfig:
+    passes: int = 1  # N: recurrent passes over every context window before it is evicted; 1 = plain hybrid
+    window: int | None = 24  # L: tokens per window; None = no eviction (one window: the full-attention reference)
+    feed: str = "hidden"  # what feeds pass n+1: the previous pass's hidden states (the paper), the embeddings, or a mix
+    norm_between: bool = False  # RMSNorm on the previous pass's hidden states before they feed the next pass
+    pass_embedding: bool = False  # a learned vector per pass index (passes 2..N) added to the pass input
+    embed_norm: bool = False  # RMSNorm on the window's embeddings (every pass and every wake window)
+    checkpoint_passes: bool = False  # recompute each pass in backward: memory no longer grows with N
+
+    def validate(self) -> None:
+        if self.passes < 1:
+            raise ValueError(f"passes (N) must be >= 1; got {self.passes}")
+        if self.window is not None and self.window < 1:
+            raise ValueError(f"window (L) must be >= 1 or None (no eviction); got {self.window}")
+        if self.feed not in FEEDS:
+            raise ValueError(f"feed {self.feed!r} is unknown; valid: {', '.join(FEEDS)}")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from sleepcore.tasks import get_task
+
+        get_task(self.name, **self.params)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 8000
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05  # on matrices only
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup: int = 200
+    min_lr_ratio: float = 0.05  # cosine decays to this fraction of lr
+    clip: float = 1.0
+    seed: int = 0  # parameter initialisation
+    data_seed: int = 1234  # batch s is sampled from seed (data_seed, s): fixed data order, whatever N
+    curriculum: bool = True  # grow the largest trained depth with the step count
+    curriculum_start: int = 800  # steps at min_depth before the largest depth grows
+    curriculum_every: int = 700  # steps per +1 of the largest depth
+    eval_every: int = 500
+    eval_examples: int = 512
+    save_every: int = 500
+    threads: int = 1
+
+    def validate(self) -> None:
+        _positive(self, "steps", "batch_size", "curriculum_every", "eval_every", "eval_examples", "save_every")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+
+
+CONFIG_TYPES = {"model": ModelConfig, "sleep": SleepConfig, "task": TaskConfig, "train": TrainConfig}
+
+
+def from_dict(cls, d: dict[str, Any]):
+    """Build a config from a plain dict, naming any unknown or missing field."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{cls.__name__} must be a JSON object; got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {sorted(fields)}")
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in d]
+    if missing:
+        raise ValueError(f"{cls.__name__} is missing required field(s) {missing}")
+    d = {k: tuple(v) if isinstance(v, list) and k == "betas" else v for k, v in d.items()}
+    try:
+        cfg = cls(**d)
+    except TypeError as e:
+        raise ValueError(f"{cls.__name__}: {e}") from None
+    cfg.validate()
+    return cfg
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def _positive(cfg, *names: str) -> None:
+    for n in names:
+        value = getattr(cfg, n)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{type(cfg).__name__}.{n} must be a positive integer; got {value!r}")
