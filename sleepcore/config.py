@@ -112,7 +112,9 @@ def from_dict(cls, d: dict[str, Any]):
     unknown = sorted(set(d) - set(fields))
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid fields: {sorted(fields)}")
-    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    required = [
+        n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     missing = [n for n in required if n not in d]
     if missing:
         raise ValueError(f"{cls.__name__} is missing required field(s) {missing}")

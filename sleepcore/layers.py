@@ -80,7 +80,14 @@ class FastWeight(nn.Module):
         beta = torch.sigmoid(self.beta(x))  # [B, T, H]
         g = -self.A_log.exp() * F.softplus(self.alpha(x) + self.dt_bias)  # [B, T, H]
         o, new_state = fast_weight(
-            q, k, v, g, beta, rule=self.cfg.rule, initial_state=state, backend=self.cfg.backend,
+            q,
+            k,
+            v,
+            g,
+            beta,
+            rule=self.cfg.rule,
+            initial_state=state,
+            backend=self.cfg.backend,
             chunk_size=self.cfg.chunk_size,
         )
         if rec.enabled:

@@ -12,8 +12,16 @@ V, L, T = 12, 6, 18  # two context windows, then one wake window
 
 def model(layers="attn,fw", passes=1, window=L, **sleep):
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=V, d_model=32, layers=layers, attn_heads=2, fw_heads=2, head_dim=16,
-                      max_positions=T, conv_size=sleep.pop("conv_size", 0))
+    cfg = ModelConfig(
+        vocab_size=V,
+        d_model=32,
+        layers=layers,
+        attn_heads=2,
+        fw_heads=2,
+        head_dim=16,
+        max_positions=T,
+        conv_size=sleep.pop("conv_size", 0),
+    )
     return SleepModel(cfg, SleepConfig(passes=passes, window=window, **sleep)).eval()
 
 
@@ -21,7 +29,7 @@ def batch(seed=0):
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, V, (3, T), generator=gen)
     mask = torch.zeros(3, T, dtype=torch.bool)
-    mask[:, 2 * L + 2:] = True
+    mask[:, 2 * L + 2 :] = True
     return tokens, mask
 
 
@@ -75,7 +83,7 @@ def test_n_equal_one_is_a_plain_pass_over_every_window():
     state = m.init_state()
     for s, e in m.windows(T):
         h, state = m.run_pass(m.embed(tokens[:, s:e]), state)
-    assert torch.equal(m.readout(h), logits[:, 2 * L:])
+    assert torch.equal(m.readout(h), logits[:, 2 * L :])
 
 
 def test_pass_n_starts_from_pass_n_minus_1_hidden_and_state():

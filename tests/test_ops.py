@@ -92,11 +92,13 @@ def test_delta_rule_stores_and_recalls_an_association():
     assert torch.allclose(o, v, atol=1e-6)
     # Writing a new value under the same key replaces the old one (the delta rule's point), Hebbian adds.
     v2 = torch.randn(1, 1, 1, V)
-    o2, _ = fast_weight(k, k, v2, torch.zeros(1, 1, 1), torch.ones(1, 1, 1), rule="delta", scale=1.0,
-                        initial_state=S, backend="chunk")
+    o2, _ = fast_weight(
+        k, k, v2, torch.zeros(1, 1, 1), torch.ones(1, 1, 1), rule="delta", scale=1.0, initial_state=S, backend="chunk"
+    )
     assert torch.allclose(o2, v2, atol=1e-5)
-    o3, _ = fast_weight(k, k, v2, torch.zeros(1, 1, 1), torch.ones(1, 1, 1), rule="hebbian", scale=1.0,
-                        initial_state=S, backend="chunk")
+    o3, _ = fast_weight(
+        k, k, v2, torch.zeros(1, 1, 1), torch.ones(1, 1, 1), rule="hebbian", scale=1.0, initial_state=S, backend="chunk"
+    )
     assert torch.allclose(o3, v + v2, atol=1e-5)
 
 

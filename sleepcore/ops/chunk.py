@@ -30,7 +30,9 @@ def fast_weight_chunk(
     pad = n * C - T
     # Padding is inert: k = v = q = 0 writes and reads nothing, g = 0 keeps the state, beta = 0 writes nothing.
     ct = torch.promote_types(dtype, torch.float32)  # fp32, or fp64 for exact tests
-    q, k, v, g, beta = (F.pad(x.to(ct), (0, 0) * (x.dim() - 2) + (0, pad)) for x in (q, k, v, g, beta))
+    q, k, v, g, beta = (
+        F.pad(x.to(ct), (0, 0) * (x.dim() - 2) + (0, pad)) if pad else x.to(ct) for x in (q, k, v, g, beta)
+    )
     # to [B, H, n, C, *]
     q = q.reshape(B, n, C, H, K).permute(0, 3, 1, 2, 4) * scale
     k = k.reshape(B, n, C, H, K).permute(0, 3, 1, 2, 4)

@@ -1,0 +1,166 @@
+"""Checkpoints: model.safetensors (weights only, never pickle) + config.json; written atomically, validated on load.
+
+A training directory also holds optimizer.safetensors + trainer.json so `--resume` can continue exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, from_dict, to_dict
+
+FORMAT = 1
+CHECKPOINT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with a message saying what is wrong."""
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    atomic_write(path, write)
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    atomic_write(path, lambda tmp: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp))
+
+
+def configs_from(info: dict) -> tuple[ModelConfig, SleepConfig, TaskConfig, TrainConfig]:
+    try:
+        return (
+            from_dict(ModelConfig, info["model"]),
+            from_dict(SleepConfig, info["sleep"]),
+            from_dict(TaskConfig, info["task"]),
+            from_dict(TrainConfig, info["train"]),
+        )
+    except KeyError as e:
+        raise CheckpointError(
+            f"config.json has no {e.args[0]!r} section; it needs model, sleep, task and train"
+        ) from None
+    except ValueError as e:
+        raise CheckpointError(f"config.json is not valid: {e}") from None
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """A checkpoint folder by path, or by name under checkpoints/."""
+    p = Path(name_or_path)
+    if (p / "config.json").exists():
+        return p
+    q = CHECKPOINT_ROOT / str(name_or_path)
+    if (q / "config.json").exists():
+        return q
+    names = ", ".join(available()) or "none"
+    raise CheckpointError(
+        f"no checkpoint at {str(name_or_path)!r} (no config.json there); shipped checkpoints: {names}"
+    )
+
+
+def available(root: Path = CHECKPOINT_ROOT) -> list[str]:
+    """Names of the checkpoints under root: folders holding both config.json and model.safetensors."""
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+    )
+
+
+def read_info(path: str | Path) -> dict:
+    path = resolve(path)
+    try:
+        info = json.loads((path / "config.json").read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path / 'config.json'} is not valid JSON: {e}") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        raise CheckpointError(f"{path / 'config.json'} is not a sleepcore checkpoint config (format {FORMAT})")
+    return info
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
+    """Load (model, info). Validates the config and every tensor name and shape against the model it describes."""
+    from sleepcore.model import SleepModel
+
+    path = resolve(path)
+    info = read_info(path)
+    model_cfg, sleep_cfg, _, _ = configs_from(info)
+    model = SleepModel(model_cfg, sleep_cfg)
+    try:
+        tensors = load_file(path / "model.safetensors")
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path / 'model.safetensors'} cannot be read as safetensors: {e}") from None
+    check_tensors(model.state_dict(), tensors, path / "model.safetensors")
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), info
+
+
+def check_tensors(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor], where) -> None:
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    misshapen = [
+        f"{k}: {tuple(got[k].shape)} but the config needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in got and got[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {missing[:6]}{' …' if len(missing) > 6 else ''}")
+    if unexpected:
+        problems.append(f"unexpected tensors {unexpected[:6]}{' …' if len(unexpected) > 6 else ''}")
+    if misshapen:
+        problems.append("wrong shapes: " + "; ".join(misshapen[:6]))
+    if problems:
+        raise CheckpointError(f"{where} does not match its config.json: " + ", ".join(problems))
+
+
+def checkpoint_info(model_cfg, sleep_cfg, task_cfg, train_cfg, **extra) -> dict:
+    return {
+        "format": FORMAT,
+        "model": to_dict(model_cfg),
+        "sleep": to_dict(sleep_cfg),
+        "task": to_dict(task_cfg),
+        "train": to_dict(train_cfg),
+        **extra,
+    }
+
+
+def save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:
+    """AdamW state as safetensors; returns the JSON-able param_groups to store beside it."""
+    sd = optimizer.state_dict()
+    tensors = {f"{i}.{name}": t for i, st in sd["state"].items() for name, t in st.items()}
+    save_tensors(path, tensors)
+    return sd["param_groups"]
+
+
+def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, param_groups: list[dict]) -> None:
+    flat = load_file(path)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, t in flat.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = t
+    optimizer.load_state_dict({"state": state, "param_groups": param_groups})

@@ -1,0 +1,142 @@
+"""The `sleepcore` command line. Core subcommands live here; layers above (analysis, app) add theirs through the
+`sleepcore.commands` entry-point group, so this package never imports them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from sleepcore.checkpoint import CheckpointError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sleepcore", description="Sleep models: train, evaluate, trace, explore.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    _eval_parser(sub)
+    sub.add_parser("presets", help="list the presets").set_defaults(func=_presets)
+    for ep in entry_points(group="sleepcore.commands"):
+        ep.load()(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except (ValueError, CheckpointError, FileNotFoundError) as e:
+        print(f"sleepcore {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a sleep model from a preset")
+    p.add_argument("--preset", required=True, help="e.g. rule110-mini, depo-mini, gsm-mini (see `sleepcore presets`)")
+    p.add_argument("--passes", "-N", type=int, default=1, help="N: sleep passes per context window (1 = hybrid)")
+    p.add_argument("--variant", default="hybrid", help="hybrid, attn-only, full-attention or wide")
+    p.add_argument("--out", required=True, help="output folder (checkpoint written there)")
+    p.add_argument("--max-steps", type=int, help="train for this many optimizer steps (overrides the preset)")
+    p.add_argument("--stop-after", type=int, help="stop at this step, as a kill would; continue with --resume")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--seed", type=int, help="parameter initialisation seed")
+    p.add_argument("--data-seed", type=int, help="data order seed")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+
+def _train(args) -> int:
+    from sleepcore.presets import build
+    from sleepcore.train import train
+
+    if args.passes < 1:
+        raise ValueError(f"--passes must be >= 1; got {args.passes}")
+    configs = build(
+        args.preset,
+        args.passes,
+        args.variant,
+        steps=args.max_steps,
+        seed=args.seed,
+        data_seed=args.data_seed,
+        threads=args.threads,
+    )
+    extra = {
+        "preset": args.preset,
+        "variant": args.variant,
+        "command": "sleepcore " + " ".join(_reproducible_argv(args)),
+    }
+    info = train(
+        args.out, *configs, resume=args.resume, stop_after=args.stop_after, extra=extra, progress=not args.no_progress
+    )
+    if info.get("eval"):
+        print(format_eval(info["eval"], title=f"{args.out} (N={args.passes})"))
+    return 0
+
+
+def _reproducible_argv(args) -> list[str]:
+    out = ["train", "--preset", args.preset, "--passes", str(args.passes)]
+    if args.variant != "hybrid":
+        out += ["--variant", args.variant]
+    for flag, value in (("--max-steps", args.max_steps), ("--seed", args.seed), ("--data-seed", args.data_seed)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out + ["--out", str(args.out)]
+
+
+def _eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="accuracy by depth with 95%% intervals on held-out examples")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint folder, or a name under checkpoints/")
+    p.add_argument("--all", action="store_true", help="every checkpoint under checkpoints/")
+    p.add_argument("--passes", "-N", type=int, help="N at test time (default: the trained N)")
+    p.add_argument("--examples", type=int, default=250, help="held-out sequences per depth")
+    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.add_argument("--markdown", help="with --all: write the results tables to this Markdown file")
+    p.set_defaults(func=_eval)
+
+
+def _eval(args) -> int:
+    from sleepcore.results import evaluate_checkpoint, results_markdown
+
+    if args.passes is not None and args.passes < 1:
+        raise ValueError(f"--passes must be >= 1; got {args.passes}")
+    if args.all:
+        text = results_markdown(args.examples, args.seed)
+        if args.markdown:
+            from sleepcore.checkpoint import atomic_write
+
+            atomic_write(Path(args.markdown), lambda tmp: Path(tmp).write_text(text))
+        print(text)
+        return 0
+    if not args.checkpoint:
+        raise ValueError("give a checkpoint (folder or name) or --all")
+    res = evaluate_checkpoint(args.checkpoint, args.passes, args.examples, args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(format_eval(res, title=f"{args.checkpoint} (test N={res['passes']})"))
+    return 0
+
+
+def format_eval(res: dict, title: str = "") -> str:
+    lines = [title, f"{'depth':>5}  {'answer acc [95% CI]':<24} {'n':>6}  {'exact [95% CI]':<24} {'n':>5}"]
+    exact = res.get("exact", {})
+    for d, c in res["answers"].items():
+        e = exact.get(d)
+        ex = f"{e['acc']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]" if e else "—"
+        lines.append(
+            f"{d:>5}  {c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]{'':<4} {c['n']:>6}  {ex:<24} "
+            f"{e['n'] if e else '':>5}"
+        )
+    return "\n".join(lines)
+
+
+def _presets(args) -> int:
+    from sleepcore.presets import PRESETS
+
+    for name, p in PRESETS.items():
+        print(f"{name:<15} {p.about}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Named presets: a task plus the model, sleep and training settings that go with it.
+
+A preset fixes everything but N. Variants build the baselines in the same code:
+  hybrid          the sleep model (attention + fast weights under hard eviction)
+  attn-only       attention in every block under the same eviction: nothing crosses a window (must be at chance)
+  full-attention  attention in every block and no eviction: the upper reference, not a competitor
+  wide            the hybrid with a 4× wider MLP: the N = 1 capacity control that tells depth from capacity
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig
+from sleepcore.tasks import TASK_PRESETS, get_task
+
+# Sleep settings that made N > 1 trainable in small models (FINDINGS.md): every pass sees the window's normalised
+# embeddings; later passes add a gated, normalised copy of the previous pass's hidden states and a pass embedding.
+INJECT = dict(feed="mix", norm_between=True, pass_embedding=True, embed_norm=True)
+
+
+@dataclass(frozen=True)
+class Preset:
+    task: str  # a task preset name
+    model: dict = field(default_factory=dict)
+    sleep: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    about: str = ""
+
+
+MINI_MODEL = dict(d_model=64, layers="attn,fw,attn,fw", attn_heads=2, fw_heads=2, head_dim=32, mlp_ratio=2.0)
+
+PRESETS: dict[str, Preset] = {
+    "rule110-mini": Preset(
+        "rule110-mini",
+        MINI_MODEL,
+        INJECT,
+        dict(steps=12000, batch_size=64, lr=2e-3, warmup=200),
+        "one 16-bit row, evicted; predict the whole row after t = 1..8 Rule 110 steps",
+    ),
+    "depo-mini": Preset(
+        "depo-mini",
+        dict(MINI_MODEL, conv_size=4),
+        INJECT,
+        dict(steps=16000, batch_size=64, lr=2e-3, warmup=200, curriculum_start=1000, curriculum_every=1500),
+        "a shuffled 4–12-node cycle in one evicted window; k-th successor queries, k = 1..8",
+    ),
+    "gsm-mini": Preset(
+        "gsm-mini",
+        dict(MINI_MODEL, conv_size=4),
+        INJECT,
+        dict(steps=16000, batch_size=64, lr=2e-3, warmup=200, curriculum_start=1000, curriculum_every=1500),
+        "question, then shuffled equations mod 10 in two evicted windows; 1..6 necessary operations",
+    ),
+    "rule110-paper": Preset(
+        "rule110-paper",
+        dict(d_model=256, layers="attn,fw,attn,fw", attn_heads=4, fw_heads=4, head_dim=64),
+        {},
+        dict(steps=20000, batch_size=128, lr=1e-3, curriculum=False),
+        "PAPER.md's Rule 110: 4 rows of 24 bits, first bits after t = 4..32 steps",
+    ),
+    "depo-paper": Preset(
+        "depo-paper",
+        dict(d_model=512, layers="attn,fw,attn,fw", attn_heads=8, fw_heads=8, head_dim=64, conv_size=4),
+        {},
+        dict(steps=20000, batch_size=128, lr=1e-3, curriculum=False),
+        "PAPER.md's Depo: a cycle of up to 75 nodes in 4 windows of 75 tokens; k ∈ {1, 2, 4, 8, 16}",
+    ),
+    "gsm-paper": Preset(
+        "gsm-paper",
+        dict(d_model=256, layers="attn,fw,attn,fw", attn_heads=4, fw_heads=4, head_dim=64, conv_size=4),
+        {},
+        dict(steps=20000, batch_size=128, lr=1e-3),
+        "a larger GSM-Infinite-style problem: 4 windows of 48 tokens, 1..8 operations",
+    ),
+    "tiny": Preset(
+        "rule110-mini",
+        dict(d_model=32, layers="attn,fw", attn_heads=2, fw_heads=2, head_dim=16, mlp_ratio=2.0),
+        INJECT,
+        dict(
+            steps=300,
+            batch_size=32,
+            lr=3e-3,
+            warmup=20,
+            curriculum=False,
+            eval_every=100,
+            eval_examples=64,
+            save_every=100,
+        ),
+        "a seconds-long smoke run for tests",
+    ),
+}
+
+VARIANTS = ("hybrid", "attn-only", "full-attention", "wide")
+
+
+def build(preset: str, passes: int = 1, variant: str = "hybrid", **train_overrides):
+    """(ModelConfig, SleepConfig, TaskConfig, TrainConfig) for a preset at N = passes."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+    p = PRESETS[preset]
+    task_name, task_params = TASK_PRESETS[p.task]
+    task = get_task(task_name, **task_params)
+    model = dict(p.model, vocab_size=len(task.vocab), max_positions=task.window)
+    sleep = dict(p.sleep, passes=passes, window=task.window)
+    if variant in ("attn-only", "full-attention"):
+        model["layers"] = ",".join("attn" for _ in model["layers"].split(","))
+    if variant == "full-attention":
+        sleep, model["max_positions"] = dict(passes=1, window=None), task.seq_len
+    if variant == "wide":
+        model["mlp_ratio"] = 4 * model.get("mlp_ratio", ModelConfig.mlp_ratio)
+    unknown = sorted(set(train_overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown}")
+    configs = (
+        ModelConfig(**model),
+        SleepConfig(**sleep),
+        TaskConfig(task_name, dict(task.params)),
+        TrainConfig(**{**p.train, **{k: v for k, v in train_overrides.items() if v is not None}}),
+    )
+    for c in configs:
+        c.validate()
+    return configs

@@ -1,0 +1,68 @@
+"""Evaluate shipped checkpoints and write the results tables (checkpoints/RESULTS.md)."""
+
+from __future__ import annotations
+
+from sleepcore.checkpoint import available, load_checkpoint
+from sleepcore.evaluate import evaluate, sample_eval
+from sleepcore.tasks import get_task
+
+
+def evaluate_checkpoint(
+    name, passes: int | None = None, per_depth: int = 250, seed: int = 777, progress: bool = False
+) -> dict:
+    from tqdm import tqdm
+
+    model, info = load_checkpoint(name)
+    task = get_task(info["task"]["name"], **info["task"]["params"])
+    examples = sample_eval(task, per_depth, seed)
+    with tqdm(total=len(examples), disable=not progress, desc=f"eval {name}", leave=False) as bar:
+        res = evaluate(model, task, examples, passes=passes, progress=bar.update)
+    return {
+        "checkpoint": str(name),
+        "passes": passes or info["sleep"]["passes"],
+        "trained_passes": info["sleep"]["passes"],
+        "variant": info.get("variant", "hybrid"),
+        "task": info["task"]["name"],
+        "per_depth": per_depth,
+        "seed": seed,
+        "chance": {str(d): task.chance(d) for d in task.depths},
+        **res.as_dict(),
+    }
+
+
+def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
+    rows: dict[str, list[dict]] = {}
+    for name in available():
+        res = evaluate_checkpoint(name, per_depth=per_depth, seed=seed, progress=True)
+        rows.setdefault(res["task"], []).append(res)
+    out = [
+        "# Results",
+        "",
+        f"Written by `sleepcore eval --all --examples {per_depth} --seed {seed} --markdown checkpoints/RESULTS.md`.",
+        f"Every cell: accuracy on held-out (test split) examples, {per_depth} sequences per depth, with its 95% Wilson",
+        "interval. The attention-only model under eviction must sit at chance (the eviction is real) and the",
+        "full-attention model, which never evicts, is an upper reference; both are sanity checks, not competitors.",
+    ]
+    for task, results in rows.items():
+        results.sort(key=lambda r: (r["variant"] != "hybrid", r["variant"], r["passes"]))
+        depths = list(results[0]["answers"])
+        for metric, label in (("answers", "accuracy per answer"), ("exact", "exact (whole sequence right)")):
+            if not any(r[metric] for r in results):
+                continue
+            out += [
+                "",
+                f"## {task}: {label}",
+                "",
+                "| checkpoint | variant | N | " + " | ".join(f"depth {d}" for d in depths) + " |",
+                "|---|---|---|" + "---|" * len(depths),
+            ]
+            for r in results:
+                cells = [_cell(r[metric].get(d)) for d in depths]
+                out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
+            if metric == "answers":
+                out.append("| chance | | | " + " | ".join(f"{results[0]['chance'][d]:.2f}" for d in depths) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _cell(c: dict | None) -> str:
+    return "—" if not c else f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]"

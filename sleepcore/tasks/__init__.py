@@ -1,0 +1,70 @@
+"""Seeded task generators: `get_task(name, **params)`, or a named preset: `get_preset("depo-mini")`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sleepcore.tasks.base import Example, Task, Vocab, split_of
+from sleepcore.tasks.depo import Depo
+from sleepcore.tasks.gsm import Gsm
+from sleepcore.tasks.rule110 import Rule110
+
+TASKS: dict[str, type[Task]] = {"rule110": Rule110, "depo": Depo, "gsm": Gsm}
+
+TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "rule110-paper": ("rule110", {}),
+    "rule110-mini": (
+        "rule110",
+        {"W": 16, "R": 1, "whole_rows": True, "min_depth": 1, "max_depth": 8, "depths": (1, 2, 3, 4, 5, 6, 7, 8)},
+    ),
+    "depo-paper": ("depo", {}),
+    "depo-mini": (
+        "depo",
+        {
+            "n_min": 4,
+            "n_max": 12,
+            "names": 24,
+            "name_tokens": 1,
+            "context_windows": 1,
+            "window": 24,
+            "queries": 4,
+            "min_depth": 1,
+            "max_depth": 8,
+            "depths": (1, 2, 3, 4, 6, 8),
+        },
+    ),
+    "gsm-paper": ("gsm", {}),
+    # 2 windows of 32 = 64 tokens: the question and 6 operations take 43 (a chain on one root) to 67 (6 operations
+    # on 7 roots, redrawn as too long); noise fills what is left.
+    "gsm-mini": (
+        "gsm",
+        {
+            "modulus": 10,
+            "ops": ("+", "-"),
+            "min_depth": 1,
+            "max_depth": 6,
+            "depths": (1, 2, 3, 4, 5, 6),
+            "variables": 24,
+            "context_windows": 2,
+            "window": 32,
+        },
+    ),
+}
+
+
+def get_task(name: str, **params: Any) -> Task:
+    """The task `name` with `params` over its defaults; ValueError for an unknown name, parameter or bad value."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
+    return TASKS[name](**params)
+
+
+def get_preset(preset: str) -> Task:
+    """The task of a named preset (TASK_PRESETS)."""
+    if preset not in TASK_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(TASK_PRESETS)}")
+    name, params = TASK_PRESETS[preset]
+    return get_task(name, **params)
+
+
+__all__ = ["TASKS", "TASK_PRESETS", "Example", "Task", "Vocab", "get_preset", "get_task", "split_of"]

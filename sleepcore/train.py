@@ -1,0 +1,243 @@
+"""Training: backprop through sleep, AdamW with warm-up and cosine decay, a curriculum over depth tied to the step.
+
+Batch s is drawn from seed (data_seed, s) and the curriculum depends on s alone, so models that differ only in N
+see identical data in identical order, and a resumed run continues to exactly the weights of an unbroken one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from sleepcore.checkpoint import (
+    CheckpointError,
+    checkpoint_info,
+    load_optimizer,
+    save_optimizer,
+    save_tensors,
+    write_json,
+)
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, from_dict
+from sleepcore.data import collate
+from sleepcore.evaluate import evaluate, sample_eval
+from sleepcore.model import SleepModel
+from sleepcore.tasks import get_task
+
+EVAL_SEED = 777  # evaluation examples come from the test split with this seed, the same for every model
+
+
+def curriculum_depth(step: int, cfg: TrainConfig, task) -> int | None:
+    """The largest depth trained at this step: min_depth until curriculum_start, then +1 every curriculum_every."""
+    if not cfg.curriculum:
+        return None
+    if step < cfg.curriculum_start:
+        return task.min_depth
+    return min(task.max_depth, task.min_depth + 1 + (step - cfg.curriculum_start) // cfg.curriculum_every)
+
+
+def batch_at(step: int, cfg: TrainConfig, task) -> list:
+    return task.sample(
+        cfg.batch_size,
+        seed=cfg.data_seed * 1_000_003 + step,
+        split="train",
+        max_depth=curriculum_depth(step, cfg, task),
+    )
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+def loss_and_accuracy(model, batch) -> tuple[torch.Tensor, float]:
+    logits = model(batch["tokens"], batch["loss_mask"]).logits
+    mask = batch["loss_mask"]
+    scored, targets = logits[mask], batch["targets"][mask]
+    acc = (scored.argmax(-1) == targets).float().mean().item()
+    return F.cross_entropy(scored, targets), acc
+
+
+def code_version() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "sleepcore"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} thread(s)"
+
+
+def train(
+    out: str | Path,
+    model_cfg: ModelConfig,
+    sleep_cfg: SleepConfig,
+    task_cfg: TaskConfig,
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    extra: dict | None = None,
+    progress: bool = True,
+    eval_per_depth: int = 250,
+) -> dict:
+    """Train into folder `out` and return its config.json contents. stop_after ends early (as a kill would)."""
+    out = Path(out)
+    torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    task = get_task(task_cfg.name, **task_cfg.params)
+    torch.manual_seed(cfg.seed)
+    model = SleepModel(model_cfg, sleep_cfg).to(device)
+    opt = make_optimizer(model, cfg)
+    start, history, wall, tokens_seen = 0, [], 0.0, 0
+    if resume and (out / "trainer.json").exists():
+        start, history, wall, tokens_seen = _restore(out, model, opt, (model_cfg, sleep_cfg, task_cfg, cfg), device)
+    elif resume:
+        raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
+    eval_examples = sample_eval(task, max(1, cfg.eval_examples // len(task.depths)), EVAL_SEED)
+    info = {}
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, dynamic_ncols=True, desc=f"N={sleep_cfg.passes}")
+    t0 = time.perf_counter() - wall
+    for step in range(start, end):
+        model.train()
+        batch = collate(batch_at(step, cfg, task), device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        loss, acc = loss_and_accuracy(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        tokens_seen += batch["tokens"].numel()
+        done = step + 1
+        elapsed = time.perf_counter() - t0
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{loss.item():.3f}",
+            acc=f"{acc:.3f}",
+            depth=curriculum_depth(step, cfg, task),
+            tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}",
+        )
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            res = evaluate(model, task, eval_examples)
+            history.append(
+                {
+                    "step": done,
+                    "loss": round(loss.item(), 5),
+                    "train_acc": round(acc, 4),
+                    "eval": {d: round(c["acc"], 4) for d, c in res.as_dict()["answers"].items()},
+                    "wall_s": round(elapsed, 1),
+                }
+            )
+            bar.write(json.dumps(history[-1]))
+        if done % cfg.save_every == 0 or done == end:
+            info = _save(
+                out,
+                model,
+                opt,
+                (model_cfg, sleep_cfg, task_cfg, cfg),
+                done,
+                history,
+                elapsed,
+                tokens_seen,
+                device,
+                extra,
+                final=False,
+            )
+    bar.close()
+    if end == cfg.steps:  # finished: the full held-out evaluation goes into config.json
+        result = evaluate(model, task, sample_eval(task, eval_per_depth, EVAL_SEED))
+        info = _save(
+            out,
+            model,
+            opt,
+            (model_cfg, sleep_cfg, task_cfg, cfg),
+            end,
+            history,
+            time.perf_counter() - t0,
+            tokens_seen,
+            device,
+            extra,
+            final=True,
+            result=result.as_dict(),
+            eval_per_depth=eval_per_depth,
+        )
+    return info
+
+
+def _save(
+    out, model, opt, configs, step, history, wall, tokens, device, extra, final, result=None, eval_per_depth=None
+) -> dict:
+    save_tensors(out / "model.safetensors", model.state_dict())
+    groups = save_optimizer(out / "optimizer.safetensors", opt)
+    trainer = {"step": step, "history": history, "wall_s": wall, "tokens": tokens, "param_groups": groups}
+    info = checkpoint_info(
+        *configs,
+        **(extra or {}),
+        step=step,
+        finished=final,
+        training={
+            "tokens": tokens,
+            "wall_time_s": round(wall, 1),
+            "hardware": hardware(device),
+            "code_version": code_version(),
+            "torch": torch.__version__,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        history=history,
+    )
+    if result is not None:
+        info["eval"] = {"split": "test", "seed": EVAL_SEED, "per_depth": eval_per_depth, **result}
+    write_json(out / "trainer.json", trainer)
+    write_json(out / "config.json", info)
+    return info
+
+
+def _restore(out, model, opt, configs, device):
+    from safetensors.torch import load_file
+
+    from sleepcore.checkpoint import check_tensors, read_info
+
+    saved = read_info(out)
+    for (name, cls), cfg in zip(
+        (("model", ModelConfig), ("sleep", SleepConfig), ("task", TaskConfig), ("train", TrainConfig)), configs
+    ):
+        if from_dict(cls, saved[name]) != cfg:
+            raise CheckpointError(f"--resume: the {name} config in {out} differs from this run's; use a new --out")
+    tensors = load_file(out / "model.safetensors", device=str(device))
+    check_tensors(model.state_dict(), tensors, out / "model.safetensors")
+    model.load_state_dict(tensors)
+    trainer = json.loads((out / "trainer.json").read_text())
+    load_optimizer(out / "optimizer.safetensors", opt, trainer["param_groups"])
+    return trainer["step"], trainer["history"], trainer["wall_s"], trainer["tokens"]

@@ -1,0 +1,335 @@
+"""Task generators: answers against recomputation, layout invariants, splits, depths, text round trips, errors."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from functools import cache
+
+import pytest
+
+from sleepcore.tasks import TASK_PRESETS, TASKS, Example, Task, get_preset, get_task, split_of
+
+PRESETS = list(TASK_PRESETS)
+
+
+@cache
+def task_of(preset: str) -> Task:
+    return get_preset(preset)
+
+
+@cache
+def train_samples(preset: str) -> list[Example]:
+    return task_of(preset).sample(2000, seed=0)
+
+
+def wolfram_step(row: list[int], rule: int = 110) -> list[int]:
+    """An elementary cellular automaton step from the rule number's bits, periodic wrap."""
+    W = len(row)
+    return [(rule >> (4 * row[i - 1] + 2 * row[i] + row[(i + 1) % W])) & 1 for i in range(W)]
+
+
+# --- generation -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_answers_match_recompute_and_layout_holds(preset):
+    task = task_of(preset)
+    context_end = task.context_windows * task.window
+    for ex in train_samples(preset):
+        assert task.recompute(ex.meta) == ex.answers
+        assert len(ex.tokens) == len(ex.targets) == len(ex.loss_mask) == task.seq_len
+        assert [t >= 0 for t in ex.targets] == ex.loss_mask
+        assert not any(ex.loss_mask[:context_end]), "a context window has a scored position"
+        assert len(ex.depth) == sum(ex.loss_mask) > 0
+        assert all(task.min_depth <= d <= task.max_depth for d in ex.depth)
+        assert all(0 <= t < len(task.vocab) for t in ex.tokens)
+    json.dumps([ex.meta for ex in train_samples(preset)])
+    json.dumps(task.params)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_sampling_is_deterministic(preset):
+    task = task_of(preset)
+    assert task.sample(20, seed=7) == task.sample(20, seed=7)
+    assert task.sample(20, seed=7) != task.sample(20, seed=8)
+    assert task.sample(20, seed=7, split="test") == task.sample(20, seed=7, split="test")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_splits_are_disjoint_by_key(preset):
+    task = task_of(preset)
+    train = {task.key(ex.meta) for ex in train_samples(preset)[:300]}
+    test_examples = task.sample(300, seed=0, split="test")
+    test = {task.key(ex.meta) for ex in test_examples}
+    assert all(split_of(k) == "train" for k in train) and all(split_of(k) == "test" for k in test)
+    assert not train & test
+    assert {d for ex in test_examples for d in ex.depth} == set(task.depths)
+    assert all(task.recompute(ex.meta) == ex.answers for ex in test_examples)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_curriculum_depths_respect_max_depth(preset):
+    task = task_of(preset)
+    m = task.min_depth + 2
+    depths = [ex.depth[0] for ex in task.sample(600, seed=3, max_depth=m)]
+    assert set(depths) == set(range(task.min_depth, m + 1))
+    # max_depth half the time, else uniform over [min_depth, m]: P(m) = 1/2 + 1/6
+    assert abs(Counter(depths)[m] / len(depths) - (0.5 + 0.5 / 3)) < 0.08
+    train_depths = {ex.depth[0] for ex in train_samples(preset)}
+    assert train_depths == set(range(task.min_depth, task.max_depth + 1))
+    fixed = task.sample(50, seed=4, split="test", depth=task.depths[-1])
+    assert {d for ex in fixed for d in ex.depth} == {task.depths[-1]}
+    assert all(task.recompute(ex.meta) == ex.answers for ex in fixed)
+
+
+def test_rule110_known_triangle():
+    # A single 1 grows Rule 110's well-known left-leaning triangle.
+    triangle = [
+        "0000000000000001",
+        "0000000000000011",
+        "0000000000000111",
+        "0000000000001101",
+        "0000000000011111",
+        "0000000000110001",
+        "0000000001110011",
+        "0000000011010111",
+        "0000000111111101",
+    ]
+    rows = [[int(c) for c in line] for line in triangle]
+    for a, b in zip(rows, rows[1:]):
+        assert wolfram_step(a) == b
+    task = get_task("rule110", W=16, R=1, whole_rows=True, max_depth=8, depths=[8])
+    one, zero = task.vocab["1"], task.vocab["0"]
+    for t in range(1, 9):
+        got = task.recompute({"rows": [rows[0]], "t": t, "whole_rows": True})
+        assert got == [one if b else zero for b in rows[t]]
+
+
+def test_rule110_first_bits_match_an_independent_stepper():
+    task = task_of("rule110-paper")
+    for ex in train_samples("rule110-paper")[:300]:
+        rows = ex.meta["rows"]
+        for _ in range(ex.meta["t"]):
+            rows = [wolfram_step(r) for r in rows]
+        assert task.vocab.decode(ex.answers) == [str(r[0]) for r in rows]
+
+
+def test_depo_structure():
+    task = task_of("depo-paper")
+    multi_token_answers = 0
+    for ex in train_samples("depo-paper")[:500]:
+        cycle, edges = ex.meta["cycle"], ex.meta["edges"]
+        assert 4 <= len(cycle) <= 75 and len(set(cycle)) == len(cycle)
+        assert sorted(map(tuple, edges)) == sorted(zip(cycle, cycle[1:] + cycle[:1]))
+        assert edges[0][0] == cycle[0]
+        assert all(len(name.split("_")) <= 2 and name.split("_")[-1].startswith("z") for name in cycle)
+        assert len(ex.meta["queries"]) == 10
+        multi_token_answers += sum("_" in q["a"] for q in ex.meta["queries"])
+    assert multi_token_answers > 0
+    assert task.chance(1) == pytest.approx(1 / 39.5)
+
+
+def test_gsm_noise_is_disjoint_from_the_ancestry():
+    for ex in train_samples("gsm-paper")[:500]:
+        defs = {eq["var"]: eq for eq in ex.meta["equations"]}
+        ancestry, stack = set(), [ex.meta["question"]]
+        while stack:
+            var = stack.pop()
+            if var not in ancestry:
+                ancestry.add(var)
+                stack += [a for a in defs[var]["args"] if isinstance(a, str)]
+        assert ex.depth == [sum(defs[v]["op"] is not None for v in ancestry)]
+        for var, eq in defs.items():
+            if var not in ancestry:
+                assert not ancestry & set(eq["args"]), f"noise {var} depends on the ancestry"
+
+
+# --- text -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_render_parse_round_trip(preset):
+    task = task_of(preset)
+    for ex in train_samples(preset)[:100]:
+        text = task.render(ex)
+        assert text.count(" | ") == task.seq_len // task.window - 1
+        assert task.parse(text) == ex
+        bare = " ".join(w.split("[=")[0] for w in text.split() if w != "|")
+        assert task.parse(bare) == ex
+
+
+def test_parse_custom_rule110():
+    task = get_task("rule110", W=16, R=1, whole_rows=False, max_depth=4, depths=[4])
+    ex = task.parse("t4 " + " ".join("0000000000000001") + " ? " + "<pad> " * 16)
+    assert task.vocab.decode(ex.answers) == ["0"] and ex.depth == [4]
+
+
+def words_of(task: Task, ex: Example) -> list[str]:
+    return task.vocab.decode(ex.tokens)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_parse_rejects_unknown_token_wrong_length_and_empty(preset):
+    task = task_of(preset)
+    words = words_of(task, train_samples(preset)[0])
+    with pytest.raises(ValueError, match=r"unknown token\(s\) 'banana'.*valid tokens: <pad>"):
+        task.parse(" ".join(["banana"] + words[1:]))
+    with pytest.raises(ValueError, match=f"expected {task.seq_len} tokens .*got {task.seq_len - 1}"):
+        task.parse(" ".join(words[:-1]))
+    for empty in ("", "  \n ", " | | "):
+        with pytest.raises(ValueError, match="empty example"):
+            task.parse(empty)
+    with pytest.raises(ValueError, match="window bars"):
+        task.parse(" ".join(words[:3]) + " | " + " ".join(words[3:]))
+
+
+def test_parse_rejects_a_wrong_answer():
+    task = task_of("rule110-paper")
+    ex = train_samples("rule110-paper")[0]
+    text = task.render(ex).replace("?[=0]", "?[=2]").replace("?[=1]", "?[=0]").replace("?[=2]", "?[=1]")
+    with pytest.raises(ValueError, match=r"answer \[=.\] given, but the answer is"):
+        task.parse(text)
+    with pytest.raises(ValueError, match="not scored"):
+        task.parse("t27[=1]" + task.render(ex)[3:])
+
+
+def test_parse_rule110_structure_errors():
+    task = task_of("rule110-paper")
+    words = words_of(task, train_samples("rule110-paper")[0])
+    bad = ["0"] + words[1:]
+    with pytest.raises(ValueError, match=r"token 1 \(window 1.*expected the step token t1…t32"):
+        task.parse(" ".join(bad))
+    bad = words[:25] + ["t1" if words[25] != "t1" else "t2"] + words[26:]
+    with pytest.raises(ValueError, match="must announce the same t"):
+        task.parse(" ".join(bad))
+    bad = words[:3] + ["?"] + words[4:]
+    with pytest.raises(ValueError, match=r"token 4 \(window 1.*expected a bit 0 or 1"):
+        task.parse(" ".join(bad))
+    bad = words[:-1] + ["?"]
+    with pytest.raises(ValueError, match=r"token 125 .*expected '<pad>', got '\?'"):
+        task.parse(" ".join(bad))
+
+
+def depo_mini_text(context: str, queries: str) -> str:
+    task = task_of("depo-mini")
+    ctx, qs = context.split(), queries.split()
+    return " ".join(["<pad>"] * (24 - len(ctx)) + ctx + qs + ["<pad>"] * (task.seq_len - 24 - len(qs)))
+
+
+def test_parse_depo_custom_and_structure_errors():
+    task = task_of("depo-mini")
+    ex = task.parse(depo_mini_text("n1 n2 n3 n1 n2 n3", "<q2> n1 <ans> n3 <q4> n3 <ans> n1"))
+    assert ex.meta["cycle"] == ["n1", "n2", "n3"] and ex.depth == [2, 4]
+    assert task.vocab.decode(ex.answers) == ["n3", "n1"]
+    with pytest.raises(ValueError, match=r"node 'n1' has out-degree 2 \(edges 'n1 n2' and 'n1 n3'\)"):
+        task.parse(depo_mini_text("n1 n2 n1 n3 n3 n1", "<q1> n1 <ans> n2"))
+    with pytest.raises(ValueError, match="node 'n3' has in-degree 2"):
+        task.parse(depo_mini_text("n1 n3 n2 n3 n3 n1", "<q1> n1 <ans> n3"))
+    with pytest.raises(ValueError, match="more than one cycle"):
+        task.parse(depo_mini_text("n1 n2 n2 n1 n3 n4 n4 n3", "<q1> n1 <ans> n2"))
+    with pytest.raises(ValueError, match="odd number of names"):
+        task.parse(depo_mini_text("n1 n2 n2 n1 n3", "<q1> n1 <ans> n2"))
+    with pytest.raises(ValueError, match="'<pad>' inside the edge list"):
+        task.parse(depo_mini_text("n1 n2 <pad> n2 n1", "<q1> n1 <ans> n2"))
+    with pytest.raises(ValueError, match=r"query 1 \(<q2> n1\): the answer is 'n1', not 'n2'"):
+        task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n1 <ans> n2"))
+    with pytest.raises(ValueError, match="'n5' is not a node of the cycle"):
+        task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n5 <ans> n5"))
+    with pytest.raises(ValueError, match="expected <ans> after the query name"):
+        task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n1 n1 <ans>"))
+    with pytest.raises(ValueError, match="expected 1 to 4 queries"):
+        task.parse(depo_mini_text("n1 n2 n2 n1", ""))
+
+
+def test_parse_depo_multi_token_names():
+    task = task_of("depo-paper")
+    ex = train_samples("depo-paper")[0]
+    words = words_of(task, ex)
+    first = words.index("<ans>")
+    bad = words[: first + 1] + ["a1", "a2", "z3"] + words[first + 2 :]
+    with pytest.raises(ValueError, match="expected the answer name, a name .up to 1 a-tokens"):
+        task.parse(" ".join(bad[: task.seq_len]))
+
+
+def gsm_mini_text(context: str, question: str) -> str:
+    ctx = context.split()
+    return " ".join(ctx + ["<pad>"] * (64 - len(ctx)) + [question, "<ans>"] + ["<pad>"] * 30)
+
+
+def test_parse_gsm_custom_and_structure_errors():
+    task = task_of("gsm-mini")
+    ex = task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - v2 ; v1 = 4 ; v2 = v1 + 9 ; v7 = 2 ;", "v3"))
+    assert task.vocab.decode(ex.answers) == ["1"] and ex.depth == [2]  # v2 = 13 = 3, v3 = 4 - 3
+    with pytest.raises(ValueError, match="v3 uses v9, which no equation defines"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - v9 ; v1 = 4 ;", "v3"))
+    with pytest.raises(ValueError, match="circular definition: v3 -> v1 -> v3"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = v3 + 4 ;", "v3"))
+    with pytest.raises(ValueError, match="v1 is defined twice"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ; v1 = 5 ;", "v3"))
+    with pytest.raises(ValueError, match="the question asks for v5, which no equation defines"):
+        task.parse(gsm_mini_text("<q> v5 ; v3 = v1 - 2 ; v1 = 4 ;", "v5"))
+    with pytest.raises(ValueError, match="expected the question first"):
+        task.parse(gsm_mini_text("v3 = 4 ; <q> v3 ;", "v3"))
+    with pytest.raises(ValueError, match=r"token 7 \(window 1.*expected ';' or an operation \(\+ -\), got 'v2'"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 v2 ; v1 = 4 ;", "v3"))
+    with pytest.raises(ValueError, match="a root equation gives a value"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 ; v1 = 4 ;", "v3"))
+    with pytest.raises(ValueError, match=r"token 65 \(window 3, token 1 .*expected 'v3', got 'v1'"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v1"))
+    with pytest.raises(ValueError, match=r"unknown token\(s\) '\*'"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 * 2 ; v1 = 4 ;", "v3"))
+
+
+# --- construction -----------------------------------------------------------------------------------------
+
+
+def test_registry_and_presets():
+    assert set(TASKS) == {"rule110", "depo", "gsm"}
+    for preset, (name, _) in TASK_PRESETS.items():
+        task = get_preset(preset)
+        assert task.name == name and json.loads(json.dumps(task.params)) == task.params
+        assert task.min_depth <= min(task.depths) and max(task.depths) <= task.max_depth
+    assert get_task("gsm").params == {**task_of("gsm-paper").params}
+    assert task_of("rule110-paper").seq_len == 125 and task_of("depo-paper").seq_len == 375
+    assert task_of("gsm-paper").chance(3) == 0.1 and task_of("rule110-mini").chance(1) == 0.5
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("rule111", {}, "unknown task 'rule111'; valid tasks: rule110, depo, gsm"),
+        ("rule110", {"w": 3}, "unknown parameter.* w for task 'rule110'; valid parameters: W, R, min_depth"),
+        ("rule110", {"W": 2}, "W must be >= 3, got 2"),
+        ("rule110", {"W": "24"}, "W must be an int"),
+        ("rule110", {"whole_rows": 1}, "whole_rows must be true or false"),
+        ("rule110", {"depths": [0, 4]}, r"depths must lie in \[min_depth, max_depth\] = \[1, 32\]; got 0"),
+        ("rule110", {"min_depth": 9, "max_depth": 8}, "max_depth must be >= min_depth = 9, got 8"),
+        ("depo", {"n_min": 10, "n_max": 5}, "n_max must be >= n_min = 10, got 5"),
+        ("depo", {"context_windows": 2}, "largest context .* does not fit in context_windows . window = 150"),
+        ("depo", {"names": 5, "name_tokens": 1}, "fewer than n_max=75 distinct names"),
+        ("depo", {"window": 5, "context_windows": 60}, "a query takes up to 6 tokens, more than window=5"),
+        ("depo", {"max_depth": 8}, r"depths must lie in \[min_depth, max_depth\] = \[1, 8\]; got 16"),
+        ("gsm", {"ops": ["+", "/"]}, "ops must be a non-empty list of distinct operations"),
+        ("gsm", {"context_windows": 1}, "need at least 55 tokens, more than context_windows . window = 48"),
+        ("gsm", {"variables": 10}, r"variables must be >= 2 \* max_depth \+ 1 = 17, got 10"),
+        ("gsm", {"modulus": 1}, "modulus must be >= 2"),
+    ],
+)
+def test_get_task_errors(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        get_task(name, **params)
+
+
+def test_sample_errors():
+    task = task_of("depo-mini")
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        task.sample(1, 0, split="val")
+    with pytest.raises(ValueError, match=r"max_depth must lie in \[1, 8\], got 9"):
+        task.sample(1, 0, max_depth=9)
+    with pytest.raises(ValueError, match=r"depth must lie in \[1, 8\], got 0"):
+        task.sample(1, 0, depth=0)
+    with pytest.raises(ValueError, match="not both"):
+        task.sample(1, 0, max_depth=3, depth=3)
+    with pytest.raises(ValueError, match="unknown preset 'depo'; valid presets: rule110-paper"):
+        get_preset("depo")

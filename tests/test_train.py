@@ -1,0 +1,72 @@
+"""Training lowers the loss, resumes exactly, keeps data order fixed across N, and rejects bad settings."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sleepcore.cli import main
+from sleepcore.presets import build
+from sleepcore.tasks import get_task
+from sleepcore.train import batch_at, curriculum_depth, lr_at, train
+
+
+def tiny(steps=40, passes=2, **over):
+    over = {"steps": steps, "eval_every": 20, "save_every": 10, "eval_examples": 32, **over}
+    return build("tiny", passes, **over)
+
+
+def test_smoke_training_lowers_the_loss(tmp_path):
+    info = train(tmp_path, *tiny(steps=150, passes=1, eval_every=150), progress=False, eval_per_depth=8)
+    hist = info["history"]
+    assert info["finished"] and info["step"] == 150
+    start = torch.log(torch.tensor(float(info["model"]["vocab_size"]))).item()
+    assert hist[-1]["loss"] < 0.5 * start  # from ~ln(vocab) at initialisation
+    assert set(info["eval"]["answers"]) == {str(d) for d in range(1, 9)}
+
+
+def test_kill_and_resume_gives_the_same_weights(tmp_path):
+    configs = tiny(steps=30, passes=2)
+    train(tmp_path / "whole", *configs, progress=False, eval_per_depth=4)
+    train(tmp_path / "broken", *configs, stop_after=17, progress=False, eval_per_depth=4)
+    assert json.loads((tmp_path / "broken" / "config.json").read_text())["step"] == 17
+    train(tmp_path / "broken", *configs, resume=True, progress=False, eval_per_depth=4)
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "broken" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+    train(tmp_path, *tiny(steps=10), stop_after=5, progress=False)
+    with pytest.raises(ValueError, match="differs"):
+        train(tmp_path, *tiny(steps=10, passes=3), resume=True, progress=False)
+
+
+def test_data_order_is_the_same_for_every_n():
+    _, _, task_cfg, cfg = tiny(steps=100, passes=1, curriculum=True, curriculum_start=10, curriculum_every=5)
+    _, _, _, cfg4 = tiny(steps=100, passes=4, curriculum=True, curriculum_start=10, curriculum_every=5)
+    task = get_task(task_cfg.name, **task_cfg.params)
+    for step in (0, 11, 57):
+        assert [e.tokens for e in batch_at(step, cfg, task)] == [e.tokens for e in batch_at(step, cfg4, task)]
+    assert curriculum_depth(0, cfg, task) == 1 and curriculum_depth(10, cfg, task) == 2
+    assert curriculum_depth(99, cfg, task) == task.max_depth
+    assert max(max(e.depth) for e in batch_at(12, cfg, task)) <= 2
+
+
+def test_learning_rate_schedule():
+    cfg = tiny(steps=1000, warmup=100)[3]
+    assert lr_at(0, cfg) == pytest.approx(cfg.lr / 100)
+    assert lr_at(99, cfg) == pytest.approx(cfg.lr)
+    assert lr_at(999, cfg) == pytest.approx(cfg.lr * cfg.min_lr_ratio, rel=1e-3)
+
+
+def test_cli_errors_are_clear(capsys):
+    assert main(["train", "--preset", "nope", "--out", "x"]) == 2
+    assert "unknown preset 'nope'" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--passes", "0", "--out", "x"]) == 2
+    assert "--passes must be >= 1" in capsys.readouterr().err
+    assert main(["train", "--preset", "tiny", "--variant", "huge", "--out", "x"]) == 2
+    assert "unknown variant" in capsys.readouterr().err
