@@ -1,0 +1,121 @@
+"""Checkpoints load exactly, and every way a checkpoint can be broken gets a message that says what is wrong."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sleepcore.checkpoint import CheckpointError, atomic_write, load_checkpoint, resolve
+from sleepcore.cli import main
+from sleepcore.data import collate
+from sleepcore.presets import build
+from sleepcore.tasks import get_task
+from sleepcore.train import train
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "tiny"
+    train(out, *build("tiny", 2, steps=4, eval_every=4, save_every=4, eval_examples=16), progress=False,
+          eval_per_depth=4)
+    return out
+
+
+@pytest.fixture
+def broken(ckpt, tmp_path):
+    copy = tmp_path / "broken"
+    shutil.copytree(ckpt, copy)
+    return copy
+
+
+def test_loaded_model_reproduces_the_saved_weights_and_outputs(ckpt):
+    model, info = load_checkpoint(ckpt)
+    saved = load_file(ckpt / "model.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k])
+    task = get_task(info["task"]["name"], **info["task"]["params"])
+    batch = collate(task.sample(4, seed=1, split="test"))
+    a = model(batch["tokens"], batch["loss_mask"]).logits
+    b = load_checkpoint(ckpt)[0](batch["tokens"], batch["loss_mask"]).logits
+    assert torch.equal(a, b)
+    assert info["training"]["tokens"] > 0 and info["eval"]["answers"]
+
+
+def test_missing_tensor_is_named(broken):
+    tensors = load_file(broken / "model.safetensors")
+    del tensors["head.weight"]
+    save_file(tensors, broken / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"missing tensors \['head.weight'\]"):
+        load_checkpoint(broken)
+
+
+def test_misshapen_tensor_is_named(broken):
+    tensors = load_file(broken / "model.safetensors")
+    tensors["tok.weight"] = torch.zeros(3, 3)
+    save_file(tensors, broken / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"wrong shapes: tok.weight: \(3, 3\) but the config needs"):
+        load_checkpoint(broken)
+
+
+def test_unreadable_weights_are_reported(broken):
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="cannot be read as safetensors"):
+        load_checkpoint(broken)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["model"].update(d_model=-4), "d_model must be a positive integer"),
+        (lambda c: c["model"].update(wings=2), r"has no field\(s\) \['wings'\]"),
+        (lambda c: c["sleep"].update(passes=0), "passes"),
+        (lambda c: c.pop("sleep"), "no 'sleep' section"),
+        (lambda c: c["task"].update(name="chess"), "unknown task 'chess'"),
+        (lambda c: c["model"].update(d_model=48), "wrong shapes"),
+    ],
+)
+def test_wrong_config_is_reported(broken, edit, message):
+    cfg = json.loads((broken / "config.json").read_text())
+    edit(cfg)
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(broken)
+
+
+def test_config_that_is_not_json_is_reported(broken):
+    (broken / "config.json").write_text("{ half a file")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        load_checkpoint(broken)
+
+
+def test_unknown_checkpoint_lists_what_exists(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint at 'nowhere'.*shipped checkpoints"):
+        resolve("nowhere")
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "f.txt"
+    target.write_text("old")
+
+    def fail(tmp):
+        open(tmp, "w").write("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, fail)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_eval_command_prints_accuracy_by_depth(ckpt, capsys):
+    assert main(["eval", str(ckpt), "--examples", "4", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert set(res["answers"]) == {str(d) for d in range(1, 9)}
+    assert all(c["n"] == 4 * 16 and c["lo"] <= c["acc"] <= c["hi"] for c in res["answers"].values())
+    assert res["passes"] == 2
+    assert main(["eval", str(ckpt), "--examples", "2", "--passes", "3"]) == 0
+    assert "depth" in capsys.readouterr().out
+    assert main(["eval", str(ckpt), "--passes", "0"]) == 2
+    assert "--passes must be >= 1" in capsys.readouterr().err
