@@ -1,0 +1,205 @@
+"""The Triton backend equals the per-token naive loop on outputs, final state and every gradient.
+
+Without CUDA the kernels run in Triton's interpreter, which is slow (about 15 ms per token and program for the
+forward and backward together), so the CPU tests keep B·H small and cover lengths, head sizes, V-blocks and
+several (batch, head) pairs in separate cases rather than their full product.
+"""
+
+import os
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # the interpreter must be chosen before triton is first imported
+pytest.importorskip("triton", reason="the Triton backend needs the triton package")
+
+from sleepcore.ops import fast_weight, triton_fw  # noqa: E402
+from sleepcore.ops.naive import fast_weight_naive  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+NAMES = ("o", "final state", "dq", "dk", "dv", "dg", "dbeta", "dh0")
+gpu_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def poison_uninitialised_memory():
+    """Every torch.empty buffer starts as NaN, so an element a kernel forgets to write shows up."""
+    import torch.utils.deterministic
+
+    old = (torch.are_deterministic_algorithms_enabled(), torch.utils.deterministic.fill_uninitialized_memory)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # warn_only: cuBLAS in the reference may not comply
+    torch.utils.deterministic.fill_uninitialized_memory = True
+    yield
+    torch.use_deterministic_algorithms(old[0])
+    torch.utils.deterministic.fill_uninitialized_memory = old[1]
+
+
+def make_inputs(
+    B: int, T: int, H: int, K: int, V: int, rule: str, *, state: bool, seed: int = 0, low: float = -5.0
+) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    """[q, k, v, g, beta] in fp32 on DEVICE, and an initial state [B, H, K, V] or None; g uniform in [low, 0]."""
+    gen = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, B, T, H, K, generator=gen)
+    if rule == "delta":  # as the fast-weight mixer feeds it: the delta rule is stable for unit keys
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+    v = torch.randn(B, T, H, V, generator=gen)
+    g = low * torch.rand(B, T, H, generator=gen)
+    beta = torch.rand(B, T, H, generator=gen)
+    s0 = torch.randn(B, H, K, V, generator=gen) if state else None
+    inputs = [x.to(DEVICE) for x in (q, k, v, g, beta)]
+    return inputs, None if s0 is None else s0.to(DEVICE)
+
+
+def run(
+    fn: Callable, inputs: list[torch.Tensor], s0: torch.Tensor | None, rule: str, dtype: torch.dtype | None = None
+) -> list[torch.Tensor]:
+    """[o, final state, dq, dk, dv, dg, dbeta, (dh0)] of a loss that weighs both outputs at random."""
+    leaves = [x.detach().to(dtype or x.dtype, copy=True).requires_grad_() for x in inputs]
+    s = None if s0 is None else s0.clone().requires_grad_()
+    o, S = fn(*leaves, rule, leaves[0].shape[-1] ** -0.5, s)
+    gen = torch.Generator().manual_seed(1)
+    w_o, w_S = (torch.randn(x.shape, generator=gen).to(DEVICE) for x in (o, S))
+    loss = (o.float() * w_o).sum() + (S * w_S).sum()
+    grads = torch.autograd.grad(loss, leaves + ([s] if s is not None else []))
+    return [o, S, *grads]
+
+
+def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a − b| / max |b|; NaN anywhere in a makes it NaN, which fails every comparison."""
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max().clamp_min(1e-30)).item()
+
+
+def rms_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-30)).item()
+
+
+def assert_matches_naive(inputs: list[torch.Tensor], s0: torch.Tensor | None, rule: str, tol: float = 1e-4) -> None:
+    ref = run(fast_weight_naive, inputs, s0, rule)
+    out = run(triton_fw.fast_weight_triton, inputs, s0, rule)
+    errors = {name: max_rel(a, b) for name, a, b in zip(NAMES, out, ref)}
+    assert all(e < tol for e in errors.values()), errors
+
+
+def test_poisoning_is_active():
+    assert torch.isnan(torch.empty(4, device=DEVICE)).all()
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+@pytest.mark.parametrize("T", [1, 17, 63, 64, 200])
+def test_lengths(rule, T):
+    """Lengths around the 64-token checkpoint stride, with an initial state (several heads: the tests below)."""
+    inputs, s0 = make_inputs(1, T, 1, 32, 32, rule, state=True, seed=T)
+    assert_matches_naive(inputs, s0, rule)
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+@pytest.mark.parametrize("K, V", [(16, 16), (16, 64), (64, 32), (64, 64)])
+def test_head_sizes_without_initial_state(rule, K, V):
+    inputs, s0 = make_inputs(1, 63, 1, K, V, rule, state=False, seed=K + V)
+    assert_matches_naive(inputs, s0, rule)
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+def test_several_v_blocks_and_padded_tiles(rule, monkeypatch):
+    """On a GPU V splits into blocks whose partial dq, dk, dg, dbeta add up; K = 12 and V = 40 pad the tiles."""
+    monkeypatch.setattr(triton_fw, "_block_v", lambda K, V: 16)  # three blocks, the last one partial
+    inputs, s0 = make_inputs(1, 17, 2, 12, 40, rule, state=True, seed=3)
+    assert_matches_naive(inputs, s0, rule)
+
+
+def test_checkpoints_of_several_sequences_and_heads():
+    """Two chunks for each of B·H = 4 (batch, head) pairs: the checkpoints of one must not be read by another."""
+    inputs, s0 = make_inputs(2, 70, 2, 16, 16, "delta", state=True, seed=5)
+    assert_matches_naive(inputs, s0, "delta")
+
+
+@pytest.mark.parametrize("used", ["output", "final state"])
+def test_gradient_when_only_one_result_is_used(used):
+    inputs, s0 = make_inputs(1, 17, 2, 16, 16, "delta", state=True, seed=7)
+    grads = []
+    for fn in (fast_weight_naive, triton_fw.fast_weight_triton):
+        leaves = [x.clone().requires_grad_() for x in [*inputs, s0]]
+        o, S = fn(*leaves[:5], "delta", 0.25, leaves[5])
+        loss = o.square().sum() if used == "output" else S.square().sum()
+        grads.append(torch.autograd.grad(loss, leaves, materialize_grads=True))  # q is unused for the state
+    for name, a, b in zip(NAMES[2:], grads[1], grads[0]):
+        assert max_rel(a, b) < 1e-4, name
+
+
+def test_wake_steps_without_grad_chain_like_one_call():
+    """One token at a time, state in and out, equals the whole sequence at once (the wake path)."""
+    inputs, s0 = make_inputs(1, 3, 2, 32, 16, "delta", state=True, seed=11)
+    o_ref, S_ref = fast_weight_naive(*inputs, "delta", 0.2, s0)
+    S, outs = s0, []
+    with torch.no_grad():
+        for t in range(3):
+            o, S = triton_fw.fast_weight_triton(*(x[:, t : t + 1] for x in inputs), "delta", 0.2, S)
+            outs.append(o)
+    assert o.grad_fn is None
+    assert max_rel(torch.cat(outs, dim=1), o_ref) < 1e-5
+    assert max_rel(S, S_ref) < 1e-5
+
+
+def test_dispatcher_calls_the_triton_kernel(monkeypatch):
+    calls, kernel = [], triton_fw.fast_weight_triton
+
+    def spy(*args):
+        calls.append(args[5])  # the rule
+        return kernel(*args)
+
+    monkeypatch.setattr(triton_fw, "fast_weight_triton", spy)
+    inputs, _ = make_inputs(1, 5, 1, 16, 16, "hebbian", state=False)
+    o, S = fast_weight(*inputs, rule="hebbian", backend="triton")
+    o_ref, S_ref = fast_weight_naive(*inputs, "hebbian", 16**-0.5, None)
+    assert calls == ["hebbian"]
+    assert max_rel(o, o_ref) < 1e-5 and max_rel(S, S_ref) < 1e-5
+
+
+def test_bad_input_is_named(monkeypatch):
+    inputs, _ = make_inputs(1, 2, 1, 16, 16, "delta", state=False)
+    with pytest.raises(ValueError, match="unknown rule 'oja'"):
+        triton_fw.fast_weight_triton(*inputs, "oja", 1.0, None)
+    q, k, v, g, beta = make_inputs(1, 2, 1, 512, 16, "delta", state=False)[0]
+    with pytest.raises(ValueError, match="K <= 256"):
+        triton_fw.fast_weight_triton(q, k, v, g, beta, "delta", 1.0, None)
+    with pytest.raises(ValueError, match=r"initial_state must be \[B, H, K, V\]"):
+        triton_fw.fast_weight_triton(*inputs, "delta", 1.0, torch.zeros(1, 1, 16, 8, device=DEVICE))
+    if DEVICE == "cpu":
+        monkeypatch.setenv("TRITON_INTERPRET", "0")
+        with pytest.raises(ValueError, match="needs CUDA tensors"):
+            triton_fw.fast_weight_triton(*inputs, "delta", 1.0, None)
+
+
+@gpu_only
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+def test_bf16_is_close_to_fp32(rule):
+    """bf16 inputs are upcast in the kernel: only the rounding of inputs and results separates it from fp32."""
+    inputs, s0 = make_inputs(2, 300, 4, 64, 64, rule, state=True, seed=13)
+    inputs = [x.bfloat16().float() for x in inputs]  # the same values in both runs
+    ref = run(fast_weight_naive, inputs, s0, rule)
+    out = run(triton_fw.fast_weight_triton, inputs, s0, rule, dtype=torch.bfloat16)
+    assert out[0].dtype == torch.bfloat16 and out[1].dtype == torch.float32
+    errors = {name: rms_rel(a, b) for name, a, b in zip(NAMES, out, ref)}
+    assert all(e < 5e-3 for e in errors.values()), errors
+
+
+@gpu_only
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+def test_strong_decay_stays_finite(rule):
+    inputs, s0 = make_inputs(2, 300, 4, 64, 64, rule, state=True, seed=17)
+    inputs[3] = torch.full_like(inputs[3], -5.0)  # every gate e^-5: the state nearly resets each token
+    out = run(triton_fw.fast_weight_triton, inputs, s0, rule)
+    assert all(torch.isfinite(x).all() for x in out)
+    assert_matches_naive(inputs, s0, rule)
+
+
+@gpu_only
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+def test_long_sequence_with_large_heads(rule):
+    """T = 2048 is 32 checkpoints; K = V = 128 gives four 32-column V-blocks per head."""
+    inputs, s0 = make_inputs(2, 2048, 2, 128, 128, rule, state=True, seed=19, low=-1.0)
+    assert_matches_naive(inputs, s0, rule)
