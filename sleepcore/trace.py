@@ -1,0 +1,462 @@
+"""Traces: what a sleep model does on K examples, recorded once and written as a folder (docs/TRACE_SCHEMA.md).
+
+A trace holds the record points the views need (fast-weight state S per window, pass and layer; attention
+probabilities; wake-window logits) in tensors.safetensors, and tidy polars tables: tokens, state norms and their
+change between passes, residual-stream norms, and the anytime readout (the answer after waking at pass n).
+Writing is atomic per file with meta.json last, holding every other file's sha256; loading checks them all.
+
+Letters as in sleepcore/model.py: K examples (the batch) · H heads · L window · N passes · T sequence length.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from sleepcore.checkpoint import atomic_write, load_checkpoint, resolve, write_json
+from sleepcore.data import collate
+from sleepcore.recorder import Recorder
+from sleepcore.tasks import Example, Task, get_task, split_of
+
+FORMAT = 1
+META = "meta.json"
+TENSORS = "tensors.safetensors"
+TABLES = ("tokens", "state", "hidden", "anytime")
+# What goes into tensors.safetensors by default: what the views read. Per-layer hidden states are recorded too,
+# always, but only their norms are kept (hidden.parquet); storing them would multiply the size by D / L.
+DEFAULT_POINTS = ("*/fw.state", "*/attn.probs", "window.*/logits")
+_TABLE_POINTS = ("*/fw.state", "*/hidden")  # recorded whatever `include` says: the tables are built from them
+_PARQUET = dict(compression="zstd", compression_level=3, statistics=True, row_group_size=1 << 20)
+
+I32, F64, STR, BOOL = pl.Int32, pl.Float64, pl.String, pl.Boolean
+SCHEMAS: dict[str, dict[str, pl.DataType]] = {
+    "tokens": {
+        "example": I32,
+        "position": I32,
+        "window": I32,
+        "kind": STR,
+        "token_id": I32,
+        "token": STR,
+        "scored": BOOL,
+        "target": I32,
+        "target_token": STR,
+        "depth": I32,
+    },
+    "state": {
+        "example": I32,
+        "window": I32,
+        "pass": I32,
+        "layer": I32,
+        "head": I32,
+        "norm": F64,
+        "delta": F64,
+        "rel_delta": F64,
+    },
+    "hidden": {"example": I32, "window": I32, "pass": I32, "layer": I32, "position": I32, "norm": F64},
+    "anytime": {
+        "example": I32,
+        "position": I32,
+        "depth": I32,
+        "n": I32,
+        "target": I32,
+        "target_token": STR,
+        "predicted": I32,
+        "predicted_token": STR,
+        "p_target": F64,
+        "p_predicted": F64,
+        "correct": BOOL,
+    },
+}
+KEYS = {
+    "tokens": ["example", "position"],
+    "state": ["example", "window", "pass", "layer", "head"],
+    "hidden": ["example", "window", "pass", "layer", "position"],
+    "anytime": ["example", "position", "n"],
+}
+
+
+class TraceError(ValueError):
+    """A trace folder that cannot be used, with a message naming the file and what is wrong with it."""
+
+
+@dataclass
+class Trace:
+    meta: dict
+    tensors: dict[str, torch.Tensor]  # record point name -> float32 CPU tensor, batch dimension = the K examples
+    tables: dict[str, pl.DataFrame]  # tokens, state, hidden, anytime
+
+    def tensor(self, name: str) -> torch.Tensor:
+        if name not in self.tensors:
+            raise KeyError(f"{name!r} is not in this trace; it holds {len(self.tensors)} tensors, e.g. {self._some()}")
+        return self.tensors[name]
+
+    def state(self, window: int, pass_: int, layer: int) -> torch.Tensor:
+        """Fast-weight state S after pass `pass_` of `window` in fast-weight layer `layer`: [K, H, K, V]."""
+        return self.tensor(f"window.{window}/pass.{pass_}/layer.{layer}/fw.state")
+
+    def attn(self, window: int, pass_: int, layer: int) -> torch.Tensor:
+        """Attention probabilities of attention layer `layer`: [K, H, L, L] (query, key)."""
+        return self.tensor(f"window.{window}/pass.{pass_}/layer.{layer}/attn.probs")
+
+    def logits(self, window: int) -> torch.Tensor:
+        """Logits of a wake window: [K, L, vocab]."""
+        return self.tensor(f"window.{window}/logits")
+
+    @property
+    def anytime(self) -> pl.DataFrame:
+        return self.tables["anytime"]
+
+    def _some(self) -> str:
+        return ", ".join(sorted(self.tensors)[:3])
+
+
+# --- recording ------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def record_trace(
+    model,
+    info: dict,
+    examples: list[Example],
+    *,
+    checkpoint: str,
+    seed: int,
+    passes: int | None = None,
+    anytime: bool = True,
+    include: tuple[str, ...] = DEFAULT_POINTS,
+    checkpoint_sha256: str | None = None,
+    example_seeds: list[int] | None = None,
+) -> Trace:
+    """Run `model` over `examples` (one batch; they share a length) with a Recorder, and build the trace.
+
+    N = `passes` or the trained N. The recorded run uses N passes; with `anytime`, the model runs again at every
+    n = 1..N−1 for the anytime readout. `include` (glob patterns over record point names) picks what is kept in
+    `tensors`; the tables are built whatever it says.
+    """
+    if not examples:
+        raise ValueError("a trace needs at least one example")
+    N = info["sleep"]["passes"] if passes is None else passes
+    if N < 1:
+        raise ValueError(f"passes (N) must be >= 1; got {N}")
+    task = get_task(info["task"]["name"], **info["task"]["params"])
+    model.eval()
+    batch = collate(examples, next(model.parameters()).device)
+    record, logits = _run(model, batch, N, tuple(include), anytime)
+    windows = _windows(model, batch["loss_mask"])
+    meta = {
+        "format": FORMAT,
+        "checkpoint": checkpoint,
+        "checkpoint_sha256": checkpoint_sha256,
+        "task": {"name": info["task"]["name"], "params": dict(info["task"]["params"])},
+        "seed": seed,
+        "examples": len(examples),
+        "example_seeds": example_seeds,
+        "split": _split(task, examples),
+        "passes": N,
+        "trained_passes": info["sleep"]["passes"],
+        "window": windows[0]["end"] - windows[0]["start"],
+        "layers": model.cfg.mixers,
+        "windows": windows,
+        "code_version": _code_version(),
+    }
+    tables = {
+        "tokens": tokens_table(examples, windows, task),
+        "state": state_table(record, windows, meta["layers"], N),
+        "hidden": hidden_table(record, windows),
+        "anytime": anytime_table(examples, batch["loss_mask"], logits, task),
+    }
+    kept = {k: v for k, v in sorted(record.items()) if any(fnmatch.fnmatchcase(k, p) for p in include)}
+    return Trace(meta, kept, tables)
+
+
+def _run(
+    model, batch: dict[str, torch.Tensor], N: int, include: tuple[str, ...], anytime: bool
+) -> tuple[dict[str, torch.Tensor], dict[int, torch.Tensor]]:
+    """The recorded run at N passes (float32 CPU record points), and logits {n: [K, T, vocab]} for the readout."""
+    rec = Recorder(include + _TABLE_POINTS)
+    out = model(batch["tokens"], batch["loss_mask"], passes=N, rec=rec)
+    logits = {N: out.logits}
+    for n in range(1, N if anytime else 1):
+        logits[n] = model(batch["tokens"], batch["loss_mask"], passes=n).logits
+    return {k: v.float().contiguous() for k, v in rec.store.items()}, logits
+
+
+def _windows(model, loss_mask: torch.Tensor) -> list[dict]:
+    """The windows as the model cuts them; a window is wake when any example scores a position in it (as in forward)."""
+    return [
+        {"index": w, "start": s, "end": e, "kind": "wake" if bool(loss_mask[:, s:e].any()) else "context"}
+        for w, (s, e) in enumerate(model.windows(loss_mask.shape[1]))
+    ]
+
+
+def _passes(window: dict, N: int) -> int:
+    return N if window["kind"] == "context" else 1
+
+
+def _split(task: Task, examples: list[Example]) -> str:
+    splits = {split_of(task.key(ex.meta)) for ex in examples}
+    return splits.pop() if len(splits) == 1 else "mixed"
+
+
+def _code_version() -> str:
+    from sleepcore.train import code_version  # train pulls in the optimiser and tqdm; only needed here
+
+    return code_version()
+
+
+# --- tables ---------------------------------------------------------------------------------------------------
+
+
+def _frame(name: str, columns: dict[str, list]) -> pl.DataFrame:
+    return pl.DataFrame(columns, schema=SCHEMAS[name]).sort(KEYS[name])
+
+
+def tokens_table(examples: list[Example], windows: list[dict], task: Task) -> pl.DataFrame:
+    """One row per (example, position)."""
+    cols: dict[str, list] = {c: [] for c in SCHEMAS["tokens"]}
+    where = [(w["index"], w["kind"]) for w in windows for _ in range(w["start"], w["end"])]
+    for i, ex in enumerate(examples):
+        depths = iter(ex.depth)  # one depth per scored position, in order
+        for t, (tok, tgt, scored) in enumerate(zip(ex.tokens, ex.targets, ex.loss_mask)):
+            row = {
+                "example": i,
+                "position": t,
+                "window": where[t][0],
+                "kind": where[t][1],
+                "token_id": tok,
+                "token": task.vocab.tokens[tok],
+                "scored": scored,
+                "target": tgt if scored else -1,
+                "target_token": task.vocab.tokens[tgt] if scored else None,
+                "depth": next(depths) if scored else -1,
+            }
+            for c, v in row.items():
+                cols[c].append(v)
+    return _frame("tokens", cols)
+
+
+def _grid(*sizes: int) -> list[torch.Tensor]:
+    """Flattened index columns of a row-major grid of the given sizes."""
+    return [g.reshape(-1) for g in torch.meshgrid(*(torch.arange(s) for s in sizes), indexing="ij")]
+
+
+def _block(name: str, columns: dict[str, int | str | list | torch.Tensor]) -> pl.DataFrame:
+    """A table block from per-row columns (tensors or lists) and constants (broadcast), all of one length."""
+    rows = {k: v.reshape(-1).tolist() if isinstance(v, torch.Tensor) else v for k, v in columns.items()}
+    n = max(len(v) for v in rows.values() if isinstance(v, list))
+    rows = {k: v if isinstance(v, list) else [v] * n for k, v in rows.items()}
+    return pl.DataFrame(rows, schema={c: SCHEMAS[name][c] for c in rows})
+
+
+def state_table(record: dict[str, torch.Tensor], windows: list[dict], layers: list[str], N: int) -> pl.DataFrame:
+    """One row per (example, window, pass, layer, head) of fast-weight layers.
+
+    delta at pass p is ‖S_p − S_{p−1}‖ with S_0 the state entering the window: zeros before the first window,
+    else the previous window's last-pass state, so pass 1 of a window shows what that window wrote.
+    """
+    blocks = []
+    for layer in (i for i, m in enumerate(layers) if m == "fw"):
+        prev = None
+        for w in windows:
+            for p in range(1, _passes(w, N) + 1):
+                S = record[f"window.{w['index']}/pass.{p}/layer.{layer}/fw.state"].double()  # [K, H, K, V]
+                before = torch.zeros_like(S) if prev is None else prev
+                norm = torch.linalg.norm(S, dim=(-2, -1))  # [K, H]
+                delta = torch.linalg.norm(S - before, dim=(-2, -1))
+                ex, head = _grid(*norm.shape)
+                cols = {"example": ex, "window": w["index"], "pass": p, "layer": layer, "head": head, "norm": norm}
+                cols |= {"delta": delta, "rel_delta": delta / norm.clamp_min(1e-12)}
+                blocks.append(_block("state", cols))
+                prev = S
+    return _concat("state", blocks)
+
+
+def hidden_table(record: dict[str, torch.Tensor], windows: list[dict]) -> pl.DataFrame:
+    """One row per (example, window, pass, layer, position): the residual stream's norm after the block."""
+    pattern = re.compile(r"window\.(\d+)/pass\.(\d+)/layer\.(\d+)/hidden")
+    blocks = []
+    for name, h in record.items():
+        m = pattern.fullmatch(name)
+        if m is None:
+            continue
+        w, p, layer = map(int, m.groups())
+        norm = torch.linalg.norm(h.double(), dim=-1)  # [K, L]
+        ex, pos = _grid(*norm.shape)
+        cols = {"example": ex, "window": w, "pass": p, "layer": layer, "position": pos + windows[w]["start"]}
+        blocks.append(_block("hidden", cols | {"norm": norm}))
+    return _concat("hidden", blocks)
+
+
+def anytime_table(
+    examples: list[Example], loss_mask: torch.Tensor, logits: dict[int, torch.Tensor], task: Task
+) -> pl.DataFrame:
+    """One row per (example, scored position, n): the answer the model gives if it wakes after n passes.
+
+    loss_mask [K, T]; logits {n: [K, T, vocab]}.
+    """
+    b, t = loss_mask.cpu().nonzero(as_tuple=True)  # row-major: by example, then position
+    targets = torch.tensor([ex.targets for ex in examples])[b, t]
+    depth = torch.tensor([d for ex in examples for d in ex.depth])  # scored order per example = row-major order
+    words = task.vocab.tokens
+    target_tokens = [words[i] for i in targets.tolist()]
+    blocks = []
+    for n, lg in sorted(logits.items()):
+        scored = lg.detach().cpu()[b, t]  # [scored, vocab]
+        pred = scored.argmax(-1)  # from the logits themselves, exactly as the model's own prediction
+        probs = scored.double().softmax(-1)
+        cols = {"example": b, "position": t, "depth": depth, "n": n, "target": targets, "target_token": target_tokens}
+        cols |= {
+            "predicted": pred,
+            "predicted_token": [words[i] for i in pred.tolist()],
+            "p_target": probs.gather(-1, targets[:, None])[:, 0],
+            "p_predicted": probs.gather(-1, pred[:, None])[:, 0],
+            "correct": pred == targets,
+        }
+        blocks.append(_block("anytime", cols))
+    return _concat("anytime", blocks)
+
+
+def _concat(name: str, blocks: list[pl.DataFrame]) -> pl.DataFrame:
+    if not blocks:
+        return pl.DataFrame(schema=SCHEMAS[name])
+    return pl.concat(blocks).select(list(SCHEMAS[name])).sort(KEYS[name])
+
+
+# --- files ----------------------------------------------------------------------------------------------------
+
+
+def write_trace(trace: Trace, out_dir: str | Path) -> dict:
+    """Write the trace folder; returns the meta.json written (with `files`: {name: sha256}).
+
+    Every file goes through a temporary file and a rename. meta.json is removed first and written last, so a
+    folder whose writing was cut short has no meta.json and cannot be mistaken for a trace.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TraceError(f"cannot write a trace to {out}: it is a file, not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / META).unlink(missing_ok=True)
+    payloads = {TENSORS: save_safetensors(trace.tensors)}
+    for name in TABLES:
+        payloads[f"{name}.parquet"] = _parquet_bytes(trace.tables[name])
+    for name, data in payloads.items():
+        atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+    meta = {**trace.meta, "files": {name: _sha256(data) for name, data in payloads.items()}}
+    write_json(out / META, meta)
+    return meta
+
+
+def _parquet_bytes(df: pl.DataFrame) -> bytes:
+    # Serialised in memory with fixed options so the bytes are a function of the table alone (no paths, no times).
+    buf = io.BytesIO()
+    df.write_parquet(buf, **_PARQUET)
+    return buf.getvalue()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_trace(trace_dir: str | Path) -> Trace:
+    """Read a trace folder, checking meta.json and every file's sha256; TraceError naming the file otherwise."""
+    folder = Path(trace_dir)
+    meta = _read_meta(folder)
+    data = {name: _read_checked(folder, name, digest) for name, digest in meta["files"].items()}
+    try:
+        tensors = dict(sorted(load_safetensors(data[TENSORS]).items()))
+    except (SafetensorError, ValueError) as e:
+        raise TraceError(f"{folder / TENSORS} is unreadable as safetensors: {e}") from None
+    tables = {}
+    for name in TABLES:
+        try:
+            tables[name] = pl.read_parquet(io.BytesIO(data[f"{name}.parquet"]))
+        except Exception as e:  # polars raises several error types for a bad file; all mean the same here
+            raise TraceError(f"{folder / name}.parquet is unreadable as Parquet: {e}") from None
+    return Trace(meta, tensors, tables)
+
+
+def _read_meta(folder: Path) -> dict:
+    path = folder / META
+    if not folder.is_dir():
+        raise TraceError(f"no trace at {folder}: not a folder")
+    if not path.is_file():
+        raise TraceError(f"{path} is missing: {folder} is not a trace folder (or its writing was cut short)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TraceError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise TraceError(f"{path} is not a trace meta.json of format {FORMAT} (format: {got!r})")
+    files = meta.get("files")
+    if not isinstance(files, dict) or not all(isinstance(d, str) for d in files.values()):
+        raise TraceError(f"{path} has no valid 'files' entry ({{file name: sha256}})")
+    needed = [TENSORS] + [f"{t}.parquet" for t in TABLES]
+    unlisted = [n for n in needed if n not in files]
+    if unlisted:
+        raise TraceError(f"{path} does not list {', '.join(unlisted)}")
+    odd = [n for n in files if Path(n).name != n or n in (".", "..")]
+    if odd:
+        raise TraceError(f"{path} lists files outside the trace folder: {odd}")
+    return meta
+
+
+def _read_checked(folder: Path, name: str, digest: str) -> bytes:
+    path = folder / name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TraceError(f"{path} is missing (listed in meta.json)") from None
+    except OSError as e:
+        raise TraceError(f"{path} is unreadable: {e}") from None
+    if _sha256(data) != digest:
+        raise TraceError(f"{path} has been changed: its sha256 does not match meta.json (hash mismatch)")
+    return data
+
+
+# --- from a checkpoint ----------------------------------------------------------------------------------------
+
+
+def example_seeds(seed: int, k: int) -> list[int]:
+    """The sampling seed of each of the k examples of a trace with this seed."""
+    return [seed * 1_000_003 + i for i in range(k)]
+
+
+def sample_examples(task: Task, k: int, seed: int) -> list[Example]:
+    """k test-split examples spread over the task's depths: example i at depth depths[i % len(depths)]."""
+    return [
+        task.sample(1, seed=s, split="test", depth=task.depths[i % len(task.depths)])[0]
+        for i, s in enumerate(example_seeds(seed, k))
+    ]
+
+
+def trace_checkpoint(name_or_path: str | Path, examples: int = 8, seed: int = 0, passes: int | None = None) -> Trace:
+    """Load a checkpoint (folder or shipped name), sample `examples` test examples from `seed`, and record a trace."""
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"examples must be a positive integer; got {examples!r}")
+    if passes is not None and passes < 1:
+        raise ValueError(f"passes (N) must be >= 1; got {passes}")
+    folder = resolve(name_or_path)
+    model, info = load_checkpoint(folder)
+    task = get_task(info["task"]["name"], **info["task"]["params"])
+    return record_trace(
+        model,
+        info,
+        sample_examples(task, examples, seed),
+        checkpoint=folder.name,
+        seed=seed,
+        passes=passes,
+        checkpoint_sha256=hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest(),
+        example_seeds=example_seeds(seed, examples),
+    )
