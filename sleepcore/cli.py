@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -17,7 +18,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     _eval_parser(sub)
+    _trace_parser(sub)
+    _bench_parser(sub)
     sub.add_parser("presets", help="list the presets").set_defaults(func=_presets)
+    _ship_parser(sub)
     for ep in entry_points(group="sleepcore.commands"):
         ep.load()(sub)
     args = parser.parse_args(argv)
@@ -41,6 +45,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--data-seed", type=int, help="data order seed")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (docs/SCALING.md)")
     p.set_defaults(func=_train)
 
 
@@ -50,6 +55,8 @@ def _train(args) -> int:
 
     if args.passes < 1:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1; got {args.nproc}")
     configs = build(
         args.preset,
         args.passes,
@@ -59,6 +66,10 @@ def _train(args) -> int:
         data_seed=args.data_seed,
         threads=args.threads,
     )
+    if args.nproc > 1:  # every worker runs this command without --nproc, as one rank of the group
+        from sleepcore.train import launch
+
+        return launch(args.nproc, _worker_argv(args))
     extra = {
         "preset": args.preset,
         "variant": args.variant,
@@ -80,6 +91,15 @@ def _reproducible_argv(args) -> list[str]:
         if value is not None:
             out += [flag, str(value)]
     return out + ["--out", str(args.out)]
+
+
+def _worker_argv(args) -> list[str]:
+    """The arguments of `python -m sleepcore.train` for each torchrun worker: this command's, less --nproc."""
+    out = _reproducible_argv(args)[1:]
+    for flag, value in (("--stop-after", args.stop_after), ("--threads", args.threads)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out + [flag for flag, on in (("--resume", args.resume), ("--no-progress", args.no_progress)) if on]
 
 
 def _eval_parser(sub) -> None:
@@ -117,6 +137,48 @@ def _eval(args) -> int:
     return 0
 
 
+def _trace_parser(sub) -> None:
+    p = sub.add_parser("trace", help="record a trace (states, attention, anytime readout) of K held-out examples")
+    p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
+    p.add_argument("--examples", "-K", type=int, default=8, help="held-out examples, spread over the task's depths")
+    p.add_argument("--seed", type=int, default=0, help="seed the examples are sampled from")
+    p.add_argument("--passes", "-N", type=int, help="N at test time (default: the trained N)")
+    p.add_argument("--out", required=True, help="trace folder to write (docs/TRACE_SCHEMA.md)")
+    p.set_defaults(func=_trace)
+
+
+def _trace(args) -> int:
+    from sleepcore.trace import META, trace_checkpoint, write_trace
+
+    t0 = time.perf_counter()
+    trace = trace_checkpoint(args.checkpoint, args.examples, args.seed, args.passes)
+    m = write_trace(trace, args.out)
+    out = Path(args.out)
+    print(f"trace of {args.checkpoint}: {m['examples']} examples, N={m['passes']}, {len(m['windows'])} windows")
+    total = 0
+    for name in [*m["files"], META]:
+        size = (out / name).stat().st_size
+        total += size
+        print(f"  {out / name}  {size / 1024:,.1f} KiB")
+    print(f"wrote {total / 1024:,.1f} KiB in {time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def _bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks: wake latency against context length; training throughput")
+    p.add_argument("which", choices=("latency", "train"), help="latency: decoding and sleep; train: tokens/s")
+    p.add_argument("--out", default="bench", help="folder for the CSV tables (and latency.html)")
+    p.add_argument("--quick", action="store_true", help="tiny settings and few repeats: a smoke run")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args) -> int:
+    from sleepcore.bench import run
+
+    return run(args.which, Path(args.out), quick=args.quick, threads=args.threads)
+
+
 def format_eval(res: dict, title: str = "") -> str:
     lines = [title, f"{'depth':>5}  {'answer acc [95% CI]':<24} {'n':>6}  {'exact [95% CI]':<24} {'n':>5}"]
     exact = res.get("exact", {})
@@ -128,6 +190,20 @@ def format_eval(res: dict, title: str = "") -> str:
             f"{e['n'] if e else '':>5}"
         )
     return "\n".join(lines)
+
+
+def _ship_parser(sub) -> None:
+    p = sub.add_parser("ship", help="copy a finished run into checkpoints/NAME and write its model card")
+    p.add_argument("run", help="a training output folder")
+    p.add_argument("--name", required=True, help="the checkpoint's name under checkpoints/")
+    p.set_defaults(func=_ship)
+
+
+def _ship(args) -> int:
+    from sleepcore.cards import ship
+
+    print(f"shipped {args.run} to {ship(args.run, args.name)}")
+    return 0
 
 
 def _presets(args) -> int:

@@ -2,19 +2,29 @@
 
 Batch s is drawn from seed (data_seed, s) and the curriculum depends on s alone, so models that differ only in N
 see identical data in identical order, and a resumed run continues to exactly the weights of an unbroken one.
+
+Data parallel (docs/SCALING.md): under torchrun (WORLD_SIZE > 1) every rank builds the same global batch s and
+trains on its strided shard, examples rank::world; the loss is scaled so that DDP's averaged gradient is the
+gradient of the global batch's mean loss. Rank 0 alone evaluates and writes; a checkpoint holds nothing per rank,
+so it resumes under any number of processes.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from sleepcore.checkpoint import (
@@ -74,6 +84,51 @@ def loss_and_accuracy(model, batch) -> tuple[torch.Tensor, float]:
     return F.cross_entropy(scored, targets), acc
 
 
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a data-parallel group."""
+
+    rank: int
+    world: int
+    local_rank: int
+
+
+def init_distributed() -> Ranks | None:
+    """Join the group torchrun describes (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR/PORT); None for one process.
+
+    gloo on the CPU, nccl on GPUs (one per LOCAL_RANK). The group is started once and left open, so that several
+    train() calls in one process share it (starting it again after destroying it can hang under torchrun);
+    `main` closes it.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Ranks(dist.get_rank(), dist.get_world_size(), local)
+
+
+def sharded_loss_and_accuracy(model, batch, world: int) -> tuple[torch.Tensor, float, float]:
+    """(loss to backpropagate, global mean loss, global accuracy) for this rank's shard of the global batch.
+
+    The loss is (sum of CE over local scored positions) · world / (scored positions in the global batch): DDP
+    averages gradients over ranks, so the result is the gradient of the global batch's mean CE, however the
+    scored positions fall across shards. Every task has a fixed layout, so each shard sleeps on the same windows
+    as the whole batch would.
+    """
+    logits = model(batch["tokens"], batch["loss_mask"]).logits
+    mask = batch["loss_mask"]
+    scored, targets = logits[mask], batch["targets"][mask]
+    ce = F.cross_entropy(scored, targets, reduction="sum")
+    correct = (scored.argmax(-1) == targets).sum().to(ce.dtype)
+    stats = torch.stack([ce.detach(), correct, ce.new_tensor(float(targets.numel()))])  # summed over ranks below
+    dist.all_reduce(stats)
+    total, right, count = stats.tolist()
+    return ce * world / count, total / count, right / count
+
+
 def code_version() -> str:
     root = Path(__file__).resolve().parent.parent
     try:
@@ -114,7 +169,13 @@ def train(
     """Train into folder `out` and return its config.json contents. stop_after ends early (as a kill would)."""
     out = Path(out)
     torch.set_num_threads(cfg.threads)
+    ranks = init_distributed()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if ranks is not None and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+    if ranks is not None and cfg.batch_size < ranks.world:
+        raise ValueError(f"batch_size={cfg.batch_size} is smaller than the {ranks.world} processes sharing it")
+    lead = ranks is None or ranks.rank == 0  # the one process that evaluates, logs and writes
     task = get_task(task_cfg.name, **task_cfg.params)
     torch.manual_seed(cfg.seed)
     model = SleepModel(model_cfg, sleep_cfg).to(device)
@@ -124,44 +185,56 @@ def train(
         start, history, wall, tokens_seen = _restore(out, model, opt, (model_cfg, sleep_cfg, task_cfg, cfg), device)
     elif resume:
         raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
+    if ranks is None:
+        net = model
+    else:  # some parameters sit out every step (between_norm at N = 1; pass parameters in attn-only): find them
+        ids = [device.index] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
     eval_examples = sample_eval(task, max(1, cfg.eval_examples // len(task.depths)), EVAL_SEED)
     info = {}
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not progress, dynamic_ncols=True, desc=f"N={sleep_cfg.passes}")
+    show = progress and lead
+    bar = tqdm(total=cfg.steps, initial=start, disable=not show, dynamic_ncols=True, desc=f"N={sleep_cfg.passes}")
     t0 = time.perf_counter() - wall
     for step in range(start, end):
         model.train()
-        batch = collate(batch_at(step, cfg, task), device)
+        examples = batch_at(step, cfg, task)  # the global batch; a rank keeps its shard
+        batch = collate(examples if ranks is None else examples[ranks.rank :: ranks.world], device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
-        loss, acc = loss_and_accuracy(model, batch)
+        if ranks is None:
+            loss, acc = loss_and_accuracy(net, batch)
+            shown = loss.item()
+        else:
+            loss, shown, acc = sharded_loss_and_accuracy(net, batch, ranks.world)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
-        tokens_seen += batch["tokens"].numel()
+        tokens_seen += len(examples) * batch["tokens"].shape[1]
         done = step + 1
         elapsed = time.perf_counter() - t0
         bar.update(1)
         bar.set_postfix(
-            loss=f"{loss.item():.3f}",
+            loss=f"{shown:.3f}",
             acc=f"{acc:.3f}",
             depth=curriculum_depth(step, cfg, task),
             tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}",
         )
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        evaluating, saving = done % cfg.eval_every == 0 or done == cfg.steps, done % cfg.save_every == 0 or done == end
+        if evaluating and lead:
             res = evaluate(model, task, eval_examples)
             history.append(
                 {
                     "step": done,
-                    "loss": round(loss.item(), 5),
+                    "loss": round(shown, 5),
                     "train_acc": round(acc, 4),
                     "eval": {d: round(c["acc"], 4) for d, c in res.as_dict()["answers"].items()},
                     "wall_s": round(elapsed, 1),
                 }
             )
             bar.write(json.dumps(history[-1]))
-        if done % cfg.save_every == 0 or done == end:
+        if saving and lead:
             info = _save(
                 out,
                 model,
@@ -174,9 +247,12 @@ def train(
                 device,
                 extra,
                 final=False,
+                world=1 if ranks is None else ranks.world,
             )
+        if ranks is not None and (evaluating or saving):
+            dist.barrier()  # the other ranks wait while rank 0 evaluates and writes
     bar.close()
-    if end == cfg.steps:  # finished: the full held-out evaluation goes into config.json
+    if end == cfg.steps and lead:  # finished: the full held-out evaluation goes into config.json
         result = evaluate(model, task, sample_eval(task, eval_per_depth, EVAL_SEED))
         info = _save(
             out,
@@ -192,12 +268,28 @@ def train(
             final=True,
             result=result.as_dict(),
             eval_per_depth=eval_per_depth,
+            world=1 if ranks is None else ranks.world,
         )
+    if ranks is not None:
+        dist.barrier()  # nobody returns before the checkpoint is complete
     return info
 
 
 def _save(
-    out, model, opt, configs, step, history, wall, tokens, device, extra, final, result=None, eval_per_depth=None
+    out,
+    model,
+    opt,
+    configs,
+    step,
+    history,
+    wall,
+    tokens,
+    device,
+    extra,
+    final,
+    result=None,
+    eval_per_depth=None,
+    world: int = 1,
 ) -> dict:
     save_tensors(out / "model.safetensors", model.state_dict())
     groups = save_optimizer(out / "optimizer.safetensors", opt)
@@ -210,7 +302,7 @@ def _save(
         training={
             "tokens": tokens,
             "wall_time_s": round(wall, 1),
-            "hardware": hardware(device),
+            "hardware": hardware(device) + (f" × {world} processes" if world > 1 else ""),
             "code_version": code_version(),
             "torch": torch.__version__,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -241,3 +333,24 @@ def _restore(out, model, opt, configs, device):
     trainer = json.loads((out / "trainer.json").read_text())
     load_optimizer(out / "optimizer.safetensors", opt, trainer["param_groups"])
     return trainer["step"], trainer["history"], trainer["wall_s"], trainer["tokens"]
+
+
+def launch(nproc: int, args: list[str]) -> int:
+    """Run `python -m sleepcore.train ARGS` in nproc processes on this machine through torchrun; its exit status."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    return subprocess.run([*cmd, "-m", "sleepcore.train", *args], check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sleepcore.train ARGS` is `sleepcore train ARGS`: the entry point torchrun starts on every rank."""
+    from sleepcore.cli import main as cli_main
+
+    try:
+        return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

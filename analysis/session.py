@@ -1,0 +1,169 @@
+"""What the app asks of the model, in one place: checkpoints by name, examples (seeded or typed), traces.
+
+The app caches these calls; it never runs a model any other way. Checkpoints are chosen by name from a root
+folder (default: the repository's checkpoints/, or $SLEEPCORE_CHECKPOINTS), never by a path from the URL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from sleepcore.checkpoint import CHECKPOINT_ROOT, available, load_checkpoint, read_info
+from sleepcore.tasks import Example, Task, get_task
+from sleepcore.trace import Trace, record_trace
+
+
+def checkpoint_root() -> Path:
+    return Path(os.environ.get("SLEEPCORE_CHECKPOINTS", CHECKPOINT_ROOT))
+
+
+def checkpoint_names() -> list[str]:
+    return available(checkpoint_root())
+
+
+def _folder(name: str) -> Path:
+    names = checkpoint_names()
+    if name not in names:
+        raise ValueError(f"unknown checkpoint {name!r}; known: {', '.join(names) or 'none'}")
+    return checkpoint_root() / name
+
+
+def checkpoint_info(name: str) -> dict:
+    return read_info(_folder(name))
+
+
+def model_card(name: str) -> str:
+    card = _folder(name) / "README.md"
+    return card.read_text() if card.is_file() else f"*{name} has no model card (README.md).*"
+
+
+@dataclass
+class Loaded:
+    name: str
+    model: object
+    info: dict
+    task: Task
+    sha256: str
+
+
+def load(name: str) -> Loaded:
+    folder = _folder(name)
+    model, info = load_checkpoint(folder)
+    task = get_task(info["task"]["name"], **info["task"]["params"])
+    sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    return Loaded(name, model, info, task, sha)
+
+
+def seeded_example(task: Task, depth: int, seed: int) -> Example:
+    """A held-out example at this depth; the same (depth, seed) always gives the same example."""
+    if depth not in task.depths:
+        raise ValueError(f"depth {depth} is not one of this task's depths {list(task.depths)}")
+    return task.sample(1, seed=seed, split="test", depth=depth)[0]
+
+
+def custom_example(task: Task, text: str) -> Example:
+    """An example typed as the task's readable text. ValueError says what is wrong and what is valid."""
+    if not text.strip():
+        raise ValueError(f"the example is empty; write {task.seq_len} tokens separated by spaces")
+    return task.parse(text)
+
+
+def trace_example(loaded: Loaded, example: Example, passes: int | None = None) -> Trace:
+    """Record one example: every window, pass and layer, plus the anytime readout for n = 1..N."""
+    return record_trace(
+        loaded.model,
+        loaded.info,
+        [example],
+        checkpoint=loaded.name,
+        seed=0,
+        passes=passes,
+        checkpoint_sha256=loaded.sha256,
+    )
+
+
+def attributions(loaded: Loaded, example: Example, n: int, positions: list[int] | None = None):
+    """Integrated gradients of the answers w.r.t. the evicted tokens, with sleep truncated at n passes."""
+    from analysis.attribution import attribute
+
+    return attribute(loaded.model, [example], loaded.task, passes=[n], positions=positions)
+
+
+def probes(name: str, examples: int = 256, seeds: tuple[int, ...] = (0,)):
+    """The probes table for a checkpoint: shipped beside it as probes.parquet, or computed now."""
+    import polars as pl
+
+    from analysis.probes import probe_checkpoint
+
+    shipped = _folder(name) / "probes.parquet"
+    if shipped.is_file():
+        return pl.read_parquet(shipped)
+    return probe_checkpoint(_folder(name), examples=examples, seeds=seeds, progress=False)
+
+
+def shipped_probes(name: str):
+    import polars as pl
+
+    shipped = _folder(name) / "probes.parquet"
+    return pl.read_parquet(shipped) if shipped.is_file() else None
+
+
+def sleep_curve(probes):
+    """The trained model's probe rows at every pass: its "pass1" rows and its "trained" rows (passes 2..N)."""
+    import polars as pl
+
+    return probes.filter(pl.col("baseline").is_in(["pass1", "trained"])).with_columns(baseline=pl.lit("trained"))
+
+
+def query_fact(
+    loaded: Loaded, example: Example, layer: int, pass_: int, fact_depth: int, examples: int = 256, window: int = -1
+):
+    """Ask the fast weights one fact type of `example`: fit a probe for (layer, pass, fact_depth) on held-out
+    examples, then read every item of that fact off the example's own state.
+
+    Returns a polars frame: item (what is asked), truth, probe (its answer), right.
+    """
+    import polars as pl
+    import torch
+
+    from analysis.probes import (
+        DATA_SEED,
+        context_window,
+        features,
+        fit_linear_probe,
+        record_states,
+        task_facts,
+        token_queries,
+    )
+
+    task, model = loaded.task, loaded.model
+    w = context_window(task, window)
+    pool = task.sample(examples, seed=DATA_SEED, split="test")
+    facts = [f for f in task_facts(task, pool + [example], fact_depth) if f.depth == fact_depth]
+    if not facts:
+        raise ValueError(f"no fact of depth {fact_depth} for this example and task")
+    f = facts[0]
+    states = record_states(model, pool + [example], w)
+    if (layer, pass_) not in states:
+        raise ValueError(f"layer {layer} pass {pass_} is not recorded; recorded: {sorted(states)}")
+    queries = None if f.token is None else token_queries(model, layer)
+    X = features(states[(layer, pass_)], f, queries)
+    y = torch.as_tensor(f.label)
+    mine = torch.as_tensor(f.example == len(pool))
+    n_classes = int(y.max()) + 1 if y.dim() == 1 else 0
+    probe = fit_linear_probe(X[~mine], y[~mine], n_classes)
+    guess = probe.predict(X[mine])
+    truth = y[mine]
+    if truth.dim() == 2:  # rule110: one row of cells
+        items = [f"cell {i}" for i in range(truth.shape[1])]
+        truth_s, guess_s = [str(int(v)) for v in truth[0]], [str(int(v)) for v in guess[0]]
+    else:
+        names = task.vocab.decode(f.token[mine.numpy()].tolist()) if f.token is not None else [""] * len(truth)
+        items = names
+        decode = (lambda v: task.vocab.tokens[v]) if f.fact == "successor" else str
+        truth_s, guess_s = [decode(int(v)) for v in truth], [decode(int(v)) for v in guess]
+    return pl.DataFrame(
+        {"item": items, "truth": truth_s, "probe": guess_s, "right": [a == b for a, b in zip(truth_s, guess_s)]}
+    )

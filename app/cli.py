@@ -1,0 +1,36 @@
+"""`sleepcore app`: serve the Streamlit app (127.0.0.1 unless asked otherwise)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+MAIN = Path(__file__).resolve().parent / "main.py"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("app", help="serve the explorer app in the browser")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(func=_serve)
+
+
+def _serve(args) -> int:
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(MAIN),
+        "--server.address",
+        args.host,
+        "--server.port",
+        str(args.port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    print(f"sleepcore app: serving on http://{args.host}:{args.port}", flush=True)
+    os.execv(sys.executable, cmd)

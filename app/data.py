@@ -1,0 +1,106 @@
+"""Cached access to checkpoints and traces. Models live in st.cache_resource; traces in st.cache_data with a
+bounded number of entries, so moving a slider reads a cached trace and never re-runs the model."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import session
+from app.state import Shape
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def checkpoint_names() -> list[str]:
+    return session.checkpoint_names()
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def info(name: str) -> dict:
+    return session.checkpoint_info(name)
+
+
+def readable_infos() -> dict[str, dict]:
+    """The config of every checkpoint that can be read; a broken one is left out here (the overview names it)."""
+    infos = {}
+    for name in checkpoint_names():
+        try:
+            infos[name] = info(name)
+        except ValueError:
+            continue
+    return infos
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def card(name: str) -> str:
+    return session.model_card(name)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the checkpoint…")
+def loaded(name: str) -> session.Loaded:
+    return session.load(name)
+
+
+def shape(name: str) -> Shape:
+    ld = loaded(name)
+    mixers = [m.strip() for m in ld.info["model"]["layers"].split(",")]
+    return Shape(
+        depths=tuple(ld.task.depths),
+        context_windows=ld.task.context_windows,
+        passes=ld.info["sleep"]["passes"],
+        fw_layers=tuple(i for i, m in enumerate(mixers) if m == "fw"),
+        heads=ld.info["model"]["fw_heads"],
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def trace(name: str, depth: int, seed: int, custom: str | None = None, passes: int | None = None):
+    """The trace of one example: seeded (depth, seed) or typed (custom text). Raises ValueError for bad text."""
+    example = _example(name, depth, seed, custom)
+    with st.spinner("Recording every window, pass and layer…"):
+        return session.trace_example(loaded(name), example, passes=passes)
+
+
+def render(name: str, depth: int, seed: int, custom: str | None = None) -> str:
+    return loaded(name).task.render(_example(name, depth, seed, custom))
+
+
+def pick_checkpoint(key: str = "ckpt", label: str = "Checkpoint", default: str | None = None, where=st.sidebar) -> str:
+    """A checkpoint chosen by name (from the URL if valid), kept in the URL; stops the page if none exist."""
+    from app.state import choose_checkpoint
+
+    names = checkpoint_names()
+    chosen, messages = choose_checkpoint(st.query_params, names, key, default)
+    for m in messages:
+        st.warning(m)
+    if chosen is None:
+        st.stop()
+    name = where.selectbox(label, names, index=names.index(chosen), key=f"select_{key}")
+    st.query_params[key] = name
+    return name
+
+
+def _example(name: str, depth: int, seed: int, custom: str | None):
+    ld = loaded(name)
+    return (
+        session.custom_example(ld.task, custom) if custom is not None else session.seeded_example(ld.task, depth, seed)
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner="Integrating gradients through sleep…")
+def attributions(name: str, depth: int, seed: int, custom: str | None, n: int, position: int):
+    return session.attributions(loaded(name), _example(name, depth, seed, custom), n, [position])
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def shipped_probes(name: str):
+    return session.shipped_probes(name)
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting linear probes on the fast weights (about a minute)…")
+def probes(name: str, examples: int, seed: int):
+    return session.probes(name, examples=examples, seeds=(seed,))
+
+
+@st.cache_data(max_entries=16, show_spinner="Fitting a probe and reading the example's fast weights…")
+def query_fact(name: str, depth: int, seed: int, custom: str | None, layer: int, pass_: int, fact_depth: int):
+    return session.query_fact(loaded(name), _example(name, depth, seed, custom), layer, pass_, fact_depth)

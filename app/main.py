@@ -1,0 +1,14 @@
+"""Entry point: `streamlit run app/main.py` (or `sleepcore app`, or `make app`)."""
+
+import streamlit as st
+
+st.set_page_config(page_title="sleepcore: models that sleep", page_icon="🌙", layout="wide")
+
+pages = [
+    st.Page("views/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
+    st.Page("views/explorer.py", title="Sleep explorer", icon="🌙", url_path="explorer"),
+    st.Page("views/probes.py", title="Probe lab", icon="🔬", url_path="probes"),
+    st.Page("views/compare.py", title="Compare", icon="⚖️", url_path="compare"),
+    st.Page("views/export.py", title="Export", icon="📤", url_path="export"),
+]
+st.navigation(pages).run()

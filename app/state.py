@@ -1,0 +1,85 @@
+"""The view lives in the URL: checkpoint, depth, example seed, window, pass, layer, head (and a second checkpoint
+to compare). Every parameter is checked against what exists; an unknown value gets a message and a default,
+never a path and never a traceback. Pure Python, so it is tested without a browser."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+MAX_SEED = 10**9
+
+
+@dataclass
+class View:
+    ckpt: str
+    depth: int
+    seed: int = 0
+    window: int = 0
+    pass_: int = 1
+    layer: int = 0
+    head: int = 0
+    cmp: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+    def params(self) -> dict[str, str]:
+        """The query parameters that reopen this view."""
+        d = {k.rstrip("_"): v for k, v in asdict(self).items() if k != "messages" and v is not None}
+        return {k: str(v) for k, v in d.items()}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a checkpoint allows: its depths, windows (context windows are the ones slept on), N, fw layers, heads."""
+
+    depths: tuple[int, ...]
+    context_windows: int
+    passes: int
+    fw_layers: tuple[int, ...]
+    heads: int
+
+
+def choose_checkpoint(
+    params: Mapping[str, str], names: list[str], key: str = "ckpt", default: str | None = None
+) -> tuple[str | None, list[str]]:
+    if not names:
+        return None, ["No checkpoints found under checkpoints/: train one with `sleepcore train` (see the README)."]
+    fallback = default if default in names else names[0]
+    value = params.get(key)
+    if value is None:
+        return fallback, []
+    if value in names:
+        return value, []
+    return fallback, [f"Unknown checkpoint {value!r} in the URL; showing {fallback!r}. Known: {', '.join(names)}."]
+
+
+def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | None = None) -> View:
+    """The view for checkpoint `ckpt`, with every other parameter clamped to what `shape` allows."""
+    messages: list[str] = []
+
+    def integer(key: str, valid: list[int], default: int, what: str) -> int:
+        raw = params.get(key)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = None
+        if value in valid:
+            return value
+        shown = f"{valid[0]}–{valid[-1]}" if len(valid) > 8 else ", ".join(map(str, valid))
+        messages.append(f"{what} {raw!r} does not exist for this checkpoint (valid: {shown}); showing {default}.")
+        return default
+
+    depth = integer("depth", list(shape.depths), shape.depths[len(shape.depths) // 2], "Depth")
+    raw_seed = params.get("seed", "0")
+    # isdecimal, not isdigit: int() rejects digits such as "²"; the length bound keeps int() from raising on huge input.
+    seed = int(raw_seed) if raw_seed.isdecimal() and len(raw_seed) < 20 and int(raw_seed) < MAX_SEED else None
+    if seed is None:
+        messages.append(f"Seed {raw_seed!r} is not a whole number in 0–{MAX_SEED - 1}; showing seed 0.")
+        seed = 0
+    window = integer("window", list(range(shape.context_windows)), shape.context_windows - 1, "Window")
+    pass_ = integer("pass", list(range(1, shape.passes + 1)), shape.passes, "Pass")
+    layer = integer("layer", list(shape.fw_layers), shape.fw_layers[0], "Layer") if shape.fw_layers else 0
+    head = integer("head", list(range(shape.heads)), 0, "Head")
+    return View(ckpt, depth, seed, window, pass_, layer, head, cmp, messages)

@@ -1,0 +1,126 @@
+"""Sleep explorer: step through the context windows and sleep passes of one example and watch the fast-weight
+state take in the window before it is evicted."""
+
+import polars as pl
+import streamlit as st
+
+from analysis.animation import sleep_animation
+from analysis.figures import (
+    anytime_readout,
+    attention_map,
+    attribution_strip,
+    probe_curves,
+    state_change,
+    state_heatmap,
+)
+from app import data, widgets
+from app.state import parse_view
+
+st.title("Sleep explorer")
+name = data.pick_checkpoint()
+try:
+    shape = data.shape(name)
+except ValueError as e:
+    st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
+    st.stop()
+view = parse_view(st.query_params, name, shape)
+for message in view.messages:
+    st.warning(message)
+if not shape.fw_layers:  # attention-only baselines: no state to step through (and no layer to index)
+    st.info(f"{name} has no fast-weight layers: nothing crosses a window boundary, so there is no sleep to explore.")
+    st.stop()
+
+depth, seed, custom = widgets.pick_example(name, view)
+trace = data.trace(name, depth, seed, custom)
+tokens = trace.tables["tokens"]
+N = trace.meta["passes"]
+layers = trace.meta["layers"]
+context = [w["index"] for w in trace.meta["windows"] if w["kind"] == "context"]
+
+c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+window = (
+    c1.select_slider(
+        "Context window", context, value=view.window if view.window in context else context[-1], key="window"
+    )
+    if len(context) > 1
+    else context[0]
+)
+pass_ = c2.slider("Sleep pass", 1, N, view.pass_, key="pass") if N > 1 else 1
+layer = c3.selectbox("Fast-weight layer", shape.fw_layers, index=shape.fw_layers.index(view.layer), key="layer")
+head = c4.selectbox("Head", list(range(shape.heads)), index=view.head, key="head")
+st.query_params.update({"window": str(window), "pass": str(pass_), "layer": str(layer), "head": str(head)})
+
+st.html(widgets.token_strip(tokens, window))
+
+state_tab, attn_tab, wake_tab, attr_tab, probe_tab = st.tabs(
+    ["Fast-weight state", "Attention", "If it woke now", "Attributions", "Probes"]
+)
+
+with state_tab:
+    left, right = st.columns(2)
+    S = trace.state(window, pass_, layer)[0]  # [H, K, V]
+    with left:
+        st.plotly_chart(
+            state_heatmap(S[head : head + 1], title=f"S after window {window}, pass {pass_}"), key="state_heatmap"
+        )
+    with right:
+        prev = trace.state(window, pass_ - 1, layer)[0] if pass_ > 1 else None
+        if prev is not None:
+            st.plotly_chart(
+                state_heatmap((S - prev)[head : head + 1], title=f"Change from pass {pass_ - 1}"), key="state_delta"
+            )
+        else:
+            st.plotly_chart(state_change(trace.tables["state"].filter(pl.col("layer") == layer)), key="state_change")
+    st.plotly_chart(sleep_animation(trace, layer, head, start=(window, pass_)), key="state_animation")
+
+with attn_tab:
+    attn_layers = [i for i, m in enumerate(layers) if m == "attn"]
+    if not attn_layers:
+        st.info("This model has no attention layers.")
+    else:
+        a_layer = st.selectbox("Attention layer", attn_layers, key="attn_layer")
+        start = next(w for w in trace.meta["windows"] if w["index"] == window)
+        words = tokens.filter(pl.col("example") == 0).sort("position")["token"][start["start"] : start["end"]].to_list()
+        st.plotly_chart(
+            attention_map(
+                trace.attn(window, pass_, a_layer)[0], words, title=f"Window {window}, pass {pass_}, layer {a_layer}"
+            ),
+            key="attention",
+        )
+
+with wake_tab:
+    anytime = trace.anytime.filter(pl.col("example") == 0)
+    now = anytime.filter(pl.col("n") == pass_)
+    right_now = int(now["correct"].sum())
+    st.metric(
+        f"Answers right if every context window slept {pass_} pass(es)",
+        f"{right_now} / {now.height}",
+        help="The anytime readout: sleep truncated at this pass on every context window.",
+    )
+    shown = now.sort("position").select(["position", "depth", "target_token", "predicted_token", "p_target", "correct"])
+    st.dataframe(shown, hide_index=True, width="stretch")
+    positions = shown["position"].to_list()
+    pos = st.selectbox("Answer position", positions, key="anytime_position")
+    st.plotly_chart(anytime_readout(anytime, 0, pos), key="anytime")
+
+with attr_tab:
+    st.caption(
+        "Integrated gradients of the answer logit with respect to the evicted tokens' embeddings, through "
+        f"the sleep passes, with sleep truncated at pass {pass_}."
+    )
+    positions = tokens.filter(pl.col("scored") & (pl.col("example") == 0))["position"].to_list()
+    a_pos = st.selectbox("Answer position", positions, key="attr_position")
+    if st.button("Compute attributions", key="attr_go"):
+        st.session_state["attr_for"] = (name, depth, seed, custom, pass_, a_pos)
+    if st.session_state.get("attr_for") == (name, depth, seed, custom, pass_, a_pos):
+        attr = data.attributions(name, depth, seed, custom, pass_, a_pos)
+        st.plotly_chart(attribution_strip(attr, tokens, 0, a_pos, pass_), key="attribution")
+
+with probe_tab:
+    probes = data.shipped_probes(name)
+    if probes is None:
+        st.info("No probe table ships with this checkpoint. The Probe lab page computes one.")
+    else:
+        fig = probe_curves(probes.filter(pl.col("layer") == layer))
+        fig.add_vline(x=pass_, line=dict(dash="dot", width=3), annotation_text=f"pass {pass_}")
+        st.plotly_chart(fig, key="probe_position")

@@ -1,0 +1,100 @@
+"""Export: the figures of the current view in the talk template (SVG, PDF, PNG), and their tables."""
+
+import io
+
+import polars as pl
+import streamlit as st
+
+from analysis import export
+from analysis.animation import sleep_animation
+from analysis.figures import accuracy_vs_passes, anytime_readout, results_table, state_change, state_heatmap
+from app import data, widgets
+from app.state import parse_view
+
+st.title("Export")
+name = data.pick_checkpoint()
+try:
+    shape = data.shape(name)
+except ValueError as e:
+    st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
+    st.stop()
+view = parse_view(st.query_params, name, shape)
+for message in view.messages:
+    st.warning(message)
+depth, seed, custom = widgets.pick_example(name, view)
+trace = data.trace(name, depth, seed, custom)
+
+
+def headline():
+    rows = []
+    for n, info in data.readable_infos().items():
+        if info.get("eval") and info["task"] == data.info(name)["task"]:
+            rows.append(
+                {
+                    "checkpoint": n,
+                    "variant": info.get("variant", "hybrid"),
+                    "task": info["task"]["name"],
+                    "passes": info["sleep"]["passes"],
+                    "answers": info["eval"]["answers"],
+                    "exact": info["eval"].get("exact", {}),
+                }
+            )
+    table = results_table(rows)
+    return accuracy_vs_passes(table), table
+
+
+def state():
+    S = trace.state(view.window, view.pass_, view.layer)[0]
+    return state_heatmap(S, title=f"{name}: S after window {view.window}, pass {view.pass_}"), trace.tables["state"]
+
+
+def change():
+    return state_change(trace.tables["state"]), trace.tables["state"]
+
+
+def wake():
+    first = trace.anytime.filter(pl.col("example") == 0)["position"].min()
+    return anytime_readout(trace.anytime, 0, first), trace.anytime
+
+
+def animation():
+    return sleep_animation(trace, view.layer, view.head), trace.tables["state"]
+
+
+FIGURES = {
+    "Accuracy vs sleep passes (all checkpoints of this task)": headline,
+    "Fast-weight state": state,
+    "State across sleep": change,
+    "Anytime readout": wake,
+    "Sleep animation (first frame in files)": animation,
+}
+# Without fast-weight layers (attention-only baselines) there is no state to draw.
+figures = FIGURES if shape.fw_layers else {k: f for k, f in FIGURES.items() if f not in (state, change, animation)}
+choice = st.selectbox("Figure", list(figures), key="figure")
+fig, table = figures[choice]()
+st.plotly_chart(fig, key="export_preview")
+
+fmt = st.segmented_control("Figure format", ["svg", "pdf", "png"], default="svg", key="fmt")
+stem = f"{name}-{choice.split(' (')[0].lower().replace(' ', '-')}"
+if export.find_browser() is None:
+    st.warning("Figure export needs Chromium (kaleido drives it): `apt-get install chromium`.")
+elif st.button("Render figure", key="render"):
+    with st.spinner(f"Rendering {fmt.upper()} through kaleido…"):
+        try:
+            payload = export.figure_bytes(fig, fmt)
+        except Exception as e:  # kaleido/Chromium failures must not take the page down
+            st.error(f"Export failed: {e}")
+            payload = None
+    if payload:
+        mime = {"svg": "image/svg+xml", "pdf": "application/pdf", "png": "image/png"}[fmt]
+        st.download_button(f"Download {stem}.{fmt}", payload, f"{stem}.{fmt}", mime, key="dl_fig")
+
+st.subheader("Its table")
+st.dataframe(table.head(200), hide_index=True, width="stretch")
+parquet = io.BytesIO()
+table.write_parquet(parquet)
+c1, c2 = st.columns(2)
+c1.download_button(
+    "Download Parquet", parquet.getvalue(), f"{stem}.parquet", "application/octet-stream", key="dl_parquet"
+)
+c2.download_button("Download CSV", table.write_csv().encode(), f"{stem}.csv", "text/csv", key="dl_csv")

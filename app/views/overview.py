@@ -1,0 +1,72 @@
+"""Overview: the shipped checkpoints, their results (accuracy vs N by depth), and their model cards."""
+
+import polars as pl
+import streamlit as st
+
+from analysis.figures import accuracy_vs_passes, results_table
+from app import data
+
+st.title("Language models that sleep")
+st.markdown(
+    "Each model reads its input in windows under **hard KV eviction**: at every window boundary the attention "
+    "cache is cleared and only the fast-weight state *S* crosses. Before a context window is evicted the model "
+    "**sleeps**: *N* offline passes over the window rewrite *S*. The question is whether more sleep lets a model "
+    "answer deeper questions about context it no longer holds."
+)
+
+names = data.checkpoint_names()
+if not names:
+    st.warning(
+        "No checkpoints found under checkpoints/. Train one: `sleepcore train --preset rule110-mini "
+        "--passes 4 --out checkpoints/rule110-mini-n4`."
+    )
+    st.stop()
+
+rows, broken = [], []
+for name in names:
+    try:
+        info = data.info(name)
+    except ValueError as e:
+        broken.append(f"{name}: {e}")
+        continue
+    ev = info.get("eval")
+    if ev:
+        rows.append(
+            {
+                "checkpoint": name,
+                "variant": info.get("variant", "hybrid"),
+                "task": info["task"]["name"],
+                "passes": info["sleep"]["passes"],
+                "trained_passes": info["sleep"]["passes"],
+                "answers": ev["answers"],
+                "exact": ev.get("exact", {}),
+            }
+        )
+for b in broken:
+    st.error(f"Checkpoint skipped: {b}")
+
+table = results_table(rows) if rows else None
+summary = pl.DataFrame(
+    [{"checkpoint": r["checkpoint"], "task": r["task"], "variant": r["variant"], "N": r["passes"]} for r in rows],
+    schema={"checkpoint": pl.String, "task": pl.String, "variant": pl.String, "N": pl.Int64},
+)
+st.dataframe(summary, hide_index=True, width="stretch")
+
+if table is not None:
+    for task in table["task"].unique(maintain_order=True).to_list():
+        st.subheader(f"{task}: accuracy vs sleep passes")
+        sub = table.filter(pl.col("task") == task)
+        metrics = ["answers"] + (["exact"] if sub.filter(pl.col("metric") == "exact").height else [])
+        cols = st.columns(len(metrics))
+        for col, metric in zip(cols, metrics):
+            with col:
+                st.plotly_chart(accuracy_vs_passes(sub, metric=metric), key=f"acc_{task}_{metric}")
+        st.caption(
+            "From each checkpoint's config.json (held-out examples, 95% Wilson intervals). "
+            "`sleepcore eval --all --markdown checkpoints/RESULTS.md` recomputes them."
+        )
+
+st.subheader("Model cards")
+for name in names:
+    with st.expander(name):
+        st.markdown(data.card(name))

@@ -1,0 +1,79 @@
+"""Probe lab: which facts of an evicted window can a linear probe read off the fast weights, pass by pass."""
+
+import polars as pl
+import streamlit as st
+
+from analysis import session
+from analysis.figures import probe_curves
+from app import data, widgets
+from app.state import parse_view
+
+st.title("Probe lab")
+name = data.pick_checkpoint()
+try:
+    shape = data.shape(name)
+except ValueError as e:
+    st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
+    st.stop()
+view = parse_view(st.query_params, name, shape)
+for message in view.messages:
+    st.warning(message)
+if not shape.fw_layers:  # attention-only baselines: no fast weights to probe
+    st.info(f"{name} has no fast-weight layers, so there are no fast weights to probe.")
+    st.stop()
+
+probes = data.shipped_probes(name)
+if probes is None:
+    st.info(
+        "No probe table ships with this checkpoint (checkpoints/<name>/probes.parquet, written by "
+        "`sleepcore probe`). Compute one here: linear probes on held-out examples, one seed."
+    )
+    examples = st.select_slider("Examples", [64, 128, 256, 512], value=128)
+    if st.button("Fit probes", key="fit_probes"):
+        st.session_state["probes_for"] = (name, examples)
+    if st.session_state.get("probes_for") != (name, examples):
+        st.stop()
+    probes = data.probes(name, examples, 0)
+
+facts = probes["fact"].unique().sort().to_list()
+c1, c2, c3 = st.columns(3)
+fact = c1.selectbox("Fact", facts, key="fact")
+layer = c2.selectbox("Fast-weight layer", shape.fw_layers, index=shape.fw_layers.index(view.layer), key="layer")
+depths = probes.filter(pl.col("fact") == fact)["fact_depth"].unique().sort().to_list()
+fact_depth = c3.selectbox("Fact depth", depths, index=min(1, len(depths) - 1), key="fact_depth")
+st.query_params.update({"layer": str(layer)})
+
+sub = probes.filter((pl.col("fact") == fact) & (pl.col("layer") == layer))
+curve = session.sleep_curve(sub)
+left, right = st.columns(2)
+with left:
+    st.plotly_chart(probe_curves(curve, fact=fact, title=f"Trained model: {fact}, layer {layer}"), key="probe_trained")
+with right:
+    st.plotly_chart(
+        probe_curves(sub, fact=fact, baseline="random_init", title="Untrained model (baseline)"), key="probe_random"
+    )
+
+table = (
+    curve.filter(pl.col("fact_depth") == fact_depth)
+    .group_by("pass")
+    .agg(pl.col("acc", "acc_lo", "acc_hi", "control_acc", "selectivity").mean())
+    .sort("pass")
+)
+st.markdown(
+    f"**Depth {fact_depth}:** probe accuracy, its 95% interval, the control task and selectivity "
+    "(accuracy minus control) at each pass, averaged over seeds."
+)
+st.dataframe(table, hide_index=True, width="stretch")
+
+st.subheader("Ask the fast weights about the shown example")
+depth, seed, custom = widgets.pick_example(name, view)
+pass_ = st.slider("After sleep pass", 1, shape.passes, view.pass_, key="pass") if shape.passes > 1 else 1
+if st.button("Query", key="query"):
+    st.session_state["query_for"] = (name, depth, seed, custom, layer, pass_, fact_depth)
+if st.session_state.get("query_for") == (name, depth, seed, custom, layer, pass_, fact_depth):
+    try:
+        answers = data.query_fact(name, depth, seed, custom, layer, pass_, fact_depth)
+        st.metric("Items the probe reads right", f"{int(answers['right'].sum())} / {answers.height}")
+        st.dataframe(answers, hide_index=True, width="stretch")
+    except ValueError as e:
+        st.error(str(e))

@@ -1,0 +1,79 @@
+"""Pieces shared by the pages: the example picker and the token strip."""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+import streamlit as st
+
+from app import data
+from app.state import MAX_SEED, View
+
+STRIP_CSS = """
+<style>
+.sc-strip{display:flex;flex-wrap:wrap;gap:10px;font-family:ui-monospace,monospace;font-size:15px}
+.sc-win{border:2px solid #bbb;border-radius:8px;padding:6px 8px 4px}
+.sc-win.context{background:#f3f6fb}.sc-win.current{border-color:#0072B2;box-shadow:0 0 0 2px #0072B255}
+.sc-win .lbl{font-size:11px;color:#555;margin-bottom:3px}
+.sc-tok{display:inline-block;padding:1px 4px;margin:1px;border-radius:4px;background:#fff;border:1px solid #ddd}
+.sc-tok.scored{background:#fff4d6;border-color:#E69F00}.sc-tok.pad{color:#aaa}
+.sc-tok sub{color:#b35c00;font-size:11px}
+</style>
+"""
+
+
+def token_strip(tokens: pl.DataFrame, current_window: int | None = None, example: int = 0) -> str:
+    """HTML of one example's tokens grouped by window; context windows (slept on, then evicted) shaded,
+    scored positions show the expected answer as a subscript."""
+    rows = tokens.filter(pl.col("example") == example).sort("position")
+    parts = [STRIP_CSS, '<div class="sc-strip">']
+    for (w,), win in rows.group_by("window", maintain_order=True):
+        kind = win["kind"][0]
+        cls = f"sc-win {kind}" + (" current" if w == current_window else "")
+        label = "context: slept on, then evicted" if kind == "context" else "wake: read out"
+        parts.append(f'<div class="{cls}"><div class="lbl">window {w} · {label}</div>')
+        for r in win.iter_rows(named=True):
+            tok = html.escape(r["token"])
+            tcls = "sc-tok" + (" scored" if r["scored"] else "") + (" pad" if r["token"] == "<pad>" else "")
+            sub = f"<sub>={html.escape(r['target_token'] or '')}</sub>" if r["scored"] else ""
+            parts.append(f'<span class="{tcls}">{tok}{sub}</span>')
+        parts.append("</div>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str | None]:
+    """Depth and seed of a seeded example (kept in the URL), or a custom example typed as the task's text.
+
+    Returns (depth, seed, custom text or None). A custom text that does not parse shows st.error and falls back to
+    the seeded example, so the page keeps working.
+    """
+    shape = data.shape(name)
+    depth = where.selectbox(
+        "Question depth",
+        shape.depths,
+        index=shape.depths.index(view.depth),
+        help="Rule 110: steps t · Depo: hops k · gsm: operations",
+        key="depth",
+    )
+    seed = int(where.number_input("Example seed", 0, MAX_SEED - 1, view.seed, step=1, key="seed"))
+    st.query_params.update({"depth": str(depth), "seed": str(seed)})
+    custom = None
+    with where.expander("Type your own example"):
+        task = data.loaded(name).task
+        st.caption(
+            f"{task.seq_len} tokens separated by spaces; `|` between windows is optional; answers are "
+            "recomputed. Valid tokens: "
+            + " ".join(f"`{t}`" for t in task.vocab.tokens[:40])
+            + (" …" if len(task.vocab) > 40 else "")
+        )
+        text = st.text_area("Example", value=data.render(name, depth, seed), height=150, key="custom_text")
+        use = st.toggle("Use this example", key="use_custom")
+    if use:
+        try:
+            data.trace(name, depth, seed, custom=text)
+            custom = text
+        except ValueError as e:
+            st.error(f"That example does not parse: {e}")
+    return depth, seed, custom

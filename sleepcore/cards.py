@@ -1,0 +1,110 @@
+"""Model cards written from config.json, and shipping a finished run into checkpoints/.
+
+Every number in a card comes from the checkpoint's own config.json, which `sleepcore train` wrote; the card
+says which command reproduces the model and which reproduces its table.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sleepcore.checkpoint import CHECKPOINT_ROOT, CheckpointError, atomic_write, load_checkpoint, read_info
+
+VARIANT_TEXT = {
+    "hybrid": "the sleep model: attention and fast-weight blocks under hard KV eviction",
+    "attn-only": "the attention-only transformer under the same eviction (a sanity check: it must be at chance)",
+    "full-attention": "the full-attention transformer that never evicts (an upper reference, not a competitor)",
+    "wide": "the hybrid with a 4× wider MLP: the N = 1 capacity control that tells depth from capacity",
+}
+
+
+def model_card(name: str, info: dict) -> str:
+    sleep, model, train, training = info["sleep"], info["model"], info["train"], info.get("training", {})
+    variant = info.get("variant", "hybrid")
+    N = sleep["passes"]
+    lines = [
+        f"# {name}",
+        "",
+        f"{VARIANT_TEXT.get(variant, variant)}, trained on **{info['task']['name']}** "
+        f"(preset `{info.get('preset', '?')}`) with **N = {N}** sleep pass{'es' if N > 1 else ''} per context "
+        f"window{'' if sleep['window'] else ' (no eviction: one window)'}.",
+        "",
+        "## How it was trained",
+        f"- Command: `{info.get('command', '?')}`",
+        f"- {train['steps']} optimizer steps of {train['batch_size']} sequences "
+        f"({training.get('tokens', '?')} training tokens), AdamW lr {train['lr']} (β {tuple(train['betas'])}), "
+        f"warm-up {train['warmup']}, cosine to {train['min_lr_ratio']}× lr, weight decay {train['weight_decay']}, "
+        f"clip {train['clip']}; init seed {train['seed']}, data seed {train['data_seed']}.",
+        "- Depth curriculum: "
+        + (
+            f"min depth until step {train['curriculum_start']}, then +1 every {train['curriculum_every']} steps; "
+            "each sequence at the current largest depth with probability 0.5, else uniform below it."
+            if train["curriculum"]
+            else "none."
+        ),
+        f"- Wall time {training.get('wall_time_s', '?')} s on {training.get('hardware', '?')}; "
+        f"code version {training.get('code_version', '?')}, torch {training.get('torch', '?')}.",
+        f"- Model: layers `{model['layers']}`, d = {model['d_model']}, {model['attn_heads']} attention heads, "
+        f"{model['fw_heads']} fast-weight heads of K = V = {model['head_dim']}, rule `{model['rule']}`, MLP "
+        f"{model['mlp_ratio']}×, conv {model['conv_size'] or 'none'}; {training.get('parameters', '?')} parameters.",
+        f"- Sleep: window L = {sleep['window']}, feed `{sleep['feed']}`, norm between passes {sleep['norm_between']}, "
+        f"pass embedding {sleep['pass_embedding']}, embedding norm {sleep['embed_norm']}.",
+    ]
+    if sleep["feed"] != "hidden" or sleep["pass_embedding"] or sleep["embed_norm"]:
+        lines += [
+            "- **Deviation from the paper's loop** (config options, saved here): each pass takes the window's "
+            "RMS-normalised embeddings"
+            + (
+                " plus a learned gate times the RMS-normalised hidden states of the previous pass"
+                if sleep["feed"] == "mix"
+                else ""
+            )
+            + (" plus a learned pass embedding" if sleep["pass_embedding"] else "")
+            + ". Without this input injection small models did not train at N > 1 (shared/FINDINGS.md); at N = 1 it"
+            " only normalises the embeddings.",
+        ]
+    ev = info.get("eval")
+    if ev:
+        lines += [
+            "",
+            "## Evaluation",
+            "",
+            f"Held-out (test-split) examples, {ev['per_depth']} sequences per depth, seed {ev['seed']}; 95% "
+            f"Wilson intervals. Reproduce: `sleepcore eval checkpoints/{name} --examples {ev['per_depth']} "
+            f"--seed {ev['seed']}`.",
+            "",
+        ]
+        exact = ev.get("exact", {})
+        head = "| depth | accuracy per answer | answers |" + (" exact (whole sequence) | sequences |" if exact else "")
+        lines += [head, "|---|---|---|" + ("---|---|" if exact else "")]
+        for d, c in ev["answers"].items():
+            row = f"| {d} | {c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}] | {c['n']} |"
+            if exact:
+                e = exact.get(d)
+                row += f" {e['acc']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}] | {e['n']} |" if e else " — | |"
+            lines.append(row)
+    lines += [
+        "",
+        "## Limits",
+        "- A small model on a synthetic task, trained on 2 CPU cores: it shows the mechanism, not the paper's "
+        "scale. Compare models of one task at matched optimizer steps (same data, same order); "
+        "`checkpoints/RESULTS.md` puts them side by side.",
+        "- Evaluated at the N it was trained with; `sleepcore eval --passes` tries others.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
+    """Copy a finished run's model.safetensors and config.json into root/name and write its model card."""
+    run = Path(run)
+    info = read_info(run)
+    if not info.get("finished"):
+        raise CheckpointError(f"{run} has not finished training (step {info.get('step')} of {info['train']['steps']})")
+    load_checkpoint(run)  # validates weights against the config before anything is copied
+    dest = root / name
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("model.safetensors", "config.json"):
+        atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(run / f, tmp))
+    atomic_write(dest / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info)))
+    return dest

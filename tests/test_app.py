@@ -1,0 +1,209 @@
+"""The app's pages under Streamlit's AppTest (no browser), on tiny checkpoints trained for the session."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+# The fixtures are used by name: pytest finds them in this module.
+from app_fixtures import APP, BASELINES, SLEEPERS, app_checkpoints, with_a_broken_checkpoint  # noqa: F401
+from streamlit.testing.v1 import AppTest
+
+pytestmark = pytest.mark.usefixtures("app_checkpoints")
+
+TITLES = {
+    "overview": "Language models that sleep",
+    "explorer": "Sleep explorer",
+    "probes": "Probe lab",
+    "compare": "Compare",
+    "export": "Export",
+}
+TIMEOUT = 120  # a cold page loads a model and records a trace; the machine may be busy training
+
+
+def open_page(page: str, params: dict[str, str] | None = None) -> AppTest:
+    """The page as opened from a URL with these query parameters."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.switch_page(f"views/{page}.py")
+    at.query_params.update(params or {})
+    return at.run()
+
+
+def figure(at: AppTest, key: str) -> dict:
+    """The plotly figure drawn by st.plotly_chart(..., key=key), as its JSON."""
+    charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(charts) == 1, f"no chart {key!r}; charts: {[c.proto.id for c in at.get('plotly_chart')]}"
+    return json.loads(charts[0].proto.spec)
+
+
+def heatmap_z(at: AppTest, key: str = "state_heatmap") -> object:
+    return figure(at, key)["data"][0]["z"]
+
+
+def texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, f"the page raised: {texts(at.exception)}"
+    assert not at.error, f"the page shows errors: {texts(at.error)}"
+
+
+@pytest.mark.parametrize("ckpt", SLEEPERS + BASELINES)
+@pytest.mark.parametrize("page", TITLES)
+def test_every_page_loads(page: str, ckpt: str):
+    at = open_page(page, {"ckpt": ckpt})
+    assert_clean(at)
+    assert texts(at.title) == [TITLES[page]]
+    assert not at.warning, f"a valid URL gives no warnings: {texts(at.warning)}"
+
+
+@pytest.mark.parametrize("page", ["explorer", "probes"])
+@pytest.mark.parametrize("ckpt", BASELINES)
+def test_a_model_without_fast_weights_says_so(page: str, ckpt: str):
+    at = open_page(page, {"ckpt": ckpt})
+    assert_clean(at)
+    assert any("no fast-weight layers" in i for i in texts(at.info))
+
+
+def test_the_pass_slider_changes_the_state_shown():
+    at = open_page("explorer", {"ckpt": "tiny-n2"})
+    assert at.slider(key="pass").value == 2, "the default is the last pass"
+    after_two = heatmap_z(at)
+    at.slider(key="pass").set_value(1).run()
+    assert_clean(at)
+    assert heatmap_z(at) != after_two
+    assert "pass 1" in figure(at, "state_heatmap")["layout"]["title"]["text"]
+    assert at.query_params["pass"] == "1", "the URL follows the slider"
+    at.slider(key="pass").set_value(2).run()
+    assert heatmap_z(at) == after_two, "stepping back shows the same state again"
+
+
+def test_query_parameters_restore_a_view():
+    view = {"ckpt": "tiny-n2", "depth": "3", "seed": "7", "pass": "1", "layer": "1", "head": "1"}
+    at = open_page("explorer", view)
+    assert_clean(at)
+    assert not at.warning
+    assert at.selectbox(key="select_ckpt").value == "tiny-n2"
+    assert at.selectbox(key="depth").value == 3
+    assert at.number_input(key="seed").value == 7
+    assert at.slider(key="pass").value == 1
+    assert at.selectbox(key="layer").value == 1
+    assert at.selectbox(key="head").value == 1
+    other = open_page("explorer", {**view, "seed": "8"})
+    assert heatmap_z(at) != heatmap_z(other), "the seed in the URL picks the example"
+
+
+def test_an_unknown_checkpoint_in_the_url_falls_back_with_a_warning():
+    at = open_page("explorer", {"ckpt": "../../etc", "pass": "9"})
+    assert not at.exception
+    first = sorted(SLEEPERS + BASELINES)[0]
+    warnings = texts(at.warning)
+    assert any("Unknown checkpoint '../../etc'" in w and repr(first) in w for w in warnings)
+    assert at.selectbox(key="select_ckpt").value == first
+    assert at.query_params["ckpt"] == first, "the URL is corrected"
+
+
+def test_a_bad_parameter_in_the_url_falls_back_with_a_warning():
+    at = open_page("explorer", {"ckpt": "tiny-n2", "pass": "9", "seed": "-3"})
+    assert_clean(at)
+    assert [w.split()[0] for w in texts(at.warning)] == ["Seed", "Pass"]
+    assert at.slider(key="pass").value == 2 and at.number_input(key="seed").value == 0
+    assert at.query_params["pass"] == "2" and at.query_params["seed"] == "0", "the URL is corrected"
+
+
+def test_an_invalid_custom_example_shows_a_helpful_error():
+    at = open_page("explorer", {"ckpt": "tiny-n2"})
+    seeded = heatmap_z(at)
+    at.text_area(key="custom_text").input("t1 0 1 banana 1").run()
+    at.toggle(key="use_custom").set_value(True).run()
+    assert not at.exception
+    (error,) = texts(at.error)
+    assert "does not parse" in error and "banana" in error and "valid tokens" in error
+    assert heatmap_z(at) == seeded, "the page falls back to the seeded example"
+
+
+def test_a_valid_custom_example_is_traced():
+    other_text = open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}).text_area(key="custom_text").value
+    at = open_page("explorer", {"ckpt": "tiny-n2", "seed": "0"})
+    seeded = heatmap_z(at)
+    assert at.text_area(key="custom_text").value != other_text
+    at.text_area(key="custom_text").input(other_text).run()
+    at.toggle(key="use_custom").set_value(True).run()
+    assert_clean(at)
+    assert heatmap_z(at) != seeded, "the typed example is traced, not the seeded one"
+    assert heatmap_z(at) == heatmap_z(open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}))
+
+
+def test_compare_shows_both_checkpoints_with_passes_aligned():
+    at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2"})
+    assert_clean(at)
+    assert texts(at.subheader) == ["tiny-n1 (N = 1)", "tiny-n2 (N = 2)"]
+    assert at.slider(key="pass").max == 2 and at.slider(key="pass").value == 2, "the deeper sleeper's last pass"
+    n1, n2 = heatmap_z(at, "state_tiny-n1"), heatmap_z(at, "state_tiny-n2")
+    at.slider(key="pass").set_value(1).run()
+    assert_clean(at)
+    assert heatmap_z(at, "state_tiny-n1") == n1, "N = 1 has one pass to show"
+    assert heatmap_z(at, "state_tiny-n2") != n2
+
+
+def test_compare_restores_a_pass_only_the_right_model_has():
+    at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2", "pass": "1"})
+    assert at.slider(key="pass").value == 1
+    at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2", "pass": "2"})
+    assert_clean(at)
+    assert not at.warning
+    assert at.slider(key="pass").value == 2
+
+
+def test_compare_defaults_to_the_model_that_sleeps_most():
+    at = open_page("compare", {"ckpt": "tiny-n1"})
+    assert_clean(at)
+    assert at.selectbox(key="select_cmp").value == "tiny-n2"
+
+
+def test_compare_with_a_baseline_without_fast_weights():
+    at = open_page("compare", {"ckpt": "tiny-n2", "cmp": "tiny-attn-only"})
+    assert_clean(at)
+    assert texts(at.subheader) == ["tiny-n2 (N = 2)", "tiny-attn-only (N = 1)"]
+    figure(at, "state_tiny-n2")
+    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("-state_tiny-attn-only")]
+
+
+@pytest.mark.parametrize("ckpt, figures", [("tiny-n2", 5), ("tiny-attn-only", 2)])
+def test_export_offers_every_figure_that_applies(ckpt: str, figures: int):
+    at = open_page("export", {"ckpt": ckpt})
+    options = at.selectbox(key="figure").options
+    assert len(options) == figures
+    for option in options:
+        at.selectbox(key="figure").set_value(option).run()
+        assert_clean(at)
+        assert figure(at, "export_preview")["data"], f"{option!r} draws nothing"
+        assert [b.key for b in at.get("download_button")] == ["dl_parquet", "dl_csv"]
+
+
+def test_overview_lists_every_checkpoint_with_its_card():
+    at = open_page("overview")
+    assert_clean(at)
+    assert at.dataframe[0].value["checkpoint"].to_list() == sorted(SLEEPERS + BASELINES)
+    assert sorted(e.label for e in at.expander) == sorted(SLEEPERS + BASELINES)
+    assert any("trained for 6 steps to test the app" in m for m in texts(at.markdown))
+
+
+@pytest.mark.usefixtures("with_a_broken_checkpoint")
+@pytest.mark.parametrize("page", TITLES)
+def test_a_broken_checkpoint_does_not_take_other_pages_down(page: str):
+    at = open_page(page, {"ckpt": "tiny-n2"})
+    assert not at.exception, f"the page raised: {texts(at.exception)}"
+    expected = ["Checkpoint skipped: broken: "] if page == "overview" else []
+    assert [e[: len("Checkpoint skipped: broken: ")] for e in texts(at.error)] == expected
+
+
+@pytest.mark.usefixtures("with_a_broken_checkpoint")
+@pytest.mark.parametrize("page, params", [("explorer", {"ckpt": "broken"}), ("compare", {"cmp": "broken"})])
+def test_a_broken_checkpoint_says_what_is_wrong(page: str, params: dict[str, str]):
+    at = open_page(page, params)
+    assert not at.exception, f"the page raised: {texts(at.exception)}"
+    (error,) = texts(at.error)
+    assert "'broken' cannot be loaded" in error and "config.json" in error

@@ -1,0 +1,133 @@
+"""The URL view state (app/state.py): every parameter checked, bad ones replaced by a default with a message."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.state import MAX_SEED, Shape, View, choose_checkpoint, parse_view
+
+NAMES = ["depo-mini-n1", "rule110-mini-n1", "rule110-mini-n4"]
+# Three context windows, four passes, fast weights in layers 1 and 3 (attention in 0 and 2), two heads.
+SHAPE = Shape(depths=(1, 2, 3, 4, 5, 6, 7, 8), context_windows=3, passes=4, fw_layers=(1, 3), heads=2)
+DEFAULTS = dict(depth=5, seed=0, window=2, pass_=4, layer=1, head=0)
+VALID = {"depth": "3", "seed": "42", "window": "1", "pass": "2", "layer": "3", "head": "1"}
+
+
+def fields(view: View) -> dict[str, int]:
+    return {k: getattr(view, k) for k in DEFAULTS}
+
+
+def test_choose_checkpoint_takes_a_known_name():
+    assert choose_checkpoint({"ckpt": "rule110-mini-n4"}, NAMES) == ("rule110-mini-n4", [])
+
+
+def test_choose_checkpoint_without_a_name_takes_the_default_or_the_first():
+    assert choose_checkpoint({}, NAMES) == ("depo-mini-n1", [])
+    assert choose_checkpoint({}, NAMES, default="rule110-mini-n4") == ("rule110-mini-n4", [])
+    assert choose_checkpoint({}, NAMES, default="not-there") == ("depo-mini-n1", [])
+
+
+@pytest.mark.parametrize("bad", ["nope", "../../etc/passwd", "/work/main/checkpoints/rule110-mini-n4", ""])
+def test_choose_checkpoint_falls_back_on_an_unknown_name_and_says_so(bad: str):
+    name, messages = choose_checkpoint({"cmp": bad}, NAMES, key="cmp", default="rule110-mini-n1")
+    assert name == "rule110-mini-n1"
+    assert len(messages) == 1
+    assert repr(bad) in messages[0] and "'rule110-mini-n1'" in messages[0]
+    assert all(n in messages[0] for n in NAMES), "the message lists the names that work"
+
+
+def test_choose_checkpoint_with_no_checkpoints_explains_how_to_get_one():
+    name, messages = choose_checkpoint({"ckpt": "x"}, [])
+    assert name is None
+    assert len(messages) == 1 and "sleepcore train" in messages[0]
+
+
+def test_parse_view_reads_valid_parameters():
+    view = parse_view(VALID, "rule110-mini-n4", SHAPE)
+    assert fields(view) == dict(depth=3, seed=42, window=1, pass_=2, layer=3, head=1)
+    assert view.messages == []
+    assert view.ckpt == "rule110-mini-n4" and view.cmp is None
+
+
+def test_parse_view_defaults_are_the_last_window_after_the_last_pass():
+    view = parse_view({}, "rule110-mini-n4", SHAPE)
+    assert fields(view) == DEFAULTS
+    assert view.messages == []
+
+
+@pytest.mark.parametrize(
+    "key, raw, what",
+    [
+        ("depth", "9", "Depth"),
+        ("depth", "0", "Depth"),
+        ("depth", "three", "Depth"),
+        ("depth", "", "Depth"),
+        ("seed", "-1", "Seed"),
+        ("seed", "x", "Seed"),
+        ("seed", "1e3", "Seed"),
+        ("seed", "4.0", "Seed"),
+        ("seed", str(MAX_SEED), "Seed"),
+        ("seed", "²", "Seed"),
+        ("seed", "9" * 5000, "Seed"),
+        ("window", "3", "Window"),
+        ("window", "-1", "Window"),
+        ("window", "1.5", "Window"),
+        ("pass", "0", "Pass"),
+        ("pass", "5", "Pass"),
+        ("pass", "two", "Pass"),
+        ("layer", "0", "Layer"),  # an attention layer: no fast weights to show
+        ("layer", "2", "Layer"),
+        ("layer", "4", "Layer"),
+        ("head", "2", "Head"),
+        ("head", "-1", "Head"),
+        ("head", "9" * 5000, "Head"),
+    ],
+)
+def test_parse_view_replaces_a_bad_parameter_with_its_default_and_says_so(key: str, raw: str, what: str):
+    view = parse_view({**VALID, key: raw}, "rule110-mini-n4", SHAPE)
+    attr = "pass_" if key == "pass" else key
+    expected = parse_view(VALID, "rule110-mini-n4", SHAPE)
+    setattr(expected, attr, DEFAULTS[attr])
+    assert fields(view) == fields(expected), "only the bad parameter changes, and it becomes its default"
+    assert len(view.messages) == 1
+    assert view.messages[0].startswith(what)
+    assert str(DEFAULTS[attr]) in view.messages[0], "the message says what is shown instead"
+
+
+def test_parse_view_reports_every_bad_parameter():
+    bad = {"depth": "99", "seed": "x", "window": "7", "pass": "0", "layer": "0", "head": "9"}
+    view = parse_view(bad, "rule110-mini-n4", SHAPE)
+    assert fields(view) == DEFAULTS
+    assert [m.split()[0] for m in view.messages] == ["Depth", "Seed", "Window", "Pass", "Layer", "Head"]
+
+
+def test_parse_view_lists_the_valid_values():
+    (message,) = parse_view({"layer": "2"}, "rule110-mini-n4", SHAPE).messages
+    assert "valid: 1, 3" in message
+    many = Shape(depths=tuple(range(1, 13)), context_windows=1, passes=1, fw_layers=(1,), heads=1)
+    (message,) = parse_view({"depth": "0"}, "rule110-mini-n4", many).messages
+    assert "valid: 1–12" in message, "a long list is shown as first–last"
+
+
+def test_a_model_without_fast_weights_has_layer_zero():
+    shape = Shape(depths=(1, 2), context_windows=1, passes=1, fw_layers=(), heads=2)
+    view = parse_view({"layer": "1"}, "attn-only", shape)
+    assert view.layer == 0 and view.pass_ == 1 and view.window == 0
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        View("rule110-mini-n4", depth=5, layer=1),
+        View("rule110-mini-n4", depth=1, seed=MAX_SEED - 1, window=0, pass_=1, layer=3, head=1),
+        View("rule110-mini-n4", depth=8, seed=7, window=2, pass_=4, layer=1, head=0, cmp="rule110-mini-n1"),
+    ],
+)
+def test_view_params_round_trip(view: View):
+    params = view.params()
+    assert all(isinstance(v, str) for v in params.values()), "query parameters are strings"
+    assert "pass" in params and "pass_" not in params and "messages" not in params
+    assert ("cmp" in params) == (view.cmp is not None)
+    again = parse_view(params, params["ckpt"], SHAPE, cmp=params.get("cmp"))
+    assert again == view
+    assert again.messages == []

@@ -1,0 +1,103 @@
+"""The app in a real browser: the server started as people start it, driven with Playwright through Chromium.
+
+Skipped when /usr/bin/chromium or playwright is missing, except under CI (CI set), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# The fixture is used by name: pytest finds it in this module.
+from app_fixtures import app_checkpoints  # noqa: F401
+
+from app.bench import (
+    CHART_SVG,
+    CHROMIUM,
+    EXCEPTION,
+    browser,
+    first_chart,
+    full_page_screenshot,
+    serve,
+    step_slider,
+    wait_for_chart_change,
+    wait_for_charts,
+    wait_for_page,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def require_browser() -> None:
+    if CHROMIUM.exists() and importlib.util.find_spec("playwright") is not None:
+        return
+    reason = f"{CHROMIUM} (apt-get install chromium) or playwright (pip) is missing: browser tests skipped"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}, but CI must run them")
+    print(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def url(request: pytest.FixtureRequest) -> Iterator[str]:
+    require_browser()  # before the checkpoints are trained: a skip should cost nothing
+    checkpoints = request.getfixturevalue("app_checkpoints")
+    with serve(checkpoints, timeout=60) as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def page(url: str):
+    with browser(width=1400, height=900) as p:
+        p.set_default_timeout(60_000)  # the first page loads a model and records a trace on a busy machine
+        yield p
+
+
+def open_url(page, url: str) -> None:
+    """Open a page that draws charts; they mount lazily, so wait for the first one as well as the script run."""
+    page.goto(url)
+    wait_for_page(page, timeout=60)
+    page.wait_for_selector(CHART_SVG)
+    assert page.locator(EXCEPTION).count() == 0, page.locator(EXCEPTION).first.inner_text()
+
+
+def test_the_pass_slider_redraws_the_state_in_the_browser(page, url: str, tmp_path: Path):
+    open_url(page, f"{url}/explorer?ckpt=tiny-n2")
+    after_two = first_chart(page)
+    assert "pass 2" in after_two, "the heatmap opens on the last pass"
+
+    assert step_slider(page, "Sleep pass", "ArrowLeft") == "1"
+    wait_for_chart_change(page, after_two)
+    wait_for_page(page)
+    after_one = first_chart(page)
+    assert "pass 1" in after_one and "pass 2" not in after_one
+    assert "pass=1" in page.url, "the URL follows the slider"
+    assert page.locator(EXCEPTION).count() == 0
+
+    assert step_slider(page, "Sleep pass", "ArrowRight") == "2"
+    wait_for_chart_change(page, after_one)
+    wait_for_page(page)
+    assert "pass 2" in first_chart(page)
+    assert page.locator(EXCEPTION).count() == 0
+
+    shot = tmp_path / "explorer.png"
+    full_page_screenshot(page, shot)
+    assert shot.stat().st_size > 10_000, "a screenshot of a drawn page, not a blank one"
+
+
+def test_a_url_restores_the_view_in_the_browser(page, url: str):
+    open_url(page, f"{url}/explorer?ckpt=tiny-n2&pass=1&seed=3")
+    assert page.locator('[data-testid="stSlider"] input[type=range]').get_attribute("value") == "1"
+    assert page.locator('[data-testid="stNumberInput"] input').input_value() == "3"
+    assert "pass 1" in first_chart(page)
+
+
+def test_an_unknown_checkpoint_warns_in_the_browser(page, url: str):
+    open_url(page, f"{url}/compare?ckpt=tiny-n1&cmp=nope")
+    alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
+    assert any("Unknown checkpoint 'nope'" in a and "'tiny-n2'" in a for a in alerts), alerts
+    wait_for_charts(page, 2)  # both states: the comparison falls back to the deeper sleeper

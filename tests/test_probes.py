@@ -1,0 +1,333 @@
+"""Probes: they find what is linearly there and nothing more; facts match recomputation; the table and the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from analysis import probes
+from analysis.probes import (
+    KEYS,
+    SCHEMA,
+    bootstrap_ci,
+    features,
+    fit_logistic,
+    fit_probe,
+    principal_coordinates,
+    probe_checkpoint,
+    probe_models,
+    probe_with_control,
+    random_model,
+    record_states,
+    split_examples,
+    task_facts,
+    token_queries,
+)
+from analysis.probes import control_labels as make_control
+from sleepcore.config import ModelConfig, SleepConfig
+from sleepcore.recorder import Recorder
+from sleepcore.tasks import get_preset, get_task
+
+# --- the probe on synthetic features ---------------------------------------------------------------------------------
+
+
+def clusters(n: int, classes: int, dims: int, noise: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Features = a random mean per class + Gaussian noise: a label that is linearly decodable."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    return rng.normal(size=(classes, dims))[y] * 3 + noise * rng.normal(size=(n, dims)), y
+
+
+def test_a_linearly_encoded_label_is_decoded():
+    X, y = clusters(600, 5, 20, noise=1.0)
+    s = fit_probe(X, y, seed=0)
+    assert s.acc > 0.97
+    assert s.lo <= s.acc <= s.hi
+    assert (s.n_train, s.n_test) == (420, 180)
+    assert s.chance < 0.35
+
+
+def test_multi_output_labels_are_decoded_with_more_features_than_examples():
+    rng = np.random.default_rng(1)
+    latent = rng.normal(size=(300, 8))  # spread over 1000 features, as a representation would be
+    X = latent @ rng.normal(size=(8, 1000)) + 0.5 * rng.normal(size=(300, 1000))
+    y = (latent > 0).astype(np.int64)  # [n, C]: 8 binary outputs
+    assert fit_probe(X, y, seed=0).acc > 0.9
+
+
+def test_the_fit_in_the_training_span_is_the_full_space_fit(monkeypatch):
+    monkeypatch.setattr(probes, "TOLERANCE_GRAD", 1e-9)  # both fits run to convergence
+    monkeypatch.setattr(probes, "TOLERANCE_CHANGE", 1e-12)
+    rng = np.random.default_rng(2)
+    X = torch.as_tensor(rng.normal(size=(90, 200)))
+    y = torch.as_tensor((X[:, 0] + X[:, 1] > 0).long())
+    train = np.arange(90) < 60
+    Z, variance = principal_coordinates(X, train)  # 59 coordinates in place of 200
+    assert Z.shape[1] < 60
+    W, b = fit_logistic(Z[:60], y[:60], 2, variance, max_iter=2000)
+    Xs = ((X - X[:60].mean(0)) / X[:60].std(0, correction=0)).float()
+    W_full, b_full = fit_logistic(Xs[:60], y[:60], 2, torch.ones(200), max_iter=2000)
+    span, full = Z[60:] @ W + b, Xs[60:] @ W_full + b_full
+    torch.testing.assert_close(span, full, atol=1e-2, rtol=1e-2)  # float32 fits
+
+
+def test_random_labels_are_at_chance():
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(800, 30)), rng.integers(0, 4, 800)
+    s = fit_probe(X, y, seed=0)
+    assert s.lo <= 0.25 <= s.hi
+
+
+def test_the_split_is_by_example():
+    groups = np.repeat(np.arange(50), 7)
+    train = split_examples(groups, seed=0)
+    for g in range(50):
+        assert len(set(train[groups == g])) == 1  # an example is all train or all test
+    assert len(np.unique(groups[train])) == 35
+    assert (split_examples(groups, seed=0) == train).all()
+    assert (split_examples(groups, seed=1) != train).any()
+
+
+def test_control_labels_are_constant_per_identity():
+    rng = np.random.default_rng(4)
+    identity, y = rng.integers(0, 20, 500), rng.integers(0, 5, 500)
+    control = make_control(identity, y, seed=0)
+    for i in np.unique(identity):
+        assert len(np.unique(control[identity == i])) == 1
+    assert set(control) <= set(y)
+    assert (make_control(identity, y, seed=0) == control).all()
+    assert (make_control(identity, y, seed=1) != control).any()
+    ident2, y2 = rng.integers(0, 6, (300, 3)), rng.integers(0, 2, (300, 3))  # multi-output: per column
+    control2 = make_control(ident2, y2, seed=0)
+    for col in range(3):
+        for i in range(6):
+            assert len(np.unique(control2[ident2[:, col] == i, col])) == 1
+
+
+def test_selectivity_separates_a_property_from_memorised_identities():
+    rng = np.random.default_rng(5)
+    n = 600
+    # features carry only the identity (10 recurring ones): any map identity -> label is learnable, the true one
+    # no more than a random one, so selectivity is near 0
+    identity = rng.integers(0, 10, n)
+    X = np.eye(10)[identity] * 3 + 0.3 * rng.normal(size=(n, 10))
+    memorised = probe_with_control(X, identity % 2, identity, seed=0)
+    assert memorised["acc"] > 0.95 and memorised["control_acc"] > 0.9
+    assert memorised["selectivity"] == memorised["acc"] - memorised["control_acc"]
+    assert abs(memorised["selectivity"]) < 0.1
+    # features carry the label, and every row is its own identity: the control task cannot be learned
+    X, y = clusters(n, 2, 10, noise=1.0, seed=6)
+    property_ = probe_with_control(X, y, np.arange(n), seed=0)
+    assert property_["acc"] > 0.9 and property_["control_acc"] < 0.65
+    assert property_["selectivity"] == property_["acc"] - property_["control_acc"] > 0.3
+
+
+def test_bootstrap_interval_contains_the_estimate_and_narrows_with_data():
+    rng = np.random.default_rng(7)
+    widths = []
+    for n in (100, 1600):
+        correct = (rng.random(n) < 0.7).astype(float)
+        total = np.ones(n)
+        lo, hi = bootstrap_ci(correct, total, seed=0)
+        assert lo <= correct.mean() <= hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 2  # about 1/sqrt(16) = 1/4 as wide
+
+
+# --- facts against an independent recomputation -----------------------------------------------------------------
+
+
+def step110(row: list[int]) -> list[int]:
+    """Rule 110 by its number: the new cell is bit (4·left + 2·centre + right) of 110; periodic."""
+    W = len(row)
+    return [(110 >> (4 * row[i - 1] + 2 * row[i] + row[(i + 1) % W])) & 1 for i in range(W)]
+
+
+def test_rule110_facts_are_the_cells_after_t_steps():
+    task = get_preset("rule110-mini")
+    examples = task.sample(8, seed=1, split="test")
+    facts = task_facts(task, examples)
+    assert [f.depth for f in facts] == list(range(max(ex.meta["t"] for ex in examples) + 1))
+    for f in facts:
+        assert f.fact == "cell_after_steps" and f.token is None
+        assert list(f.example) == [e for e, ex in enumerate(examples) if ex.meta["t"] >= f.depth]
+        for e, label in zip(f.example, f.label):
+            rows = examples[e].meta["rows"]
+            for _ in range(f.depth):
+                rows = [step110(r) for r in rows]
+            assert list(label) == [c for r in rows for c in r]
+        for col in range(f.label.shape[1]):  # the light cone decides the cell: one label per identity
+            pairs = set(zip(f.identity[:, col], f.label[:, col]))
+            assert len(pairs) == len({i for i, _ in pairs})
+
+
+@pytest.mark.parametrize("params", [{}, {"n_min": 4, "n_max": 10, "names": 6, "queries": 4}])
+def test_depo_facts_are_the_kth_successors(params):
+    task = get_preset("depo-mini") if not params else get_task("depo", **params)  # 1- and 2-token names
+    examples = task.sample(6, seed=2, split="test")
+    facts = task_facts(task, examples, max_depth=5)
+    assert [f.depth for f in facts] == [1, 2, 3, 4, 5]
+    for f in facts:
+        for e, tok, label in zip(f.example, f.token, f.label):
+            succ = dict(examples[e].meta["edges"])
+            [node] = [x for x in succ if x.split("_")[-1] == task.vocab.tokens[tok]]
+            for _ in range(f.depth):
+                node = succ[node]
+            assert task.vocab.tokens[label] == node.split("_")[-1]
+    # every node is asked about, except those whose last name token another node of its cycle shares
+    readable = [
+        (e, name)
+        for e, ex in enumerate(examples)
+        for name in ex.meta["cycle"]
+        if [n.split("_")[-1] for n in ex.meta["cycle"]].count(name.split("_")[-1]) == 1
+    ]
+    assert len(facts[0].example) == len(readable)
+    assert not params or len(readable) < sum(len(ex.meta["cycle"]) for ex in examples)  # 2-token names do collide
+
+
+def test_gsm_facts_are_every_variables_value_by_operations():
+    task = get_preset("gsm-mini")
+    examples = task.sample(6, seed=3, split="test")
+    facts = task_facts(task, examples)
+    seen = 0
+    for f in facts:
+        for e, tok, label in zip(f.example, f.token, f.label):
+            defs = {eq["var"]: eq for eq in examples[e].meta["equations"]}
+            var = task.vocab.tokens[tok]
+            assert solve(defs, var) == label
+            assert operations(defs, var) == f.depth
+            seen += 1
+    defs = [{eq["var"]: eq for eq in ex.meta["equations"]} for ex in examples]
+    assert seen == sum(operations(d, var) <= task.max_depth for d in defs for var in d)
+
+
+def solve(defs: dict, var: str) -> int:
+    eq = defs[var]
+    args = [a if isinstance(a, int) else solve(defs, a) for a in eq["args"]]
+    ops = {None: lambda a: a[0], "+": lambda a: a[0] + a[1], "-": lambda a: a[0] - a[1], "*": lambda a: a[0] * a[1]}
+    return ops[eq["op"]](args) % 10
+
+
+def operations(defs: dict, var: str) -> int:
+    """Operations in var's ancestry, each variable counted once."""
+    seen: set[str] = set()
+
+    def visit(v: str) -> None:
+        if v not in seen:
+            seen.add(v)
+            for a in defs[v]["args"]:
+                if isinstance(a, str):
+                    visit(a)
+
+    visit(var)
+    return sum(defs[v]["op"] is not None for v in seen)
+
+
+# --- features from a model -------------------------------------------------------------------------------------------
+
+
+def tiny_model(task, layers: str = "attn,fw", conv_size: int = 0, passes: int = 2, seed: int = 0):
+    cfg = ModelConfig(
+        vocab_size=len(task.vocab),
+        d_model=32,
+        layers=layers,
+        fw_heads=2,
+        head_dim=16,
+        mlp_ratio=2.0,
+        conv_size=conv_size,
+        max_positions=task.window,
+    )
+    return random_model(cfg, SleepConfig(passes=passes, window=task.window, feed="mix", embed_norm=True), seed)
+
+
+@pytest.mark.parametrize("conv_size", [0, 4])
+def test_token_queries_are_what_the_layer_reads_with(conv_size):
+    task = get_preset("depo-mini")
+    model = tiny_model(task, "fw,attn", conv_size)
+    fw = model.blocks[0].mixer
+    with torch.no_grad():  # no write and no decay: the layer's output is exactly S read with the token's query
+        fw.beta.weight.zero_(), fw.beta.bias.fill_(-40.0), fw.alpha.weight.zero_(), fw.dt_bias.fill_(-40.0)
+    V = len(task.vocab)
+    S = torch.randn(1, 2, 16, 16).expand(V, -1, -1, -1)
+    rec = Recorder(include=["*/fw.readout"])
+    with torch.no_grad():
+        model.run_pass(model.embed(torch.arange(V)[:, None]), [S, None], rec, "w")
+    readout = rec.store["w/layer.0/fw.readout"][:, 0]  # [vocab, H, V]
+    expected = torch.einsum("thkv,thk->thv", S, token_queries(model, 0))
+    torch.testing.assert_close(readout, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_recorded_states_are_those_of_a_full_run():
+    task = get_preset("gsm-mini")  # two context windows
+    model = tiny_model(task, passes=3)
+    examples = task.sample(5, seed=0, split="test")
+    states = record_states(model, examples, window=1)
+    assert sorted(states) == [(1, 1), (1, 2), (1, 3)]
+    tokens = torch.tensor([ex.tokens for ex in examples])
+    rec = Recorder(include=["window.1/pass.3/layer.1/fw.state"])
+    with torch.no_grad():
+        model(tokens, torch.tensor([ex.loss_mask for ex in examples]), rec=rec)
+    torch.testing.assert_close(states[(1, 3)], rec.store["window.1/pass.3/layer.1/fw.state"])
+    facts = task_facts(task, examples)[0]
+    assert features(states[(1, 3)], facts, token_queries(model, 1)).shape == (len(facts.example), 2 * 16)
+
+
+@pytest.mark.parametrize("preset", ["depo-mini", "gsm-mini"])
+def test_readout_probes_fill_the_table(preset):
+    task = get_preset(preset)
+    df = probe_models(
+        {"trained": tiny_model(task, conv_size=4)}, task, examples=32, seeds=(0,), max_fact_depth=2, progress=False
+    )
+    assert set(df["fact"]) == {"successor" if preset == "depo-mini" else "value"}
+    assert set(df["fact_depth"]) <= {0, 1, 2} and set(df["baseline"]) == {"pass1", "trained"}
+    assert df["acc"].is_between(0, 1).all()
+
+
+def test_window_must_be_a_context_window():
+    task = get_preset("rule110-mini")
+    with pytest.raises(ValueError, match="context window"):
+        probe_models({"trained": tiny_model(task)}, task, examples=8, window=1, progress=False)
+
+
+# --- a checkpoint, the table and the command line ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from sleepcore.presets import build
+    from sleepcore.train import train
+
+    out = tmp_path_factory.mktemp("tiny")
+    train(
+        out, *build("tiny", 2, steps=2, eval_every=2, save_every=2, eval_examples=8), progress=False, eval_per_depth=2
+    )
+    return out
+
+
+def test_probe_checkpoint_gives_the_schema(tiny_checkpoint):
+    df = probe_checkpoint(tiny_checkpoint, examples=64, seeds=(0,), progress=False)
+    assert df.schema == pl.Schema(SCHEMA)
+    assert list(df.columns) == list(SCHEMA)
+    assert set(df["baseline"]) == {"pass1", "trained", "random_init"}
+    assert set(df.filter(pl.col("baseline") == "pass1")["pass"]) == {1}
+    assert set(df["pass"]) == {1, 2} and set(df["layer"]) == {1} and set(df["fact"]) == {"cell_after_steps"}
+    assert (df["checkpoint"] == tiny_checkpoint.name).all() and (df["task"] == "rule110").all()
+    assert ((df["acc_lo"] <= df["acc"]) & (df["acc"] <= df["acc_hi"])).all()
+    assert (df["selectivity"] - (df["acc"] - df["control_acc"])).abs().max() < 1e-12
+    assert ((df["n_train"] + df["n_test"]) <= 64).all()
+    assert df.equals(df.sort(KEYS))
+
+
+def test_cli_writes_a_readable_parquet(tiny_checkpoint, tmp_path, capsys):
+    from sleepcore.cli import main
+
+    out = tmp_path / "probes.parquet"
+    argv = ["probe", str(tiny_checkpoint), "--examples", "32", "--seeds", "0,1", "--max-fact-depth", "2"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    df = pl.read_parquet(out)
+    assert df.schema == pl.Schema(SCHEMA)
+    assert set(df["seed"]) == {0, 1} and set(df["fact_depth"]) == {0, 1, 2}
+    printed = capsys.readouterr().out
+    assert "cell_after_steps" in printed and "l1/p2" in printed and str(out) in printed
