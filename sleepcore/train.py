@@ -181,8 +181,10 @@ def train(
     model = SleepModel(model_cfg, sleep_cfg).to(device)
     opt = make_optimizer(model, cfg)
     start, history, wall, tokens_seen = 0, [], 0.0, 0
+    version = code_version()  # the code this run starts from; a resumed run keeps the version it started with
     if resume and (out / "trainer.json").exists():
         start, history, wall, tokens_seen = _restore(out, model, opt, (model_cfg, sleep_cfg, task_cfg, cfg), device)
+        version = json.loads((out / "trainer.json").read_text()).get("code_version", version)
     elif resume:
         raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
     if ranks is None:
@@ -248,6 +250,7 @@ def train(
                 extra,
                 final=False,
                 world=1 if ranks is None else ranks.world,
+                version=version,
             )
         if ranks is not None and (evaluating or saving):
             dist.barrier()  # the other ranks wait while rank 0 evaluates and writes
@@ -269,6 +272,7 @@ def train(
             result=result.as_dict(),
             eval_per_depth=eval_per_depth,
             world=1 if ranks is None else ranks.world,
+            version=version,
         )
     if ranks is not None:
         dist.barrier()  # nobody returns before the checkpoint is complete
@@ -290,10 +294,12 @@ def _save(
     result=None,
     eval_per_depth=None,
     world: int = 1,
+    version: str = "unknown",
 ) -> dict:
     save_tensors(out / "model.safetensors", model.state_dict())
     groups = save_optimizer(out / "optimizer.safetensors", opt)
-    trainer = {"step": step, "history": history, "wall_s": wall, "tokens": tokens, "param_groups": groups}
+    trainer = {"step": step, "history": history, "wall_s": wall, "tokens": tokens, "param_groups": groups,
+               "code_version": version}
     info = checkpoint_info(
         *configs,
         **(extra or {}),
@@ -303,7 +309,7 @@ def _save(
             "tokens": tokens,
             "wall_time_s": round(wall, 1),
             "hardware": hardware(device) + (f" × {world} processes" if world > 1 else ""),
-            "code_version": code_version(),
+            "code_version": version,
             "torch": torch.__version__,
             "parameters": sum(p.numel() for p in model.parameters()),
         },

@@ -70,3 +70,13 @@ def test_cli_errors_are_clear(capsys):
     assert "--passes must be >= 1" in capsys.readouterr().err
     assert main(["train", "--preset", "tiny", "--variant", "huge", "--out", "x"]) == 2
     assert "unknown variant" in capsys.readouterr().err
+
+
+def test_code_version_is_the_one_training_started_from(tmp_path, monkeypatch):
+    import sleepcore.train as tr
+
+    monkeypatch.setattr(tr, "code_version", lambda: "abc123")
+    train(tmp_path, *tiny(steps=6), stop_after=3, progress=False)
+    monkeypatch.setattr(tr, "code_version", lambda: "def456-dirty")  # the code changed before the resume
+    info = train(tmp_path, *tiny(steps=6), resume=True, progress=False, eval_per_depth=2)
+    assert info["training"]["code_version"] == "abc123"
