@@ -31,7 +31,7 @@ def model_card(name: str, info: dict) -> str:
         f"window{'' if sleep['window'] else ' (no eviction: one window)'}.",
         "",
         "## How it was trained",
-        f"- Command: `{info.get('command', '?')}`",
+        f"- Command: `{info.get('command', '?')}`, then `sleepcore ship <that --out> --name {name}`",
         f"- {train['steps']} optimizer steps of {train['batch_size']} sequences "
         f"({training.get('tokens', '?')} training tokens), AdamW lr {train['lr']} (β {tuple(train['betas'])}), "
         f"warm-up {train['warmup']}, cosine to {train['min_lr_ratio']}× lr, weight decay {train['weight_decay']}, "
@@ -44,7 +44,8 @@ def model_card(name: str, info: dict) -> str:
             else "none."
         ),
         f"- Wall time {training.get('wall_time_s', '?')} s on {training.get('hardware', '?')}; "
-        f"code version {training.get('code_version', '?')}, torch {training.get('torch', '?')}.",
+        f"code version {training.get('code_version', '?')}, torch {training.get('torch', '?')}."
+        + (f" {training['code_version_note']}" if training.get("code_version_note") else ""),
         f"- Model: layers `{model['layers']}`, d = {model['d_model']}, {model['attn_heads']} attention heads, "
         f"{model['fw_heads']} fast-weight heads of K = V = {model['head_dim']}, rule `{model['rule']}`, MLP "
         f"{model['mlp_ratio']}×, conv {model['conv_size'] or 'none'}; {training.get('parameters', '?')} parameters.",

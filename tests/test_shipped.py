@@ -1,0 +1,40 @@
+"""Every shipped checkpoint loads and re-evaluates to the table in its config.json (a code change that breaks a
+checkpoint fails here)."""
+
+import pytest
+
+from sleepcore.checkpoint import available, read_info
+from sleepcore.results import evaluate_checkpoint
+
+SHIPPED = available()
+
+
+def test_checkpoints_folder_stays_small():
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+
+    total = sum(p.stat().st_size for p in CHECKPOINT_ROOT.rglob("*") if p.is_file()) if CHECKPOINT_ROOT.exists() else 0
+    assert total < 50 * 2**20
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_checkpoint_reproduces_its_evaluation(name):
+    info = read_info(name)
+    stored = info["eval"]
+    assert info["finished"] and (SHIPPED and name in SHIPPED)
+    fresh = evaluate_checkpoint(name, per_depth=stored["per_depth"], seed=stored["seed"])
+    for metric in ("answers", "exact"):
+        for depth, cell in stored.get(metric, {}).items():
+            now = fresh[metric][depth]
+            assert now["n"] == cell["n"]
+            # the same examples: only float rounding on another CPU could flip an answer, so within the interval
+            assert abs(now["acc"] - cell["acc"]) <= (cell["hi"] - cell["lo"]) / 2, (metric, depth)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_checkpoint_has_a_model_card_with_its_table(name):
+    from sleepcore.checkpoint import resolve
+
+    card = (resolve(name) / "README.md").read_text()
+    assert "sleepcore train" in card and "sleepcore eval" in card
+    first = next(iter(read_info(name)["eval"]["answers"].values()))
+    assert f"{first['acc']:.3f}" in card
