@@ -52,11 +52,11 @@ st.query_params.update({"window": str(window), "pass": str(pass_), "layer": str(
 
 st.html(widgets.token_strip(tokens, window))
 
-state_tab, attn_tab, wake_tab, attr_tab, probe_tab = st.tabs(
-    ["Fast-weight state", "Attention", "If it woke now", "Attributions", "Probes"]
-)
+VIEWS = ["Fast-weight state", "Attention", "If it woke now", "Attributions", "Probes"]
+# Only the chosen view is built: a pass step then costs one view's figures, not all five (st.tabs builds every tab).
+shown_view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="view") or VIEWS[0]
 
-with state_tab:
+if shown_view == "Fast-weight state":
     left, right = st.columns(2)
     S = trace.state(window, pass_, layer)[0]  # [H, K, V]
     with left:
@@ -73,7 +73,7 @@ with state_tab:
             st.plotly_chart(state_change(trace.tables["state"].filter(pl.col("layer") == layer)), key="state_change")
     st.plotly_chart(sleep_animation(trace, layer, head, start=(window, pass_)), key="state_animation")
 
-with attn_tab:
+if shown_view == "Attention":
     attn_layers = [i for i, m in enumerate(layers) if m == "attn"]
     if not attn_layers:
         st.info("This model has no attention layers.")
@@ -88,7 +88,7 @@ with attn_tab:
             key="attention",
         )
 
-with wake_tab:
+if shown_view == "If it woke now":
     anytime = trace.anytime.filter(pl.col("example") == 0)
     now = anytime.filter(pl.col("n") == pass_)
     right_now = int(now["correct"].sum())
@@ -103,7 +103,7 @@ with wake_tab:
     pos = st.selectbox("Answer position", positions, key="anytime_position")
     st.plotly_chart(anytime_readout(anytime, 0, pos), key="anytime")
 
-with attr_tab:
+if shown_view == "Attributions":
     st.caption(
         "Integrated gradients of the answer logit with respect to the evicted tokens' embeddings, through "
         f"the sleep passes, with sleep truncated at pass {pass_}."
@@ -116,7 +116,7 @@ with attr_tab:
         attr = data.attributions(name, depth, seed, custom, pass_, a_pos)
         st.plotly_chart(attribution_strip(attr, tokens, 0, a_pos, pass_), key="attribution")
 
-with probe_tab:
+if shown_view == "Probes":
     probes = data.shipped_probes(name)
     if probes is None:
         st.info("No probe table ships with this checkpoint. The Probe lab page computes one.")
