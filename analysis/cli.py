@@ -10,6 +10,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     """Add the analysis subcommands to `sleepcore`'s subparsers."""
     _probe_parser(subparsers)
+    _figures_parser(subparsers)
 
 
 def _probe_parser(sub) -> None:
@@ -56,4 +57,44 @@ def _probe(args) -> int:
     if args.out:
         atomic_write(Path(args.out), df.write_parquet)
         print(f"wrote {len(df)} rows to {args.out}")
+    return 0
+
+
+FORMATS = ("svg", "pdf", "png")
+
+
+def _figures_parser(sub) -> None:
+    p = sub.add_parser("figures", help="regenerate the figure set from the shipped checkpoints (talk template)")
+    p.add_argument("--out", default="figures", help="output folder (default: figures/)")
+    p.add_argument("--format", default="svg,pdf,png", help="comma-separated: svg, pdf, png")
+    p.add_argument("--checkpoints", help="comma-separated checkpoint names (default: all shipped)")
+    p.set_defaults(func=_figures)
+
+
+def _figures(args) -> int:
+    from tqdm import tqdm
+
+    from analysis import session
+    from analysis.export import export_figure
+    from analysis.figure_set import checkpoint_figures, headline_figures
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"unknown format(s) {bad}; valid: {', '.join(FORMATS)}")
+    known = session.checkpoint_names()
+    names = [n.strip() for n in args.checkpoints.split(",")] if args.checkpoints else known
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise ValueError(f"unknown checkpoint(s) {unknown}; known: {', '.join(known) or 'none'}")
+    out = Path(args.out)
+    written = 0
+    with tqdm(desc="figures", unit="file") as bar:
+        for source in [headline_figures(names)] + [checkpoint_figures(n) for n in names]:
+            for stem, fig in source:
+                for fmt in formats:
+                    export_figure(fig, out / f"{stem}.{fmt}", fmt)
+                    written += 1
+                    bar.update(1)
+    print(f"wrote {written} files to {out}/")
     return 0

@@ -1,0 +1,92 @@
+"""The whole figure set from checkpoints, for talks: `sleepcore figures --out DIR --format svg,pdf,png`.
+
+Per task: accuracy vs N by depth (per answer, and exact where the task has it). Per checkpoint: its probe curves
+(when probes.parquet ships beside it) and, on one held-out example at the task's middle depth, the fast-weight state
+after the last pass, the state across sleep, an attention map, the anytime readout and an attribution strip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import plotly.graph_objects as go
+import polars as pl
+
+from analysis import session
+from analysis.figures import (
+    accuracy_vs_passes,
+    anytime_readout,
+    attention_map,
+    attribution_strip,
+    probe_curves,
+    results_table,
+    state_change,
+    state_heatmap,
+)
+
+
+def headline_figures(names: list[str]) -> Iterator[tuple[str, go.Figure]]:
+    rows = []
+    for name in names:
+        info = session.checkpoint_info(name)
+        if info.get("eval"):
+            rows.append(
+                {
+                    "checkpoint": name,
+                    "variant": info.get("variant", "hybrid"),
+                    "task": info["task"]["name"],
+                    "passes": info["sleep"]["passes"],
+                    "answers": info["eval"]["answers"],
+                    "exact": info["eval"].get("exact", {}),
+                }
+            )
+    if not rows:
+        return
+    table = results_table(rows)
+    for task in table["task"].unique(maintain_order=True).to_list():
+        sub = table.filter(pl.col("task") == task)
+        yield f"{task}-accuracy-vs-passes", accuracy_vs_passes(sub, title=f"{task}: accuracy per answer vs N")
+        if sub.filter(pl.col("metric") == "exact").height:
+            yield f"{task}-exact-vs-passes", accuracy_vs_passes(sub, metric="exact", title=f"{task}: exact vs N")
+
+
+def checkpoint_figures(name: str, seed: int = 0) -> Iterator[tuple[str, go.Figure]]:
+    probes = session.shipped_probes(name)
+    if probes is not None:
+        for fact in probes["fact"].unique().sort().to_list():
+            yield (
+                f"{name}-probes-{fact}",
+                probe_curves(session.sleep_curve(probes), fact=fact, title=f"{name}: probe accuracy ({fact})"),
+            )
+    loaded = session.load(name)
+    task = loaded.task
+    example = session.seeded_example(task, task.depths[len(task.depths) // 2], seed)
+    trace = session.trace_example(loaded, example)
+    layers, N = trace.meta["layers"], trace.meta["passes"]
+    context = [w for w in trace.meta["windows"] if w["kind"] == "context"]
+    fw = [i for i, m in enumerate(layers) if m == "fw"]
+    attn = [i for i, m in enumerate(layers) if m == "attn"]
+    if context and fw:
+        w = context[-1]
+        yield (
+            f"{name}-state",
+            state_heatmap(
+                trace.state(w["index"], N, fw[-1])[0],
+                title=f"{name}: S (layer {fw[-1]}) after pass {N} of window {w['index']}",
+            ),
+        )
+        yield f"{name}-state-across-sleep", state_change(trace.tables["state"], title=f"{name}: S across sleep")
+    if context and attn:
+        w = context[-1]
+        words = task.vocab.decode(example.tokens[w["start"] : w["end"]])
+        yield (
+            f"{name}-attention",
+            attention_map(
+                trace.attn(w["index"], N, attn[0])[0], words, title=f"{name}: attention, layer {attn[0]}, pass {N}"
+            ),
+        )
+    position = trace.anytime["position"].min()
+    yield f"{name}-anytime", anytime_readout(trace.anytime, 0, position)
+    if context:
+        attr = session.attributions(loaded, example, N, [position])
+        yield f"{name}-attribution", attribution_strip(attr, trace.tables["tokens"], 0, position, N)

@@ -1,0 +1,38 @@
+"""`sleepcore figures` regenerates the figure set from checkpoints and exports it through kaleido."""
+
+import os
+import shutil
+import xml.etree.ElementTree as ET
+
+import pytest
+from app_fixtures import app_checkpoints  # noqa: F401
+
+from analysis.figure_set import checkpoint_figures, headline_figures
+from sleepcore.cli import main
+
+
+def test_figure_set_covers_every_view(app_checkpoints):  # noqa: F811
+    stems = [stem for stem, _ in headline_figures(["tiny-n1", "tiny-n2"])]
+    assert stems == ["rule110-accuracy-vs-passes", "rule110-exact-vs-passes"]
+    figs = dict(checkpoint_figures("tiny-n2"))
+    assert set(figs) == {f"tiny-n2-{s}" for s in ("state", "state-across-sleep", "attention", "anytime", "attribution")}
+    assert len(figs["tiny-n2-anytime"].data[-1].x) == 2  # the readout after n = 1 and n = 2 passes
+
+
+def test_figures_command_writes_parseable_files(app_checkpoints, tmp_path, capsys):  # noqa: F811
+    if not shutil.which("chromium") and not os.path.exists("/usr/bin/chromium"):
+        if os.environ.get("CI"):
+            pytest.fail("CI must export figures: chromium is missing")
+        pytest.skip("chromium is missing: figure export needs it (apt-get install chromium)")
+    assert main(["figures", "--out", str(tmp_path), "--format", "svg", "--checkpoints", "tiny-n2"]) == 0
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "tiny-n2-state.svg" in files and "rule110-accuracy-vs-passes.svg" in files
+    for f in tmp_path.iterdir():
+        ET.parse(f)  # every SVG is well-formed XML
+
+
+def test_figures_command_rejects_bad_arguments(app_checkpoints, capsys):  # noqa: F811
+    assert main(["figures", "--format", "gif"]) == 2
+    assert "unknown format(s) ['gif']" in capsys.readouterr().err
+    assert main(["figures", "--checkpoints", "nope"]) == 2
+    assert "unknown checkpoint(s) ['nope']" in capsys.readouterr().err
