@@ -26,20 +26,7 @@ from analysis.figures import (
 
 
 def headline_figures(names: list[str]) -> Iterator[tuple[str, go.Figure]]:
-    rows = []
-    for name in names:
-        info = session.checkpoint_info(name)
-        if info.get("eval"):
-            rows.append(
-                {
-                    "checkpoint": name,
-                    "variant": info.get("variant", "hybrid"),
-                    "task": info["task"]["name"],
-                    "passes": info["sleep"]["passes"],
-                    "answers": info["eval"]["answers"],
-                    "exact": info["eval"].get("exact", {}),
-                }
-            )
+    rows = [r for n in names if (r := session.result_row(n, session.checkpoint_info(n)))]
     if not rows:
         return
     table = results_table(rows)

@@ -35,6 +35,23 @@ def checkpoint_info(name: str) -> dict:
     return read_info(_folder(name))
 
 
+def result_row(name: str, info: dict) -> dict | None:
+    """A checkpoint's stored evaluation as one `analysis.figures.results_table` input row (None if it has none)."""
+    ev = info.get("eval")
+    if not ev:
+        return None
+    passes = info["sleep"]["passes"]
+    return {
+        "checkpoint": name,
+        "variant": info.get("variant", "hybrid"),
+        "task": info["task"]["name"],
+        "passes": passes,
+        "trained_passes": passes,
+        "answers": ev["answers"],
+        "exact": ev.get("exact", {}),
+    }
+
+
 def model_card(name: str) -> str:
     card = _folder(name) / "README.md"
     return card.read_text() if card.is_file() else f"*{name} has no model card (README.md).*"

@@ -104,3 +104,20 @@ def probes(name: str, examples: int, seed: int):
 @st.cache_data(max_entries=16, show_spinner="Fitting a probe and reading the example's fast weights…")
 def query_fact(name: str, depth: int, seed: int, custom: str | None, layer: int, pass_: int, fact_depth: int):
     return session.query_fact(loaded(name), _example(name, depth, seed, custom), layer, pass_, fact_depth)
+
+
+def page_view(cmp: str | None = None):
+    """The common page header: the checkpoint (from the URL or the sidebar), what it allows, and the URL's view,
+    its messages shown as warnings. Stops the page with an error if the checkpoint cannot be loaded."""
+    from app.state import parse_view
+
+    name = pick_checkpoint()
+    try:
+        sh = shape(name)
+    except ValueError as e:
+        st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
+        st.stop()
+    view = parse_view(st.query_params, name, sh, cmp=cmp)
+    for message in view.messages:
+        st.warning(message)
+    return name, sh, view

@@ -14,18 +14,9 @@ from analysis.figures import (
     state_heatmap,
 )
 from app import data, widgets
-from app.state import parse_view
 
 st.title("Sleep explorer")
-name = data.pick_checkpoint()
-try:
-    shape = data.shape(name)
-except ValueError as e:
-    st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
-    st.stop()
-view = parse_view(st.query_params, name, shape)
-for message in view.messages:
-    st.warning(message)
+name, shape, view = data.page_view()
 if not shape.fw_layers:  # attention-only baselines: no state to step through (and no layer to index)
     st.info(f"{name} has no fast-weight layers: nothing crosses a window boundary, so there is no sleep to explore.")
     st.stop()

@@ -5,40 +5,21 @@ import io
 import polars as pl
 import streamlit as st
 
-from analysis import export
+from analysis import export, session
 from analysis.animation import sleep_animation
 from analysis.figures import accuracy_vs_passes, anytime_readout, results_table, state_change, state_heatmap
 from app import data, widgets
-from app.state import parse_view
 
 st.title("Export")
-name = data.pick_checkpoint()
-try:
-    shape = data.shape(name)
-except ValueError as e:
-    st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
-    st.stop()
-view = parse_view(st.query_params, name, shape)
-for message in view.messages:
-    st.warning(message)
+name, shape, view = data.page_view()
 depth, seed, custom = widgets.pick_example(name, view)
 trace = data.trace(name, depth, seed, custom)
 
 
 def headline():
-    rows = []
-    for n, info in data.readable_infos().items():
-        if info.get("eval") and info["task"] == data.info(name)["task"]:
-            rows.append(
-                {
-                    "checkpoint": n,
-                    "variant": info.get("variant", "hybrid"),
-                    "task": info["task"]["name"],
-                    "passes": info["sleep"]["passes"],
-                    "answers": info["eval"]["answers"],
-                    "exact": info["eval"].get("exact", {}),
-                }
-            )
+    task = data.info(name)["task"]
+    infos = data.readable_infos()
+    rows = [r for n, i in infos.items() if i["task"] == task and (r := session.result_row(n, i))]
     table = results_table(rows)
     return accuracy_vs_passes(table), table
 

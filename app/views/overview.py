@@ -3,6 +3,7 @@
 import polars as pl
 import streamlit as st
 
+from analysis import session
 from analysis.figures import accuracy_vs_passes, results_table
 from app import data
 
@@ -29,19 +30,9 @@ for name in names:
     except ValueError as e:
         broken.append(f"{name}: {e}")
         continue
-    ev = info.get("eval")
-    if ev:
-        rows.append(
-            {
-                "checkpoint": name,
-                "variant": info.get("variant", "hybrid"),
-                "task": info["task"]["name"],
-                "passes": info["sleep"]["passes"],
-                "trained_passes": info["sleep"]["passes"],
-                "answers": ev["answers"],
-                "exact": ev.get("exact", {}),
-            }
-        )
+    row = session.result_row(name, info)
+    if row:
+        rows.append(row)
 for b in broken:
     st.error(f"Checkpoint skipped: {b}")
 

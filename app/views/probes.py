@@ -6,18 +6,9 @@ import streamlit as st
 from analysis import session
 from analysis.figures import probe_curves
 from app import data, widgets
-from app.state import parse_view
 
 st.title("Probe lab")
-name = data.pick_checkpoint()
-try:
-    shape = data.shape(name)
-except ValueError as e:
-    st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
-    st.stop()
-view = parse_view(st.query_params, name, shape)
-for message in view.messages:
-    st.warning(message)
+name, shape, view = data.page_view()
 if not shape.fw_layers:  # attention-only baselines: no fast weights to probe
     st.info(f"{name} has no fast-weight layers, so there are no fast weights to probe.")
     st.stop()
