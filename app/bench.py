@@ -252,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     if ckpt not in names:
         print(f"unknown checkpoint {ckpt!r}; known: {', '.join(names)}", file=sys.stderr)
         return 1
+    import torch
+
+    torch.set_num_threads(1)  # as app/main.py does, so the in-process timings are the served app's
     rows: dict[str, list[float]] = {}
     if not args.no_browser:
         if not CHROMIUM.exists():
@@ -260,9 +263,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.update(time_first_page(args.checkpoints.resolve(), ckpt))
     rows["cold trace"] = time_cold_traces(ckpt)
     rows["pass step, AppTest"] = time_pass_steps(ckpt, args.steps)
-
-    import torch
-
     print(f"checkpoint {ckpt} from {args.checkpoints}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}")
     print(table(rows))
     step = statistics.median(rows["pass step, AppTest"])

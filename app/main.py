@@ -1,6 +1,11 @@
 """Entry point: `streamlit run app/main.py` (or `sleepcore app`, or `make app`)."""
 
 import streamlit as st
+import torch
+
+# The models are small: one intra-op thread records a trace in ~0.1 s, while two threads on a machine whose
+# other core is busy (training, another session) oversubscribe and took 8–10 s for the same trace.
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="sleepcore: models that sleep", page_icon="🌙", layout="wide")
 
