@@ -108,4 +108,14 @@ class Rule110(Task):
         return [self.vocab[str(c)] for c in cells]
 
     def chance(self, depth: int) -> float:
-        return 0.5
+        """The best a model that cannot see the rows can do per cell: always answer the more common bit after
+        `depth` steps (Rule 110 makes ones more common: 5/8 after one step). Estimated on 4,096 fixed random rows."""
+        rng = random.Random(110)
+        ones = total = 0
+        for _ in range(4096):
+            row = [rng.getrandbits(1) for _ in range(self.W)]
+            for _ in range(depth):
+                row = rule110_step(row)
+            ones += sum(row)
+            total += self.W
+        return max(ones, total - ones) / total
