@@ -276,7 +276,7 @@ def speedups(rows: list[dict]) -> list[dict]:
 
 # --- the command ------------------------------------------------------------------------------------------------
 def run(which: str, out: Path, quick: bool = False, threads: int = 1) -> int:
-    """`sleepcore bench latency|train`: run, print the tables, write CSVs (and latency.html) into out."""
+    """`sleepcore bench latency|train|ops|recorder`: run, print the tables, write CSVs (and latency.html) into out."""
     torch.set_num_threads(threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -301,8 +301,22 @@ def run(which: str, out: Path, quick: bool = False, threads: int = 1) -> int:
         write_csv(out / "train_speedup.csv", speedups(rows), SPEEDUP_COLUMNS)
         print(f"\nTraining throughput ({note})\n" + table(rows, TRAIN_COLUMNS))
         print("\nChunk backend over naive\n" + table(speedups(rows), SPEEDUP_COLUMNS))
+    elif which == "ops":
+        from sleepcore.bench_ops import run_ops
+
+        run_ops(out, quick)
+    elif which == "recorder":
+        from sleepcore import bench_recorder as br
+
+        rows = br.recorder_bench(**(br.quick_settings() if quick else {}))
+        write_csv(out / "recorder.csv", rows, br.COLUMNS)
+        print(f"\nRecord points with recording off, per training step ({note})\n" + table(rows, br.COLUMNS))
+        print(
+            "null_overhead_pct = visits × visit_ns / step_ms, a bound on what the null recorder adds to a step;\n"
+            "recording_overhead_pct: the step with every point recorded (a trace's cost), against recording off"
+        )
     else:
-        raise ValueError(f"unknown benchmark {which!r}; valid: latency, train")
+        raise ValueError(f"unknown benchmark {which!r}; valid: latency, train, ops, recorder")
     print(f"CSV written to {out}/")
     return 0
 

@@ -165,8 +165,15 @@ def _trace(args) -> int:
 
 
 def _bench_parser(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks: wake latency against context length; training throughput")
-    p.add_argument("which", choices=("latency", "train"), help="latency: decoding and sleep; train: tokens/s")
+    p = sub.add_parser(
+        "bench", help="benchmarks: wake latency, training speed, the fast-weight op, the recorder's cost"
+    )
+    p.add_argument(
+        "which",
+        choices=("latency", "train", "ops", "recorder"),
+        help="latency: decoding and sleep; train: tokens/s; ops: the fast-weight op per backend (time, GB/s, "
+        "FLOP/s); recorder: what record points cost a training step when recording is off",
+    )
     p.add_argument("--out", default="bench", help="folder for the CSV tables (and latency.html)")
     p.add_argument("--quick", action="store_true", help="tiny settings and few repeats: a smoke run")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")

@@ -1,8 +1,10 @@
 """The benchmarks run on tiny settings and write the tables they promise (structure only: speed is not tested)."""
 
 import csv
+import sys
 
 import pytest
+import torch
 
 from sleepcore.bench import (
     LATENCY_COLUMNS,
@@ -13,6 +15,8 @@ from sleepcore.bench import (
     latency_ratios,
     table,
 )
+from sleepcore.bench_ops import OPS_COLUMNS, PASSES, OpsSettings, chunk_flops, min_bytes, ops_bench, shipped_shapes
+from sleepcore.checkpoint import available
 from sleepcore.cli import main
 
 
@@ -77,3 +81,87 @@ def test_unknown_benchmark_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "nope"])
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+# --- bench ops ----------------------------------------------------------------------------------------------------
+def test_bench_ops_quick_writes_its_table(tmp_path, capsys):
+    assert main(["bench", "ops", "--quick", "--out", str(tmp_path)]) == 0
+    columns, rows = read(tmp_path / "ops.csv")
+    assert columns == OPS_COLUMNS
+    s = OpsSettings.quick()
+    grid = [r for r in rows if r["shape"] == "grid"]
+    assert [(r["T"], r["rule"], r["backend"], r["pass"]) for r in grid] == [
+        (str(T), rule, b, p)
+        for T in s.lengths
+        for rule in ("hebbian", "delta")
+        for b in ("naive", "chunk")
+        for p in PASSES
+    ]
+    assert {(r["B"], r["H"], r["K"], r["V"], r["dtype"]) for r in grid} == {("2", "2", "32", "32", "float32")}
+    for r in rows:
+        ms, nbytes, gbps = float(r["median_ms"]), int(r["min_bytes"]), float(r["GBps"])
+        assert ms > 0 and gbps == pytest.approx(nbytes / ms / 1e6, rel=0.02, abs=0.01)
+        assert float(r["pct_copy"]) == pytest.approx(100 * gbps / float(r["copy_GBps"]), rel=0.02, abs=0.1)
+        assert float(r["rel_err"]) < 1e-4  # every backend computes the op that chunk computes
+    # the shipped checkpoints' fast-weight shapes (batch size, sleep window, fw heads, head size), each benched once
+    shipped, names = shipped_shapes()
+    key = ("B", "T", "H", "K", "V")
+    benched = {tuple(int(r[c]) for c in key) for r in rows if r["shape"] == "shipped"}
+    assert benched == {(x.B, x.T, x.H, x.K, x.V) for x in shipped}
+    if "rule110-mini-n2" in available():  # attention-only models have no fast-weight layer to bench
+        assert "rule110-mini-n2" in names[(64, 17, 2, 32, 32)]
+        assert not any("attn-only" in n or "full-attention" in n for ns in names.values() for n in ns)
+    out = capsys.readouterr().out
+    assert "copy bandwidth" in out and "torch " in out and "triton skipped on the CPU" in out
+
+
+def test_min_bytes_by_hand():
+    # B=2, T=64, H=2, K=V=32 in bf16 (2 bytes); the state is fp32
+    q = k = v = o = 2 * 2 * 64 * 2 * 32  # 16,384 bytes each
+    g = beta = 2 * 2 * 64 * 2  # 512 bytes each
+    state = 4 * 2 * 2 * 32 * 32  # 16,384 bytes
+    inputs = q + k + v + g + beta
+    assert min_bytes(2, 64, 2, 32, 32, 2, backward=False) == inputs + state + o + state == 99_328
+    # backward: inputs and h0 read again, do and dS read, dq dk dv dg dbeta dh0 written
+    assert min_bytes(2, 64, 2, 32, 32, 2, backward=True) == 99_328 + 2 * (inputs + state) + o + state
+    assert min_bytes(2, 64, 2, 32, 32, 2, backward=False, gates=False, state=False) == q + k + v + o
+    # one chunk of 64: q kᵀ 2·64²·32, attn·u 2·64²·32, q·S and kᵀ·u 2·64·32² each; per (b, h)
+    assert chunk_flops(2, 64, 2, 32, 32, "hebbian") == 4 * (2 * 64 * 64 * 32 * 2 + 4 * 64 * 32 * 32)
+
+
+def _fake_fla(monkeypatch):
+    """flash-linear-attention's two entry points with their documented semantics, built on the naive op."""
+    import types
+
+    from sleepcore.ops import fast_weight
+
+    def chunk_simple_gla(*, q, k, v, g, scale, initial_state, output_final_state):
+        beta = torch.ones_like(g)  # simple GLA writes k vᵀ with no write strength
+        return fast_weight(q, k, v, g, beta, rule="hebbian", scale=scale, initial_state=initial_state, backend="naive")
+
+    def chunk_gated_delta_rule(*, q, k, v, g, beta, scale, initial_state, output_final_state):
+        return fast_weight(q, k, v, g, beta, rule="delta", scale=scale, initial_state=initial_state, backend="naive")
+
+    mods = {n: types.ModuleType(n) for n in ("fla", "fla.ops", "fla.ops.simple_gla", "fla.ops.gated_delta_rule")}
+    mods["fla.ops.simple_gla"].chunk_simple_gla = chunk_simple_gla
+    mods["fla.ops.gated_delta_rule"].chunk_gated_delta_rule = chunk_gated_delta_rule
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+TINY = OpsSettings(batch=1, heads=2, lengths=(20,), head_dim=16, shipped=False, backends=("chunk", "fla"), repeats=1)
+
+
+def test_fla_adapter_maps_our_arguments_to_theirs(monkeypatch):
+    _fake_fla(monkeypatch)
+    rows, notes, _, _ = ops_bench(TINY, "cpu", progress=False)
+    fla = [r for r in rows if r["backend"] == "fla"]
+    assert [(r["rule"], r["pass"]) for r in fla] == [(rule, p) for rule in ("hebbian", "delta") for p in PASSES]
+    assert all(r["rel_err"] < 1e-5 for r in fla) and notes == []
+
+
+def test_fla_absent_skips_its_rows_with_a_note(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fla", None)  # import fla raises ImportError
+    rows, notes, _, _ = ops_bench(TINY, "cpu", progress=False)
+    assert {r["backend"] for r in rows} == {"chunk"} and len(rows) == 2 * len(PASSES)
+    assert len(notes) == 1 and "flash-linear-attention is not importable" in notes[0]
