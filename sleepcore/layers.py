@@ -65,6 +65,20 @@ class FastWeight(nn.Module):
         if cfg.conv_size:
             self.conv = nn.Conv1d(3 * H * K, 3 * H * K, cfg.conv_size, groups=3 * H * K, padding=cfg.conv_size - 1)
 
+    def _causal_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """`self.conv` (depthwise, causal) on x [B, T, C] as a sum of shifted copies: y_t = b + Σ_j w_j x_{t-j}.
+
+        Equal to `self.conv` on the transposed input (tested), and about 3× faster forward and backward on the CPU
+        at the mini presets' shapes, where mkldnn's depthwise conv backward took a quarter of a training step.
+        """
+        T, taps = x.shape[1], self.conv.weight.shape[-1]
+        w = self.conv.weight[:, 0, :]  # [C, taps]; tap taps-1 multiplies x_t, tap 0 multiplies x_{t-taps+1}
+        padded = F.pad(x, (0, 0, taps - 1, 0))
+        y = self.conv.bias + padded[:, :T] * w[:, 0]
+        for j in range(1, taps):
+            y = y + padded[:, j : j + T] * w[:, j]
+        return y
+
     def forward(self, x: torch.Tensor, state: torch.Tensor | None, rec=NULL, where: str = ""):
         """x [B, T, D], state [B, H, K, V] or None -> (y [B, T, D], new state [B, H, K, V])."""
         B, T, _ = x.shape
@@ -72,8 +86,7 @@ class FastWeight(nn.Module):
         q, k, v = self.q(x), self.k(x), self.v(x)
         if self.cfg.conv_size:
             # causal within the call: the conv restarts every window, since only S crosses an eviction
-            qkv = self.conv(torch.cat([q, k, v], -1).transpose(1, 2))[..., :T].transpose(1, 2)
-            q, k, v = F.silu(qkv).split(H * K, dim=-1)
+            q, k, v = F.silu(self._causal_conv(torch.cat([q, k, v], -1))).split(H * K, dim=-1)
         q, k, v = (t.view(B, T, H, K) for t in (q, k, v))
         if self.cfg.rule == "delta":  # the delta rule is only stable with unit-norm keys
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
