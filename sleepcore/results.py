@@ -45,8 +45,10 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
     ]
     variants = {r["variant"] for results in rows.values() for r in results}
     if variants & {"attn-only", "full-attention"}:
-        out += ["The attention-only model under eviction must sit at chance (the eviction is real) and the",
-                "full-attention model, which never evicts, is an upper reference: sanity checks, not competitors."]
+        out += [
+            "The attention-only model under eviction must sit at chance (the eviction is real) and the",
+            "full-attention model, which never evicts, is an upper reference: sanity checks, not competitors.",
+        ]
     missing = sorted({"attn-only", "full-attention", "wide"} - variants)
     if missing:
         out += ["", f"Not shipped yet: the {', '.join(missing)} baseline(s) (`sleepcore train --variant ...`)."]

@@ -298,8 +298,14 @@ def _save(
 ) -> dict:
     save_tensors(out / "model.safetensors", model.state_dict())
     groups = save_optimizer(out / "optimizer.safetensors", opt)
-    trainer = {"step": step, "history": history, "wall_s": wall, "tokens": tokens, "param_groups": groups,
-               "code_version": version}
+    trainer = {
+        "step": step,
+        "history": history,
+        "wall_s": wall,
+        "tokens": tokens,
+        "param_groups": groups,
+        "code_version": version,
+    }
     info = checkpoint_info(
         *configs,
         **(extra or {}),

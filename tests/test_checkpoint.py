@@ -18,8 +18,9 @@ from sleepcore.train import train
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt") / "tiny"
-    train(out, *build("tiny", 2, steps=4, eval_every=4, save_every=4, eval_examples=16), progress=False,
-          eval_per_depth=4)
+    train(
+        out, *build("tiny", 2, steps=4, eval_every=4, save_every=4, eval_examples=16), progress=False, eval_per_depth=4
+    )
     return out
 
 
