@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -272,3 +273,92 @@ def _mean_ci(values: np.ndarray, rng: np.random.Generator, resamples: int = 1000
     means = rng.choice(values, size=(resamples, len(values)), replace=True).mean(axis=1)
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(values.mean()), float(lo), float(hi)
+
+
+# --- a checkpoint's attributions, for the command line --------------------------------------------------------
+
+
+def attribute_checkpoint(
+    name_or_path: str | Path,
+    *,
+    examples: int = 16,
+    seed: int = 0,
+    passes: Iterable[int] | None = None,
+    n_steps: int = 32,
+    internal_batch_size: int = 16,
+    progress: bool = True,
+) -> pl.DataFrame:
+    """The attributions table of a checkpoint (folder, or name under checkpoints/) on `examples` held-out
+    examples drawn with `seed`, for sleep truncated at each n in `passes` (default 1..N)."""
+    from tqdm import tqdm
+
+    from sleepcore.checkpoint import configs_from, load_checkpoint
+    from sleepcore.tasks import get_task
+
+    if examples < 1:
+        raise ValueError(f"examples must be >= 1; got {examples}")
+    model, info = load_checkpoint(name_or_path)
+    task_cfg = configs_from(info)[2]
+    task = get_task(task_cfg.name, **task_cfg.params)
+    chosen = task.sample(examples, seed, split="test")
+    ns = _passes(model, passes)
+    with tqdm(total=len(chosen) * len(ns), desc="attributions", unit="run", disable=not progress) as bar:
+        return attribute(
+            model,
+            chosen,
+            task,
+            n_steps=n_steps,
+            internal_batch_size=internal_batch_size,
+            passes=ns,
+            progress=bar.update,
+        )
+
+
+def format_attributions(df: pl.DataFrame) -> str:
+    """Per (n, depth): answers, the mean total |attribution| over evicted tokens and the mean |convergence delta|
+    of captum (both in logits); for Depo, then, the path-recall table (path share against random edges)."""
+    if df.is_empty():
+        return "no attribution rows"
+    per_answer = df.group_by(["example", "position", "n", "depth"]).agg(
+        pl.col("attribution").abs().sum().alias("total"), pl.col("delta").abs().first().alias("delta")
+    )
+    summary = (
+        per_answer.group_by(["n", "depth"])
+        .agg(
+            pl.len().alias("answers"),
+            pl.col("total").mean().alias("mean_total_abs"),
+            pl.col("delta").mean().alias("mean_abs_delta"),
+        )
+        .sort("n", "depth")
+    )
+    lines = ["attributions over evicted tokens, per sleep truncated at n and answer depth", _text(summary)]
+    if df["edge"].max() is not None and df["edge"].max() >= 0:
+        recall = path_recall(df)
+        lines += [
+            "",
+            "Depo path recall: share of |attribution| on the true k-hop path's edges (95% bootstrap interval),",
+            "against the same share for a random set of as many edges (random) and an even spread (uniform)",
+            _text(
+                recall.select(
+                    "n",
+                    "depth",
+                    "answers",
+                    "path_share",
+                    "path_share_lo",
+                    "path_share_hi",
+                    "random_share",
+                    "uniform_share",
+                )
+            ),
+        ]
+    return "\n".join(lines)
+
+
+def _text(df: pl.DataFrame) -> str:
+    cols = df.columns
+    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in df.iter_rows()]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
+    return "\n".join(
+        ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
+        + ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
+    )

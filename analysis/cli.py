@@ -10,6 +10,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     """Add the analysis subcommands to `sleepcore`'s subparsers."""
     _probe_parser(subparsers)
+    _attribute_parser(subparsers)
     _figures_parser(subparsers)
 
 
@@ -54,6 +55,49 @@ def _probe(args) -> int:
         progress=not args.no_progress,
     )
     print(format_probes(df))
+    if args.out:
+        atomic_write(Path(args.out), df.write_parquet)
+        print(f"wrote {len(df)} rows to {args.out}")
+    return 0
+
+
+def _attribute_parser(sub) -> None:
+    p = sub.add_parser(
+        "attribute",
+        help="integrated gradients of each answer over the evicted tokens, through sleep truncated at n; "
+        "Depo: path recall against a random-edge baseline",
+    )
+    p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
+    p.add_argument("--examples", "-K", type=int, default=16, help="held-out examples (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="the examples' seed")
+    p.add_argument("--passes", type=_int_list, help="sleep truncated at these n, comma-separated (default 1..N)")
+    p.add_argument("--n-steps", type=int, default=32, help="integration steps (default 32)")
+    p.add_argument("--internal-batch-size", type=int, default=16, help="bounds memory (default 16)")
+    p.add_argument("--out", help="write the attributions table to this Parquet file")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_attribute)
+
+
+def _attribute(args) -> int:
+    import torch
+
+    from analysis.attribution import attribute_checkpoint, format_attributions
+    from sleepcore.checkpoint import atomic_write
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {args.threads}")
+    torch.set_num_threads(args.threads)
+    df = attribute_checkpoint(
+        args.checkpoint,
+        examples=args.examples,
+        seed=args.seed,
+        passes=args.passes,
+        n_steps=args.n_steps,
+        internal_batch_size=args.internal_batch_size,
+        progress=not args.no_progress,
+    )
+    print(format_attributions(df))
     if args.out:
         atomic_write(Path(args.out), df.write_parquet)
         print(f"wrote {len(df)} rows to {args.out}")

@@ -188,3 +188,45 @@ def test_bad_requests_fail_clearly(rule110):
         integrated_gradients(model, ex, [0], 1)
     with pytest.raises(ValueError, match="passes must be >= 1"):
         attribute(model, [ex], task, passes=0)
+
+
+@pytest.fixture(scope="module")
+def depo_checkpoint(tmp_path_factory):
+    from sleepcore.train import train
+
+    out = tmp_path_factory.mktemp("attr") / "depo-tiny"
+    configs = build("depo-mini", 2, steps=2, eval_every=2, save_every=2, eval_examples=8)
+    train(out, *configs, progress=False, eval_per_depth=2)
+    return out
+
+
+def test_checkpoint_attributions_equal_the_library_call_and_report_path_recall(depo_checkpoint, tmp_path, capsys):
+    from analysis.attribution import attribute_checkpoint, format_attributions
+    from sleepcore.checkpoint import configs_from, load_checkpoint
+    from sleepcore.cli import main
+
+    df = attribute_checkpoint(depo_checkpoint, examples=1, seed=3, passes=[1, 2], n_steps=4, progress=False)
+    model, info = load_checkpoint(depo_checkpoint)
+    t = configs_from(info)[2]
+    task = get_task(t.name, **t.params)
+    direct = attribute(model, task.sample(1, 3, split="test"), task, n_steps=4, passes=[1, 2])
+    assert df.equals(direct)
+    text = format_attributions(df)
+    assert "Depo path recall" in text and "random_share" in text
+    out = tmp_path / "attr.parquet"
+    argv = ["attribute", str(depo_checkpoint), "-K", "1", "--seed", "3", "--passes", "1,2", "--n-steps", "4"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    assert pl.read_parquet(out).equals(df)
+    assert "path_share" in capsys.readouterr().out
+
+
+def test_rule110_attributions_have_no_path_table(rule110):
+    from analysis.attribution import format_attributions
+
+    model, task, example = rule110
+    text = format_attributions(attribute(model, [example], task, n_steps=4, passes=[1]))
+    assert "mean_abs_delta" in text and "path recall" not in text
+    with pytest.raises(ValueError, match="examples must be >= 1"):
+        from analysis.attribution import attribute_checkpoint
+
+        attribute_checkpoint("nowhere", examples=0)
