@@ -1,10 +1,13 @@
 """The Triton backend equals the per-token naive loop on outputs, final state and every gradient.
 
-Without CUDA the kernels run in Triton's interpreter, which is slow (about 15 ms per token and program for the
-forward and backward together), so the CPU tests keep B·H small and cover lengths, head sizes, V-blocks and
+Both forwards are tested, the recurrent kernel and the chunked one (`algorithm=`), each followed by the recurrent
+backward. Without CUDA the kernels run in Triton's interpreter, which is slow (about 15 ms per token and program
+for the recurrent forward and backward together; the chunked forward costs about 0.3 s per chunk and program for
+the delta rule's triangular inverse), so the CPU tests keep B·H small and cover lengths, head sizes, V-blocks and
 several (batch, head) pairs in separate cases rather than their full product.
 """
 
+import functools
 import os
 from collections.abc import Callable
 
@@ -16,11 +19,12 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # the interpreter must be chosen before triton is first imported
 pytest.importorskip("triton", reason="the Triton backend needs the triton package")
 
-from sleepcore.ops import fast_weight, triton_fw  # noqa: E402
+from sleepcore.ops import fast_weight, triton_chunk, triton_fw  # noqa: E402
 from sleepcore.ops.naive import fast_weight_naive  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 NAMES = ("o", "final state", "dq", "dk", "dv", "dg", "dbeta", "dh0")
+ALGORITHMS = ("recurrent", "chunked")
 gpu_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -77,9 +81,16 @@ def rms_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).pow(2).mean().sqrt() / b.pow(2).mean().sqrt().clamp_min(1e-30)).item()
 
 
-def assert_matches_naive(inputs: list[torch.Tensor], s0: torch.Tensor | None, rule: str, tol: float = 1e-4) -> None:
+def triton_with(algorithm: str) -> Callable:
+    """fast_weight_triton with its forward chosen: "recurrent", "chunked" or "auto"."""
+    return functools.partial(triton_fw.fast_weight_triton, algorithm=algorithm)
+
+
+def assert_matches_naive(
+    inputs: list[torch.Tensor], s0: torch.Tensor | None, rule: str, algorithm: str = "auto", tol: float = 1e-4
+) -> None:
     ref = run(fast_weight_naive, inputs, s0, rule)
-    out = run(triton_fw.fast_weight_triton, inputs, s0, rule)
+    out = run(triton_with(algorithm), inputs, s0, rule)
     errors = {name: max_rel(a, b) for name, a, b in zip(NAMES, out, ref)}
     assert all(e < tol for e in errors.values()), errors
 
@@ -88,19 +99,22 @@ def test_poisoning_is_active():
     assert torch.isnan(torch.empty(4, device=DEVICE)).all()
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
-@pytest.mark.parametrize("T", [1, 17, 63, 64, 200])
-def test_lengths(rule, T):
-    """Lengths around the 64-token checkpoint stride, with an initial state (several heads: the tests below)."""
+@pytest.mark.parametrize("T", [1, 17, 63, 64, 65, 200])
+def test_lengths(rule, T, algorithm):
+    """Lengths around the 64-token chunk (and checkpoint stride), with an initial state (several heads: below)."""
     inputs, s0 = make_inputs(1, T, 1, 32, 32, rule, state=True, seed=T)
-    assert_matches_naive(inputs, s0, rule)
+    assert_matches_naive(inputs, s0, rule, algorithm)
 
 
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
 @pytest.mark.parametrize("K, V", [(16, 16), (16, 64), (64, 32), (64, 64)])
-def test_head_sizes_without_initial_state(rule, K, V):
-    inputs, s0 = make_inputs(1, 63, 1, K, V, rule, state=False, seed=K + V)
-    assert_matches_naive(inputs, s0, rule)
+def test_head_sizes_without_initial_state(rule, K, V, algorithm):
+    """Two chunks, the second one short: the chunk-start states of a K ≠ V state are laid out right."""
+    inputs, s0 = make_inputs(1, 70, 1, K, V, rule, state=False, seed=K + V)
+    assert_matches_naive(inputs, s0, rule, algorithm)
 
 
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
@@ -108,13 +122,33 @@ def test_several_v_blocks_and_padded_tiles(rule, monkeypatch):
     """On a GPU V splits into blocks whose partial dq, dk, dg, dbeta add up; K = 12 and V = 40 pad the tiles."""
     monkeypatch.setattr(triton_fw, "_block_v", lambda K, V: 16)  # three blocks, the last one partial
     inputs, s0 = make_inputs(1, 17, 2, 12, 40, rule, state=True, seed=3)
-    assert_matches_naive(inputs, s0, rule)
+    assert_matches_naive(inputs, s0, rule, "recurrent")
 
 
-def test_checkpoints_of_several_sequences_and_heads():
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+def test_chunked_v_blocks_and_padded_tiles(rule, monkeypatch):
+    """The chunked kernels' V-blocks (the autotuner's BV on a GPU) and K = 12, V = 40 padded to 16 and 64."""
+    monkeypatch.setattr(triton_chunk, "_fixed_block_v", lambda V: 16)  # three blocks, the last one partial
+    monkeypatch.setattr(triton_fw, "_block_v", lambda K, V: 16)
+    inputs, s0 = make_inputs(1, 65, 2, 12, 40, rule, state=True, seed=3)
+    assert_matches_naive(inputs, s0, rule, "chunked")
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_checkpoints_of_several_sequences_and_heads(algorithm):
     """Two chunks for each of B·H = 4 (batch, head) pairs: the checkpoints of one must not be read by another."""
     inputs, s0 = make_inputs(2, 70, 2, 16, 16, "delta", state=True, seed=5)
-    assert_matches_naive(inputs, s0, "delta")
+    assert_matches_naive(inputs, s0, "delta", algorithm)
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+def test_chunked_strong_decay_stays_finite(rule):
+    """Every gate e^-5: γ falls to −320 inside a chunk, where e^γ underflows; no exponent may be positive."""
+    inputs, s0 = make_inputs(1, 130, 1, 16, 16, rule, state=True, seed=17)
+    inputs[3] = torch.full_like(inputs[3], -5.0)
+    out = run(triton_with("chunked"), inputs, s0, rule)
+    assert all(torch.isfinite(x).all() for x in out)
+    assert_matches_naive(inputs, s0, rule, "chunked")
 
 
 @pytest.mark.parametrize("used", ["output", "final state"])
@@ -128,6 +162,30 @@ def test_gradient_when_only_one_result_is_used(used):
         grads.append(torch.autograd.grad(loss, leaves, materialize_grads=True))  # q is unused for the state
     for name, a, b in zip(NAMES[2:], grads[1], grads[0]):
         assert max_rel(a, b) < 1e-4, name
+
+
+@pytest.mark.parametrize("T, expected", [(1, "recurrent"), (63, "recurrent"), (64, "chunked"), (130, "chunked")])
+def test_auto_takes_the_chunked_forward_from_one_chunk_on(T, expected, monkeypatch):
+    """Without gradients too (inference): the chosen forward alone, and it equals naive."""
+    calls = []
+
+    def spy_on(name: str, label: str) -> None:
+        forward = getattr(triton_fw, name)
+
+        def spy(*args, **kwargs):
+            calls.append(label)
+            return forward(*args, **kwargs)
+
+        monkeypatch.setattr(triton_fw, name, spy)
+
+    spy_on("forward_chunked", "chunked")
+    spy_on("_forward", "recurrent")
+    inputs, s0 = make_inputs(1, T, 1, 16, 16, "delta", state=True, seed=23)
+    with torch.no_grad():
+        o, S = triton_fw.fast_weight_triton(*inputs, "delta", 0.25, s0)
+    o_ref, S_ref = fast_weight_naive(*inputs, "delta", 0.25, s0)
+    assert calls == [expected] and o.grad_fn is None
+    assert max_rel(o, o_ref) < 1e-4 and max_rel(S, S_ref) < 1e-4
 
 
 def test_wake_steps_without_grad_chain_like_one_call():
@@ -163,6 +221,8 @@ def test_bad_input_is_named(monkeypatch):
     inputs, _ = make_inputs(1, 2, 1, 16, 16, "delta", state=False)
     with pytest.raises(ValueError, match="unknown rule 'oja'"):
         triton_fw.fast_weight_triton(*inputs, "oja", 1.0, None)
+    with pytest.raises(ValueError, match="unknown algorithm 'fused'"):
+        triton_fw.fast_weight_triton(*inputs, "delta", 1.0, None, algorithm="fused")
     q, k, v, g, beta = make_inputs(1, 2, 1, 512, 16, "delta", state=False)[0]
     with pytest.raises(ValueError, match="K <= 256"):
         triton_fw.fast_weight_triton(q, k, v, g, beta, "delta", 1.0, None)
@@ -175,31 +235,35 @@ def test_bad_input_is_named(monkeypatch):
 
 
 @gpu_only
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
-def test_bf16_is_close_to_fp32(rule):
-    """bf16 inputs are upcast in the kernel: only the rounding of inputs and results separates it from fp32."""
+def test_bf16_is_close_to_fp32(rule, algorithm):
+    """bf16 inputs are upcast in the kernel: only the rounding of inputs and results (and, chunked, TF32 products
+    of fp32 intermediates) separates it from fp32."""
     inputs, s0 = make_inputs(2, 300, 4, 64, 64, rule, state=True, seed=13)
     inputs = [x.bfloat16().float() for x in inputs]  # the same values in both runs
     ref = run(fast_weight_naive, inputs, s0, rule)
-    out = run(triton_fw.fast_weight_triton, inputs, s0, rule, dtype=torch.bfloat16)
+    out = run(triton_with(algorithm), inputs, s0, rule, dtype=torch.bfloat16)
     assert out[0].dtype == torch.bfloat16 and out[1].dtype == torch.float32
     errors = {name: rms_rel(a, b) for name, a, b in zip(NAMES, out, ref)}
     assert all(e < 5e-3 for e in errors.values()), errors
 
 
 @gpu_only
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
-def test_strong_decay_stays_finite(rule):
+def test_strong_decay_stays_finite(rule, algorithm):
     inputs, s0 = make_inputs(2, 300, 4, 64, 64, rule, state=True, seed=17)
     inputs[3] = torch.full_like(inputs[3], -5.0)  # every gate e^-5: the state nearly resets each token
-    out = run(triton_fw.fast_weight_triton, inputs, s0, rule)
+    out = run(triton_with(algorithm), inputs, s0, rule)
     assert all(torch.isfinite(x).all() for x in out)
-    assert_matches_naive(inputs, s0, rule)
+    assert_matches_naive(inputs, s0, rule, algorithm)
 
 
 @gpu_only
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
-def test_long_sequence_with_large_heads(rule):
-    """T = 2048 is 32 checkpoints; K = V = 128 gives four 32-column V-blocks per head."""
+def test_long_sequence_with_large_heads(rule, algorithm):
+    """T = 2048 is 32 chunks and checkpoints; K = V = 128 gives several V-blocks per head."""
     inputs, s0 = make_inputs(2, 2048, 2, 128, 128, rule, state=True, seed=19, low=-1.0)
-    assert_matches_naive(inputs, s0, rule)
+    assert_matches_naive(inputs, s0, rule, algorithm)

@@ -11,6 +11,9 @@ chunk's decayed states S'_t = exp(g_t) S_{t-1} from the checkpoint into a per-pr
 walks the chunk backwards. Inverting the recurrence instead (S_{t-1} from S_t) would divide by exp(g_t) and,
 for the delta rule, by (I − beta_t k_t k_tᵀ), which amplifies rounding without bound.
 
+fast_weight_triton runs the chunked forward of triton_chunk.py instead from T = CHUNKED_MIN_T on (or when asked):
+its chunk-start states and written values are exactly these checkpoints and u, so the backward is shared.
+
 Layout: q, k [B, T, H, K]; v, o [B, T, H, V]; g, beta [B, T, H]; state [B, H, K, V] fp32. Letters as in
 sleepcore/ops/__init__.py; BK (≥ K) and BV are the power-of-two tile sizes, CHUNK the checkpoint stride.
 """
@@ -24,9 +27,12 @@ import triton
 import triton.language as tl
 
 from sleepcore.ops import _check_shapes
+from sleepcore.ops.triton_chunk import CHUNK, forward_chunked
 
-CHUNK = 64  # tokens between state checkpoints; also the length of the backward's scratch buffer
+# CHUNK: tokens between state checkpoints (the chunked forward's chunk length); also the backward's scratch length
 MAX_K = 256  # the [K, BV] state tile lives in registers; beyond this it would spill
+CHUNKED_MIN_T = 64  # "auto" takes the chunked forward from this length on (one full chunk), the recurrent below it
+ALGORITHMS = ("auto", "chunked", "recurrent")
 
 
 def _interpreting() -> bool:
@@ -252,9 +258,14 @@ def _backward(
 
 
 class _FastWeightFn(torch.autograd.Function):
+    """Either forward, then the recurrent backward: both forwards leave the same checkpoints and u behind."""
+
     @staticmethod
-    def forward(ctx, q, k, v, g, beta, initial_state, delta: bool, scale: float):
-        o, ht, ckpt, u = _forward(q, k, v, g, beta, initial_state, delta, scale, for_backward=True)
+    def forward(ctx, q, k, v, g, beta, initial_state, delta: bool, scale: float, chunked: bool):
+        if chunked:
+            o, ht, ckpt, u = forward_chunked(q, k, v, g, beta, initial_state, delta, scale)
+        else:
+            o, ht, ckpt, u = _forward(q, k, v, g, beta, initial_state, delta, scale, for_backward=True)
         ctx.save_for_backward(q, k, v, g, beta, ckpt, u)
         ctx.delta, ctx.scale = delta, scale
         ctx.want_dh0 = initial_state is not None and ctx.needs_input_grad[5]
@@ -269,14 +280,16 @@ class _FastWeightFn(torch.autograd.Function):
         dq, dk, dv, dg, dbeta, dh0 = _backward(ctx.saved_tensors, do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
         if dh0 is not None:
             dh0 = dh0.to(ctx.h0_dtype)
-        return dq, dk, dv, dg, dbeta, dh0, None, None
+        return dq, dk, dv, dg, dbeta, dh0, None, None, None
 
 
-def _check(q: torch.Tensor, rule: str) -> None:
+def _check(q: torch.Tensor, rule: str, algorithm: str) -> None:
     """What the kernels need beyond the shapes that sleepcore.ops checks."""
     K = q.shape[-1]
     if rule not in ("delta", "hebbian"):
         raise ValueError(f"unknown rule {rule!r}; valid rules: delta, hebbian")
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; valid algorithms: {', '.join(ALGORITHMS)}")
     if K > MAX_K:
         raise ValueError(f"the Triton backend holds the [K, V] state tile in registers and needs K <= {MAX_K}; got {K}")
     if not q.is_cuda and not _interpreting():
@@ -292,20 +305,28 @@ def fast_weight_triton(
     rule: str,
     scale: float,
     initial_state: torch.Tensor | None,  # [B, H, K, V]
+    *,
+    algorithm: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The fast-weight recurrence with naive's semantics -> (o [B, T, H, V] in v's dtype, state [B, H, K, V] fp32).
 
-    Differentiable in q, k, v, g, beta and initial_state. Without gradients (a wake step of one token, say)
-    it runs the forward kernel alone and stores nothing for a backward.
+    algorithm: "chunked" (the chunk-parallel forward of triton_chunk.py), "recurrent" (the fused per-token
+    kernel), or "auto": chunked when T >= CHUNKED_MIN_T, recurrent for shorter calls and one-token wake steps.
+    Either way the backward is the recurrent one. Differentiable in q, k, v, g, beta and initial_state. Without
+    gradients the recurrent forward stores nothing for a backward.
     """
     _check_shapes(q, k, v, g, beta, initial_state)
-    _check(q, rule)
+    _check(q, rule, algorithm)
     inputs = tuple(x.contiguous() for x in (q, k, v, g, beta))
     if initial_state is not None:
         initial_state = initial_state.contiguous()
     delta = rule == "delta"
+    chunked = algorithm == "chunked" or (algorithm == "auto" and q.shape[1] >= CHUNKED_MIN_T)
     tracked = [*inputs, initial_state]
     if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tracked):
-        return _FastWeightFn.apply(*inputs, initial_state, delta, float(scale))
-    o, ht, _, _ = _forward(*inputs, initial_state, delta, float(scale), for_backward=False)
+        return _FastWeightFn.apply(*inputs, initial_state, delta, float(scale), chunked)
+    if chunked:
+        o, ht, _, _ = forward_chunked(*inputs, initial_state, delta, float(scale))
+    else:
+        o, ht, _, _ = _forward(*inputs, initial_state, delta, float(scale), for_backward=False)
     return o, ht
