@@ -19,6 +19,11 @@ VARIANT_TEXT = {
 }
 
 
+def _relative(command: str) -> str:
+    """The recorded command, with paths inside this repository written relative to its root (where it is run)."""
+    return command.replace(f"{CHECKPOINT_ROOT.parent.resolve()}/", "")
+
+
 def model_card(name: str, info: dict) -> str:
     sleep, model, train, training = info["sleep"], info["model"], info["train"], info.get("training", {})
     variant = info.get("variant", "hybrid")
@@ -31,7 +36,7 @@ def model_card(name: str, info: dict) -> str:
         f"window{'' if sleep['window'] else ' (no eviction: one window)'}.",
         "",
         "## How it was trained",
-        f"- Command: `{info.get('command', '?')}`, then `sleepcore ship <that --out> --name {name}`",
+        f"- Command: `{_relative(info.get('command', '?'))}`, then `sleepcore ship <that --out> --name {name}`",
         f"- {train['steps']} optimizer steps of {train['batch_size']} sequences "
         f"({training.get('tokens', '?')} training tokens), AdamW lr {train['lr']} (β {tuple(train['betas'])}), "
         f"warm-up {train['warmup']}, cosine to {train['min_lr_ratio']}× lr, weight decay {train['weight_decay']}, "
