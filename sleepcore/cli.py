@@ -196,6 +196,11 @@ def format_eval(res: dict, title: str = "") -> str:
             f"{d:>5}  {c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]{'':<4} {c['n']:>6}  {ex:<24} "
             f"{e['n'] if e else '':>5}"
         )
+    if res.get("effective"):
+        lines += ["", f"by the depth an answer really needs ({res.get('effective_name', 'effective depth')})"]
+        lines += [f"{'depth':>5}  {'answer acc [95% CI]':<24} {'n':>6}"]
+        for d, c in res["effective"].items():
+            lines.append(f"{d:>5}  {c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]{'':<4} {c['n']:>6}")
     return "\n".join(lines)
 
 

@@ -40,12 +40,16 @@ class Cell:
 class EvalResult:
     answers: dict[int, Cell] = field(default_factory=dict)  # per answer, by its depth
     exact: dict[int, Cell] = field(default_factory=dict)  # per sequence (all answers right), by depth
+    effective: dict[int, Cell] = field(default_factory=dict)  # per answer, by task.effective_depth (if it has one)
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "answers": {str(d): c.as_dict() for d, c in sorted(self.answers.items())},
             "exact": {str(d): c.as_dict() for d, c in sorted(self.exact.items())},
         }
+        if self.effective:
+            out["effective"] = {str(d): c.as_dict() for d, c in sorted(self.effective.items())}
+        return out
 
 
 def sample_eval(task, per_depth: int, seed: int) -> list:
@@ -60,7 +64,8 @@ def sample_eval(task, per_depth: int, seed: int) -> list:
 def evaluate(
     model, task, examples: list, passes: int | None = None, batch_size: int = 256, progress=None
 ) -> EvalResult:
-    """Score examples. Sequences whose answers all share one depth also count toward exact (per-sequence) accuracy."""
+    """Score examples. Sequences whose answers all share one depth also count toward exact (per-sequence) accuracy.
+    Where the task defines an effective depth (Depo: k mod n), answers are also counted by it."""
     model.eval()
     device = next(model.parameters()).device
     result = EvalResult()
@@ -73,6 +78,9 @@ def evaluate(
             hits = right[b][batch["loss_mask"][b]].tolist()
             for d, h in zip(ex.depth, hits):
                 result.answers.setdefault(d, Cell()).add(int(h), 1)
+            if task.effective_depth_name is not None:
+                for d, h in zip(task.effective_depth(ex), hits):
+                    result.effective.setdefault(d, Cell()).add(int(h), 1)
             if len(set(ex.depth)) == 1 and len(ex.depth) > 1:
                 result.exact.setdefault(ex.depth[0], Cell()).add(int(all(hits)), 1)
         if progress is not None:

@@ -169,6 +169,14 @@ class Task(ABC):
     def chance(self, depth: int) -> float:
         """Accuracy of guessing one scored answer."""
 
+    # The depth an answer really needs, where a task's nominal depth can overstate it (Depo: k hops on a cycle of
+    # n nodes are k mod n hops). None: the nominal depth is the real one.
+    effective_depth_name: str | None = None
+
+    def effective_depth(self, example: Example) -> list[int]:
+        """Per scored answer, the depth it really needs (the nominal depth unless a task says otherwise)."""
+        return list(example.depth)
+
     def _layout(self, meta: dict, answers: list[int]) -> Example:
         words, scored, depth = self._words(meta)
         if len(words) != self.seq_len:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from sleepcore.tasks.base import Task, Vocab, check_int
+from sleepcore.tasks.base import Example, Task, Vocab, check_int
 
 
 class Depo(Task):
@@ -233,6 +233,13 @@ class Depo(Task):
     def chance(self, depth: int) -> float:
         """1 / mean(n) over the instance's range of n: guessing uniformly among the cycle's nodes."""
         return 2 / (self.n_min + self.n_max)
+
+    effective_depth_name = "hops k mod n"
+
+    def effective_depth(self, example: Example) -> list[int]:
+        """k mod n per answer: on a cycle of n nodes, whole turns are free (k = n is the query itself)."""
+        n = len(example.meta["cycle"])
+        return [k % n for k in example.depth]
 
 
 def _show(name: str) -> str:
