@@ -1,7 +1,8 @@
 """Fixtures for the app's tests: tiny checkpoints trained into a temporary folder (seconds), served by name.
 
-Two sleep models (N = 1 and N = 2) and the two attention-only baselines (which have no fast weights), so every
-page is tested on each kind of checkpoint; the tests never read the shipped checkpoints/.
+Two Rule 110 sleep models (N = 1 and N = 2), the two attention-only baselines (which have no fast weights), and
+an N = 2 sleep model of each other task (Depo, gsm), so every page is tested on each kind of checkpoint and task;
+the tests never read the shipped checkpoints/.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from app.bench import MAIN
 APP = str(MAIN)
 SLEEPERS = ("tiny-n1", "tiny-n2")
 BASELINES = ("tiny-attn-only", "tiny-full-attention")
-CARD = "# {name}\n\nA {variant} rule110 model (N = {passes}) trained for 6 steps to test the app. Not a result.\n"
+OTHER_TASKS = ("tiny-depo-n2", "tiny-gsm-n2")
+ALL = SLEEPERS + BASELINES + OTHER_TASKS
+CARD = "# {name}\n\nA {variant} {preset} model (N = {passes}) trained for 6 steps to test the app. Not a result.\n"
 
 
-def train_tiny(out: Path, passes: int = 1, variant: str = "hybrid") -> None:
+def train_tiny(out: Path, passes: int = 1, variant: str = "hybrid", preset: str = "tiny") -> None:
     from sleepcore.presets import build
     from sleepcore.train import train
 
-    configs = build("tiny", passes, variant=variant, steps=6, eval_every=6, save_every=6, eval_examples=16)
-    train(out, *configs, progress=False, eval_per_depth=4, extra={"preset": "tiny", "variant": variant})
-    (out / "README.md").write_text(CARD.format(name=out.name, variant=variant, passes=passes))
+    small = {} if preset == "tiny" else {"batch_size": 8}
+    configs = build(preset, passes, variant=variant, steps=6, eval_every=6, save_every=6, eval_examples=16, **small)
+    train(out, *configs, progress=False, eval_per_depth=4, extra={"preset": preset, "variant": variant})
+    (out / "README.md").write_text(CARD.format(name=out.name, variant=variant, preset=preset, passes=passes))
 
 
 def make_tiny_checkpoints(root: Path) -> Path:
@@ -35,6 +39,8 @@ def make_tiny_checkpoints(root: Path) -> Path:
         train_tiny(root / f"tiny-n{n}", passes=n)
     for variant in ("attn-only", "full-attention"):
         train_tiny(root / f"tiny-{variant}", variant=variant)
+    for name, preset in zip(OTHER_TASKS, ("depo-mini", "gsm-mini"), strict=True):
+        train_tiny(root / name, passes=2, preset=preset)
     torch.set_num_threads(threads)  # train() sets its own thread count; the rest of the suite keeps its own
     return root
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 # The fixtures are used by name: pytest finds them in this module.
-from app_fixtures import APP, BASELINES, SLEEPERS, app_checkpoints, with_a_broken_checkpoint  # noqa: F401
+from app_fixtures import ALL, APP, BASELINES, OTHER_TASKS, SLEEPERS, app_checkpoints, with_a_broken_checkpoint  # noqa: F401
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.usefixtures("app_checkpoints")
@@ -50,7 +50,7 @@ def assert_clean(at: AppTest) -> None:
     assert not at.error, f"the page shows errors: {texts(at.error)}"
 
 
-@pytest.mark.parametrize("ckpt", SLEEPERS + BASELINES)
+@pytest.mark.parametrize("ckpt", SLEEPERS + BASELINES + OTHER_TASKS)
 @pytest.mark.parametrize("page", TITLES)
 def test_every_page_loads(page: str, ckpt: str):
     at = open_page(page, {"ckpt": ckpt})
@@ -98,7 +98,7 @@ def test_query_parameters_restore_a_view():
 def test_an_unknown_checkpoint_in_the_url_falls_back_with_a_warning():
     at = open_page("explorer", {"ckpt": "../../etc", "pass": "9"})
     assert not at.exception
-    first = sorted(SLEEPERS + BASELINES)[0]
+    first = sorted(ALL)[0]
     warnings = texts(at.warning)
     assert any("Unknown checkpoint '../../etc'" in w and repr(first) in w for w in warnings)
     assert at.selectbox(key="select_ckpt").value == first
@@ -186,8 +186,8 @@ def test_export_offers_every_figure_that_applies(ckpt: str, figures: int):
 def test_overview_lists_every_checkpoint_with_its_card():
     at = open_page("overview")
     assert_clean(at)
-    assert at.dataframe[0].value["checkpoint"].to_list() == sorted(SLEEPERS + BASELINES)
-    assert sorted(e.label for e in at.expander) == sorted(SLEEPERS + BASELINES)
+    assert at.dataframe[0].value["checkpoint"].to_list() == sorted(ALL)
+    assert sorted(e.label for e in at.expander) == sorted(ALL)
     assert any("trained for 6 steps to test the app" in m for m in texts(at.markdown))
 
 
@@ -207,3 +207,15 @@ def test_a_broken_checkpoint_says_what_is_wrong(page: str, params: dict[str, str
     assert not at.exception, f"the page raised: {texts(at.exception)}"
     (error,) = texts(at.error)
     assert "'broken' cannot be loaded" in error and "config.json" in error
+
+
+@pytest.mark.parametrize("ckpt", OTHER_TASKS)
+def test_other_tasks_trace_seeded_and_custom_examples(ckpt: str):
+    at = open_page("explorer", {"ckpt": ckpt, "seed": "2"})
+    assert_clean(at)
+    seeded = heatmap_z(at)
+    text = open_page("explorer", {"ckpt": ckpt, "seed": "5"}).text_area(key="custom_text").value
+    at.text_area(key="custom_text").input(text).run()
+    at.toggle(key="use_custom").set_value(True).run()
+    assert_clean(at)
+    assert heatmap_z(at) != seeded, "the typed example (seed 5's text) is traced, not seed 2's"
