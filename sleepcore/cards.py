@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 from sleepcore.checkpoint import CHECKPOINT_ROOT, CheckpointError, atomic_write, load_checkpoint, read_info
+from sleepcore.tasks import get_task
 
 VARIANT_TEXT = {
     "hybrid": "the sleep model: attention and fast-weight blocks under hard KV eviction",
@@ -98,6 +99,12 @@ def model_card(name: str, info: dict) -> str:
         "`checkpoints/RESULTS.md` puts them side by side.",
         "- Evaluated at the N it was trained with; `sleepcore eval --passes` tries others.",
     ]
+    task = get_task(info["task"]["name"], **info["task"]["params"])
+    if task.effective_depth_name:
+        lines.append(
+            f"- The depth above is nominal and can overstate what an answer needs; by {task.effective_depth_name} "
+            f"(the depth it really needs) accuracy is in `checkpoints/RESULTS.md`, and the command above prints it."
+        )
     return "\n".join(lines) + "\n"
 
 
