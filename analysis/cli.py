@@ -38,23 +38,33 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def _probe(args) -> int:
+    from analysis.probes import format_probes, probe_checkpoint
+
+    return _table_command(
+        args,
+        lambda: probe_checkpoint(
+            args.checkpoint,
+            examples=args.examples,
+            seeds=args.seeds,
+            window=args.window,
+            max_fact_depth=args.max_fact_depth,
+            progress=not args.no_progress,
+        ),
+        format_probes,
+    )
+
+
+def _table_command(args, make, describe) -> int:
+    """Run `make()` on args.threads CPU threads, print describe(table), and write it to args.out as Parquet."""
     import torch
 
-    from analysis.probes import format_probes, probe_checkpoint
     from sleepcore.checkpoint import atomic_write
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1; got {args.threads}")
     torch.set_num_threads(args.threads)
-    df = probe_checkpoint(
-        args.checkpoint,
-        examples=args.examples,
-        seeds=args.seeds,
-        window=args.window,
-        max_fact_depth=args.max_fact_depth,
-        progress=not args.no_progress,
-    )
-    print(format_probes(df))
+    df = make()
+    print(describe(df))
     if args.out:
         atomic_write(Path(args.out), df.write_parquet)
         print(f"wrote {len(df)} rows to {args.out}")
@@ -80,28 +90,21 @@ def _attribute_parser(sub) -> None:
 
 
 def _attribute(args) -> int:
-    import torch
-
     from analysis.attribution import attribute_checkpoint, format_attributions
-    from sleepcore.checkpoint import atomic_write
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1; got {args.threads}")
-    torch.set_num_threads(args.threads)
-    df = attribute_checkpoint(
-        args.checkpoint,
-        examples=args.examples,
-        seed=args.seed,
-        passes=args.passes,
-        n_steps=args.n_steps,
-        internal_batch_size=args.internal_batch_size,
-        progress=not args.no_progress,
+    return _table_command(
+        args,
+        lambda: attribute_checkpoint(
+            args.checkpoint,
+            examples=args.examples,
+            seed=args.seed,
+            passes=args.passes,
+            n_steps=args.n_steps,
+            internal_batch_size=args.internal_batch_size,
+            progress=not args.no_progress,
+        ),
+        format_attributions,
     )
-    print(format_attributions(df))
-    if args.out:
-        atomic_write(Path(args.out), df.write_parquet)
-        print(f"wrote {len(df)} rows to {args.out}")
-    return 0
 
 
 FORMATS = ("svg", "pdf", "png")
