@@ -1,9 +1,10 @@
 """The Triton backend equals the per-token naive loop on outputs, final state and every gradient.
 
-Both forwards are tested, the recurrent kernel and the chunked one (`algorithm=`), each followed by the recurrent
-backward. Without CUDA the kernels run in Triton's interpreter, which is slow (about 15 ms per token and program
-for the recurrent forward and backward together; the chunked forward costs about 0.3 s per chunk and program for
-the delta rule's triangular inverse), so the CPU tests keep B·H small and cover lengths, head sizes, V-blocks and
+Both algorithms are tested (`algorithm=`): the recurrent forward and backward, and the chunked forward and
+backward (and the chunked forward followed by the recurrent backward, the fallback). Without CUDA the kernels run
+in Triton's interpreter, which is slow (about 15 ms per token and program for the recurrent forward and backward
+together; the chunked forward costs about 0.3 s per chunk and program for the delta rule's triangular inverse,
+the chunked backward much less), so the CPU tests keep B·H small and cover lengths, head sizes, V-blocks and
 several (batch, head) pairs in separate cases rather than their full product.
 """
 
@@ -143,11 +144,36 @@ def test_checkpoints_of_several_sequences_and_heads(algorithm):
 
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
 def test_chunked_strong_decay_stays_finite(rule):
-    """Every gate e^-5: γ falls to −320 inside a chunk, where e^γ underflows; no exponent may be positive."""
-    inputs, s0 = make_inputs(1, 130, 1, 16, 16, rule, state=True, seed=17)
+    """Every gate e^-5: γ falls to −320 inside a chunk, where e^γ underflows; no exponent may be positive, in the
+    forward or the chunked backward (three chunks, the last one short)."""
+    inputs, s0 = make_inputs(1, 150, 1, 16, 16, rule, state=True, seed=17)
     inputs[3] = torch.full_like(inputs[3], -5.0)
     out = run(triton_with("chunked"), inputs, s0, rule)
     assert all(torch.isfinite(x).all() for x in out)
+    assert_matches_naive(inputs, s0, rule, "chunked")
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+@pytest.mark.parametrize("T", [64, 65, 130, 200])  # one to four chunks, the last one full, short or nearly full
+@pytest.mark.parametrize("K, V, state", [(12, 40, True), (32, 16, False)])
+def test_chunked_backward(rule, T, K, V, state, monkeypatch):
+    """The chunked backward (the one the chunked forward takes) on every gradient, with padded tiles (K = 12,
+    V = 40) and without an initial state; two (batch, head) pairs so that chunks of one never read another's."""
+    calls = []
+    for name in ("backward_chunked", "_backward"):
+        backward = getattr(triton_fw, name)
+        monkeypatch.setattr(triton_fw, name, lambda *a, _f=backward, _n=name: calls.append(_n) or _f(*a))
+    inputs, s0 = make_inputs(1, T, 2, K, V, rule, state=state, seed=T + K)
+    assert_matches_naive(inputs, s0, rule, "chunked")
+    assert calls == ["backward_chunked"]
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+def test_chunked_forward_with_recurrent_backward(rule, monkeypatch):
+    """The fallback: a rule left out of CHUNKED_BACKWARD_RULES takes the recurrent backward after the chunked
+    forward, whose chunk-start states and written values are its checkpoints and u."""
+    monkeypatch.setattr(triton_fw, "CHUNKED_BACKWARD_RULES", ())
+    inputs, s0 = make_inputs(1, 70, 1, 16, 16, rule, state=True, seed=29)
     assert_matches_naive(inputs, s0, rule, "chunked")
 
 

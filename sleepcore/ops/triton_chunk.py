@@ -55,12 +55,13 @@ _OUTPUT_CONFIGS = [
 @_tuned(_WARPS_STAGES, key=["K", "V", "DELTA"])
 @triton.jit
 def _prep_kernel(
-    k, v, g, beta, gam, w, u0,  # gam [B, T, H] fp32 out; w [B, T, H, K] and u0 [B, T, H, V] fp32 out (delta only)
+    k, v, g, beta, gam, w, u0, xs,  # gam [B, T, H] fp32 out; w [B, T, H, K], u0 [B, T, H, V] fp32 out (delta only)
     T,
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
-    DELTA: tl.constexpr, PREC: tl.constexpr,
+    DELTA: tl.constexpr, STORE_X: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Grid (NC, B·H): one program per chunk of one (batch, head)."""
+    """Grid (NC, B·H): one program per chunk of one (batch, head). With STORE_X (delta, for the chunked
+    backward) it also stores the chunk's inverse X = (I + A)⁻¹ row by token: xs [B, T, H, BT] fp32."""
     i_c = tl.program_id(0).to(tl.int64)  # the chunk's first row is int64 (any B·T·H); offsets inside it are small
     i_bh = tl.program_id(1).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
@@ -94,6 +95,8 @@ def _prep_kernel(
             a += tl.sum(a[:, None] * Y, 0)
             Y = tl.where(is_row, a[None, :], Y)
         X = Y + (idx[:, None] == idx[None, :]).to(tl.float32)
+        if STORE_X:
+            tl.store(xs + row0 * BT + idx[:, None] * (H * BT) + idx[None, :], X, mask=mask_t[:, None])
 
         Gamma = tl.exp(gamma)  # [BT], <= 1
         for i_k in range(tl.cdiv(K, BK)):
@@ -232,11 +235,13 @@ def forward_chunked(
     initial_state: torch.Tensor | None,  # [B, H, K, V]
     delta: bool,
     scale: float,
+    x_out: torch.Tensor | None = None,  # [B, T, H, CHUNK] fp32: receives each chunk's X = (I + A)⁻¹ (delta only)
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """-> (o [B, T, H, V] in v's dtype, final state [B, H, K, V] fp32, chunk-start states [B, H, NC, K, V] fp32,
     written values u [B, T, H, V]: fp32 u_t = v_t − S'_tᵀ k_t for delta, v itself for hebbian).
 
-    The last two are what triton_fw's backward needs; the forward needs them too, so they cost nothing extra.
+    The last two are what the backwards need; the forward needs them too, so they cost nothing extra. The
+    chunked backward of the delta rule also needs X, which the forward computes anyway: pass x_out to keep it.
     """
     B, T, H, K = q.shape
     V = v.shape[-1]
@@ -259,7 +264,10 @@ def forward_chunked(
     consts = dict(H=H, K=K, V=V, BT=CHUNK, PREC=prec)
     fixed_bv = {"BV": _fixed_block_v(V)}
 
-    _launch(_prep_kernel, (NC, B * H), k, v, g, beta, gam, w, u0, T, tuned={}, BK=BK, BV=BV, DELTA=delta, **consts)
+    _launch(
+        _prep_kernel, (NC, B * H), k, v, g, beta, gam, w, u0, x_out, T,
+        tuned={}, BK=BK, BV=BV, DELTA=delta, STORE_X=delta and x_out is not None, **consts,
+    )  # fmt: skip
     _launch(
         _state_kernel, lambda meta: (B * H, triton.cdiv(V, meta["BV"])),
         k, v, gam, beta, w, u0, initial_state, h, u if delta else None, ht, T,

@@ -12,7 +12,8 @@ walks the chunk backwards. Inverting the recurrence instead (S_{t-1} from S_t) w
 for the delta rule, by (I − beta_t k_t k_tᵀ), which amplifies rounding without bound.
 
 fast_weight_triton runs the chunked forward of triton_chunk.py instead from T = CHUNKED_MIN_T on (or when asked):
-its chunk-start states and written values are exactly these checkpoints and u, so the backward is shared.
+its chunk-start states and written values are exactly these checkpoints and u, so this backward also serves
+after it; by default the chunked forward is followed by the chunked backward of triton_chunk_bwd.py.
 
 Layout: q, k [B, T, H, K]; v, o [B, T, H, V]; g, beta [B, T, H]; state [B, H, K, V] fp32. Letters as in
 sleepcore/ops/__init__.py; BK (≥ K) and BV are the power-of-two tile sizes, CHUNK the checkpoint stride.
@@ -28,11 +29,14 @@ import triton.language as tl
 
 from sleepcore.ops import _check_shapes
 from sleepcore.ops.triton_chunk import CHUNK, forward_chunked
+from sleepcore.ops.triton_chunk_bwd import backward_chunked
 
 # CHUNK: tokens between state checkpoints (the chunked forward's chunk length); also the backward's scratch length
 MAX_K = 256  # the [K, BV] state tile lives in registers; beyond this it would spill
 CHUNKED_MIN_T = 64  # "auto" takes the chunked forward from this length on (one full chunk), the recurrent below it
 ALGORITHMS = ("auto", "chunked", "recurrent")
+# after the chunked forward, these rules take the chunked backward (triton_chunk_bwd.py); others the recurrent one
+CHUNKED_BACKWARD_RULES = ("hebbian", "delta")
 
 
 def _interpreting() -> bool:
@@ -258,15 +262,22 @@ def _backward(
 
 
 class _FastWeightFn(torch.autograd.Function):
-    """Either forward, then the recurrent backward: both forwards leave the same checkpoints and u behind."""
+    """The recurrent forward and backward, or the chunked forward and backward. Both forwards leave the same
+    checkpoints and u behind, so the recurrent backward also serves after the chunked forward (the fallback for a
+    rule not in CHUNKED_BACKWARD_RULES)."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, beta, initial_state, delta: bool, scale: float, chunked: bool):
+        ctx.chunked_bwd = chunked and ("delta" if delta else "hebbian") in CHUNKED_BACKWARD_RULES
+        xs = None
         if chunked:
-            o, ht, ckpt, u = forward_chunked(q, k, v, g, beta, initial_state, delta, scale)
+            if delta and ctx.chunked_bwd:  # the chunked backward of the delta rule reuses each chunk's X = (I + A)⁻¹
+                B, T, H, _ = q.shape
+                xs = torch.empty(B, T, H, CHUNK, dtype=torch.float32, device=q.device)
+            o, ht, ckpt, u = forward_chunked(q, k, v, g, beta, initial_state, delta, scale, x_out=xs)
         else:
             o, ht, ckpt, u = _forward(q, k, v, g, beta, initial_state, delta, scale, for_backward=True)
-        ctx.save_for_backward(q, k, v, g, beta, ckpt, u)
+        ctx.save_for_backward(q, k, v, g, beta, ckpt, u, xs)
         ctx.delta, ctx.scale = delta, scale
         ctx.want_dh0 = initial_state is not None and ctx.needs_input_grad[5]
         ctx.h0_dtype = None if initial_state is None else initial_state.dtype
@@ -277,7 +288,11 @@ class _FastWeightFn(torch.autograd.Function):
     def backward(ctx, do, dht):
         if do is None:  # only the final state was used
             do = torch.zeros_like(ctx.saved_tensors[2])
-        dq, dk, dv, dg, dbeta, dh0 = _backward(ctx.saved_tensors, do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
+        saved = ctx.saved_tensors
+        if ctx.chunked_bwd:
+            dq, dk, dv, dg, dbeta, dh0 = backward_chunked(saved, do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
+        else:
+            dq, dk, dv, dg, dbeta, dh0 = _backward(saved[:7], do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
         if dh0 is not None:
             dh0 = dh0.to(ctx.h0_dtype)
         return dq, dk, dv, dg, dbeta, dh0, None, None, None
@@ -312,8 +327,8 @@ def fast_weight_triton(
 
     algorithm: "chunked" (the chunk-parallel forward of triton_chunk.py), "recurrent" (the fused per-token
     kernel), or "auto": chunked when T >= CHUNKED_MIN_T, recurrent for shorter calls and one-token wake steps.
-    Either way the backward is the recurrent one. Differentiable in q, k, v, g, beta and initial_state. Without
-    gradients the recurrent forward stores nothing for a backward.
+    The backward follows the forward (chunked: triton_chunk_bwd.py). Differentiable in q, k, v, g, beta and
+    initial_state. Without gradients the recurrent forward stores nothing for a backward.
     """
     _check_shapes(q, k, v, g, beta, initial_state)
     _check(q, rule, algorithm)
