@@ -53,7 +53,7 @@ PRESETS: dict[str, Preset] = {
         dict(MINI_MODEL, conv_size=4),
         INJECT,
         dict(steps=4000, batch_size=64, lr=2e-3, warmup=200, curriculum_start=500, curriculum_every=500),
-        "question, then shuffled equations mod 10 in two evicted windows; 1..6 necessary operations",
+        "question, then shuffled equations mod 10 in two evicted windows; asks the question (1..6 ops), its ancestry",
     ),
     "rule110-paper": Preset(
         "rule110-paper",

@@ -42,7 +42,8 @@ def test_answers_match_recompute_and_layout_holds(preset):
         assert [t >= 0 for t in ex.targets] == ex.loss_mask
         assert not any(ex.loss_mask[:context_end]), "a context window has a scored position"
         assert len(ex.depth) == sum(ex.loss_mask) > 0
-        assert all(task.min_depth <= d <= task.max_depth for d in ex.depth)
+        floor = 0 if task.name == "gsm" else task.min_depth  # gsm also asks the question's ancestry (down to roots)
+        assert all(floor <= d <= task.max_depth for d in ex.depth) and max(ex.depth) >= task.min_depth
         assert all(0 <= t < len(task.vocab) for t in ex.tokens)
     json.dumps([ex.meta for ex in train_samples(preset)])
     json.dumps(task.params)
@@ -64,7 +65,7 @@ def test_splits_are_disjoint_by_key(preset):
     test = {task.key(ex.meta) for ex in test_examples}
     assert all(split_of(k) == "train" for k in train) and all(split_of(k) == "test" for k in test)
     assert not train & test
-    assert {d for ex in test_examples for d in ex.depth} == set(task.depths)
+    assert {ex.depth[0] for ex in test_examples} == set(task.depths)  # the first answer is the question's
     assert all(task.recompute(ex.meta) == ex.answers for ex in test_examples)
 
 
@@ -79,7 +80,7 @@ def test_curriculum_depths_respect_max_depth(preset):
     train_depths = {ex.depth[0] for ex in train_samples(preset)}
     assert train_depths == set(range(task.min_depth, task.max_depth + 1))
     fixed = task.sample(50, seed=4, split="test", depth=task.depths[-1])
-    assert {d for ex in fixed for d in ex.depth} == {task.depths[-1]}
+    assert {ex.depth[0] for ex in fixed} == {task.depths[-1]} and all(max(ex.depth) == ex.depth[0] for ex in fixed)
     assert all(task.recompute(ex.meta) == ex.answers for ex in fixed)
 
 
@@ -252,33 +253,71 @@ def test_parse_depo_multi_token_names():
         task.parse(" ".join(bad[: task.seq_len]))
 
 
-def gsm_mini_text(context: str, question: str) -> str:
-    ctx = context.split()
-    return " ".join(ctx + ["<pad>"] * (64 - len(ctx)) + [question, "<ans>"] + ["<pad>"] * 30)
+def gsm_mini_text(context: str, queries: str) -> str:
+    ctx, asked = context.split(), queries.split()
+    return " ".join(ctx + ["<pad>"] * (64 - len(ctx)) + asked + ["<pad>"] * (32 - len(asked)))
 
 
 def test_parse_gsm_custom_and_structure_errors():
     task = task_of("gsm-mini")
-    ex = task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - v2 ; v1 = 4 ; v2 = v1 + 9 ; v7 = 2 ;", "v3"))
+    context = "<q> v3 ; v3 = v1 - v2 ; v1 = 4 ; v2 = v1 + 9 ; v7 = 2 ;"
+    ex = task.parse(gsm_mini_text(context, "v3 <ans> 1"))
     assert task.vocab.decode(ex.answers) == ["1"] and ex.depth == [2]  # v2 = 13 = 3, v3 = 4 - 3
+    ex = task.parse(gsm_mini_text(context, "v3 <ans> 1 v2 <ans> 3 v1 <ans> 4"))
+    assert task.vocab.decode(ex.answers) == ["1", "3", "4"] and ex.depth == [2, 1, 0]
     with pytest.raises(ValueError, match="v3 uses v9, which no equation defines"):
-        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - v9 ; v1 = 4 ;", "v3"))
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - v9 ; v1 = 4 ;", "v3 <ans> 0"))
     with pytest.raises(ValueError, match="circular definition: v3 -> v1 -> v3"):
-        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = v3 + 4 ;", "v3"))
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = v3 + 4 ;", "v3 <ans> 0"))
     with pytest.raises(ValueError, match="v1 is defined twice"):
-        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ; v1 = 5 ;", "v3"))
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ; v1 = 5 ;", "v3 <ans> 2"))
     with pytest.raises(ValueError, match="the question asks for v5, which no equation defines"):
-        task.parse(gsm_mini_text("<q> v5 ; v3 = v1 - 2 ; v1 = 4 ;", "v5"))
+        task.parse(gsm_mini_text("<q> v5 ; v3 = v1 - 2 ; v1 = 4 ;", "v5 <ans> 0"))
     with pytest.raises(ValueError, match="expected the question first"):
-        task.parse(gsm_mini_text("v3 = 4 ; <q> v3 ;", "v3"))
+        task.parse(gsm_mini_text("v3 = 4 ; <q> v3 ;", "v3 <ans> 4"))
     with pytest.raises(ValueError, match=r"token 7 \(window 1.*expected ';' or an operation \(\+ -\), got 'v2'"):
-        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 v2 ; v1 = 4 ;", "v3"))
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 v2 ; v1 = 4 ;", "v3 <ans> 2"))
     with pytest.raises(ValueError, match="a root equation gives a value"):
-        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 ; v1 = 4 ;", "v3"))
-    with pytest.raises(ValueError, match=r"token 65 \(window 3, token 1 .*expected 'v3', got 'v1'"):
-        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v1"))
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 ; v1 = 4 ;", "v3 <ans> 4"))
+    with pytest.raises(ValueError, match=r"token 65 \(window 3, token 1 .*starts by asking the question, 'v3 <ans> a'"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v1 <ans> 4"))
+    with pytest.raises(ValueError, match=r"token 67 \(window 3, token 3 .*expected '2', got '5'"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 5"))
+    with pytest.raises(ValueError, match=r"token 68 .*the query asks for v9, which no equation defines"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 2 v9 <ans> 1"))
+    with pytest.raises(ValueError, match=r"token 68 .*expected a query 'vX <ans> a', got '<ans> 1 <pad>'"):
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 2 <ans> 1"))
     with pytest.raises(ValueError, match=r"unknown token\(s\) '\*'"):
-        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 * 2 ; v1 = 4 ;", "v3"))
+        task.parse(gsm_mini_text("<q> v3 ; v3 = v1 * 2 ; v1 = 4 ;", "v3 <ans> 8"))
+
+
+def test_gsm_queries_go_deepest_first_and_give_nothing_away():
+    task = task_of("gsm-mini")
+    for ex in train_samples("gsm-mini")[:300]:
+        asked = ex.meta["queries"]
+        assert asked[0] == ex.meta["question"] and len(asked) <= 6 and len(set(asked)) == len(asked)
+        assert ex.depth == sorted(ex.depth, reverse=True)
+        defs = {eq["var"]: eq for eq in ex.meta["equations"]}
+        for i, v in enumerate(asked):
+            ancestry, stack = set(), [v]
+            while stack:
+                var = stack.pop()
+                if var not in ancestry:
+                    ancestry.add(var)
+                    stack += [a for a in defs[var]["args"] if isinstance(a, str)]
+            assert v == asked[0] or v in ancestors_of(defs, asked[0])
+            assert not ancestry & set(asked[:i]), "an answer shown earlier would give this one away"
+    assert task.queries == 6 and task_of("gsm-paper").queries == 1
+
+
+def ancestors_of(defs: dict, var: str) -> set[str]:
+    seen, stack = set(), [var]
+    while stack:
+        v = stack.pop()
+        if v not in seen:
+            seen.add(v)
+            stack += [a for a in defs[v]["args"] if isinstance(a, str)]
+    return seen
 
 
 # --- construction -----------------------------------------------------------------------------------------

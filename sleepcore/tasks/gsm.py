@@ -8,9 +8,13 @@ context as far as it fits, and all equations are shuffled, so solving takes chai
 
 Layout (window L = `window`):
     context, `context_windows` windows:  <q> vT ; <equations> <pad> …   the question first, right-padded
-    one query window:                   vT <ans> <pad> …              `<ans>` predicts vT's value
-meta: {"question": "vT", "equations": [{"var": "vA", "op": "+"|"-"|"*"|None, "args": ["vB", 3] or [7]}, …]
-in shown order, "modulus": P}; constants are ints, variables strings.
+    one query window:                   vT <ans> a vA <ans> b … <pad>   `<ans>` predicts the variable's value
+The query window asks vT, then (with `queries` > 1) up to `queries` − 1 other variables of vT's ancestry, its
+intermediate results and roots, each with its own depth: more answers per problem, from lookup (depth 0, a root)
+up to the question. Queries go from deepest to shallowest, so no answer already shown is an ancestor of a later
+query (none of them gives a later answer away).
+meta: {"question": "vT", "queries": ["vT", "vA", …], "equations": [{"var": "vA", "op": "+"|"-"|"*"|None,
+"args": ["vB", 3] or [7]}, …] in shown order, "modulus": P}; constants are ints, variables strings.
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ class Gsm(Task):
         "variables": 40,
         "context_windows": 4,
         "window": 48,
+        "queries": 1,
     }
 
     def __init__(self, **params):
@@ -99,6 +104,9 @@ class Gsm(Task):
                 f"the question and {self.max_depth} operations need at least {smallest} tokens, more "
                 f"than context_windows * window = {self.context_windows * self.window}"
             )
+        self.queries = check_int(p, "queries", 1)
+        if 3 * self.queries > self.window:
+            raise ValueError(f"{self.queries} queries of 3 tokens do not fit in one window of {self.window}")
         self.seq_len = (self.context_windows + 1) * self.window
         self.value_tokens = [str(v) for v in range(self.modulus)]
         self.var_tokens = [f"v{i}" for i in range(self.variables)]
@@ -115,10 +123,18 @@ class Gsm(Task):
             used = sum(len(equation_words(eq)) for eq in equations)
             if used <= room:
                 break
+        ancestry = [eq["var"] for eq in equations if eq["var"] != target]  # _grow appended only the ancestry
+        asked = [target] + rng.sample(ancestry, min(self.queries - 1, len(ancestry)))
         self._add_noise(names, equations, room - used, rng)
         rng.shuffle(equations)
-        meta = {"question": target, "equations": equations, "modulus": self.modulus}
-        return meta, [self.vocab[str(values[target])]]
+        meta = {"question": target, "queries": self._deepest_first(asked, equations, rng), "equations": equations}
+        meta["modulus"] = self.modulus
+        return meta, [self.vocab[str(values[v])] for v in meta["queries"]]
+
+    def _deepest_first(self, asked: list[str], equations: list[dict], rng: random.Random) -> list[str]:
+        """The asked variables from most to fewest operations (ties in random order)."""
+        rng.shuffle(asked)
+        return sorted(asked, key=lambda v: -self.operations({"question": v, "equations": equations}))
 
     def _grow(
         self, n_ops: int, names: list[str], equations: list[dict], values: dict[str, int], rng: random.Random
@@ -159,9 +175,14 @@ class Gsm(Task):
         q = meta["question"]
         words = ["<q>", q, ";"] + [w for eq in meta["equations"] for w in equation_words(eq)]
         words += ["<pad>"] * (self.context_windows * self.window - len(words))
-        scored = [len(words) + 1]
-        words += [q, "<ans>"] + ["<pad>"] * (self.window - 2)
-        return words, scored, [self.operations(meta)]
+        values = evaluate(meta["equations"], meta["modulus"])
+        scored, depth = [], []
+        for v in meta["queries"]:
+            scored.append(len(words) + 1)
+            depth.append(self.operations({"question": v, "equations": meta["equations"]}))
+            words += [v, "<ans>", str(values[v])]
+        words += ["<pad>"] * ((self.context_windows + 1) * self.window - len(words))
+        return words, scored, depth
 
     def operations(self, meta: dict) -> int:
         """The depth: the number of operations in the question's ancestry."""
@@ -193,7 +214,27 @@ class Gsm(Task):
         if words[1] not in seen:
             raise ValueError(f"the question asks for {words[1]}, which no equation defines")
         evaluate(equations, self.modulus)  # rejects dangling and circular definitions
-        return {"question": words[1], "equations": equations, "modulus": self.modulus}
+        queries = self._read_queries(words, end, seen)
+        return {"question": words[1], "queries": queries, "equations": equations, "modulus": self.modulus}
+
+    def _read_queries(self, words: list[str], start: int, defined: set[str]) -> list[str]:
+        """The variables asked in the query window, `vX <ans> a` each; their answers are checked by the layout."""
+        queries, j = [], start
+        while j < len(words) and words[j] != "<pad>":
+            if words[j] not in self.var_tokens or j + 2 >= len(words) or words[j + 1] != "<ans>":
+                raise ValueError(f"{self.at(j)}: expected a query 'vX <ans> a', got {' '.join(words[j : j + 3])!r}")
+            if words[j] not in defined:
+                raise ValueError(f"{self.at(j)}: the query asks for {words[j]}, which no equation defines")
+            if len(queries) == self.queries:
+                raise ValueError(f"{self.at(j)}: more than {self.queries} queries; this task asks at most that many")
+            queries.append(words[j])
+            j += 3
+        if not queries or queries[0] != words[1]:
+            raise ValueError(f"{self.at(start)}: the query window starts by asking the question, '{words[1]} <ans> a'")
+        for k in range(j, len(words)):
+            if words[k] != "<pad>":
+                raise ValueError(f"{self.at(k)}: expected only <pad> after the last query, got {words[k]!r}")
+        return queries
 
     def _read_equation(self, words: list[str], i: int, end: int) -> tuple[dict, int]:
         """The equation starting at words[i] and the position after it."""
@@ -226,9 +267,10 @@ class Gsm(Task):
 
     def recompute(self, meta: dict) -> list[int]:
         values = evaluate(meta["equations"], meta["modulus"])
-        if meta["question"] not in values:
-            raise ValueError(f"the question asks for {meta['question']}, which no equation defines")
-        return [self.vocab[str(values[meta["question"]])]]
+        missing = [v for v in [meta["question"], *meta["queries"]] if v not in values]
+        if missing:
+            raise ValueError(f"the queries ask for {', '.join(missing)}, which no equation defines")
+        return [self.vocab[str(values[v])] for v in meta["queries"]]
 
     def chance(self, depth: int) -> float:
         return 1 / self.modulus
