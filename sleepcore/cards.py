@@ -25,7 +25,10 @@ def _relative(command: str) -> str:
     return command.replace(f"{CHECKPOINT_ROOT.parent.resolve()}/", "")
 
 
-def model_card(name: str, info: dict) -> str:
+NOTES = CHECKPOINT_ROOT / "NOTES"  # NOTES/<preset>.md: what the models of a preset reach against their targets
+
+
+def model_card(name: str, info: dict, notes: Path | None = None) -> str:
     sleep, model, train, training = info["sleep"], info["model"], info["train"], info.get("training", {})
     variant = info.get("variant", "hybrid")
     N = sleep["passes"]
@@ -105,6 +108,9 @@ def model_card(name: str, info: dict) -> str:
             f"- The depth above is nominal and can overstate what an answer needs; by {task.effective_depth_name} "
             f"(the depth it really needs) accuracy is in `checkpoints/RESULTS.md`, and the command above prints it."
         )
+    note = (notes or NOTES) / f"{info.get('preset', '')}.md"
+    if info.get("preset") and note.is_file():
+        lines += ["", "## Against the targets (all models of this preset)", "", note.read_text().strip()]
     return "\n".join(lines) + "\n"
 
 

@@ -120,3 +120,20 @@ def test_eval_command_prints_accuracy_by_depth(ckpt, capsys):
     assert "depth" in capsys.readouterr().out
     assert main(["eval", str(ckpt), "--passes", "0"]) == 2
     assert "--passes must be >= 1" in capsys.readouterr().err
+
+
+def test_a_card_carries_its_presets_notes_and_in_repo_paths_relative(ckpt, tmp_path):
+    from sleepcore import cards
+    from sleepcore.checkpoint import read_info
+
+    info = {**read_info(ckpt), "preset": "tiny"}
+    assert "Against the targets" not in cards.model_card("x", info, notes=tmp_path)
+    (tmp_path / "tiny.md").write_text("N = 2 beats N = 1 by 3 points at t = 5 (`sleepcore eval ...`).\n")
+    card = cards.model_card("x", info, notes=tmp_path)
+    assert card.endswith(
+        "## Against the targets (all models of this preset)\n\n"
+        "N = 2 beats N = 1 by 3 points at t = 5 (`sleepcore eval ...`).\n"
+    )
+    root = cards.CHECKPOINT_ROOT.parent.resolve()
+    card = cards.model_card("x", {**info, "command": f"sleepcore train --preset tiny --out {root}/runs/t"})
+    assert "Command: `sleepcore train --preset tiny --out runs/t`" in card
