@@ -25,7 +25,7 @@ def evaluate_checkpoint(
         "task": info["task"]["name"],
         "per_depth": per_depth,
         "seed": seed,
-        "chance": {str(d): task.chance(d) for d in task.depths},
+        "chance": {str(d): task.chance(d) for d in sorted(set(task.depths) | set(res.answers))},
         **res.as_dict(),
         **({"effective_name": task.effective_depth_name} if task.effective_depth_name else {}),
     }
