@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from sleepcore.checkpoint import CHECKPOINT_ROOT, CheckpointError, atomic_write, load_checkpoint, read_info
+from sleepcore.checkpoint import CHECKPOINT_ROOT, CheckpointError, atomic_write, available, load_checkpoint, read_info
 from sleepcore.tasks import get_task
 
 VARIANT_TEXT = {
@@ -127,3 +127,15 @@ def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
         atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(run / f, tmp))
     atomic_write(dest / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info)))
     return dest
+
+
+def refresh_cards(root: Path = CHECKPOINT_ROOT) -> list[Path]:
+    """Rewrite the model card of every checkpoint under root from its config.json (and its preset's notes)."""
+    written = []
+    for name in available(root):
+        info = read_info(root / name)
+        atomic_write(
+            root / name / "README.md", lambda tmp, info=info, name=name: Path(tmp).write_text(model_card(name, info))
+        )
+        written.append(root / name / "README.md")
+    return written

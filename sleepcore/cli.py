@@ -206,14 +206,25 @@ def format_eval(res: dict, title: str = "") -> str:
 
 def _ship_parser(sub) -> None:
     p = sub.add_parser("ship", help="copy a finished run into checkpoints/NAME and write its model card")
-    p.add_argument("run", help="a training output folder")
-    p.add_argument("--name", required=True, help="the checkpoint's name under checkpoints/")
+    p.add_argument("run", nargs="?", help="a training output folder")
+    p.add_argument("--name", help="the checkpoint's name under checkpoints/")
+    p.add_argument(
+        "--refresh-cards", action="store_true", help="rewrite every shipped checkpoint's README.md from its config"
+    )
     p.set_defaults(func=_ship)
 
 
 def _ship(args) -> int:
-    from sleepcore.cards import ship
+    from sleepcore.cards import refresh_cards, ship
 
+    if args.refresh_cards:
+        if args.run or args.name:
+            raise ValueError("--refresh-cards takes no run or --name")
+        for path in refresh_cards():
+            print(f"wrote {path}")
+        return 0
+    if not args.run or not args.name:
+        raise ValueError("give a run folder and --name (or --refresh-cards)")
     print(f"shipped {args.run} to {ship(args.run, args.name)}")
     return 0
 

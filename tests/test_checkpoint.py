@@ -137,3 +137,15 @@ def test_a_card_carries_its_presets_notes_and_in_repo_paths_relative(ckpt, tmp_p
     root = cards.CHECKPOINT_ROOT.parent.resolve()
     card = cards.model_card("x", {**info, "command": f"sleepcore train --preset tiny --out {root}/runs/t"})
     assert "Command: `sleepcore train --preset tiny --out runs/t`" in card
+
+
+def test_refresh_cards_rewrites_every_card_from_its_config(ckpt, tmp_path):
+    from sleepcore import cards
+    from sleepcore.checkpoint import read_info
+
+    shutil.copytree(ckpt, tmp_path / "a")
+    (tmp_path / "a" / "README.md").write_text("stale")
+    (tmp_path / "not-a-checkpoint").mkdir()
+    assert cards.refresh_cards(tmp_path) == [tmp_path / "a" / "README.md"]
+    assert (tmp_path / "a" / "README.md").read_text() == cards.model_card("a", read_info(tmp_path / "a"))
+    assert main(["ship", "--refresh-cards", "--name", "x"]) == 2
