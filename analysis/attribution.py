@@ -355,10 +355,6 @@ def format_attributions(df: pl.DataFrame) -> str:
 
 
 def _text(df: pl.DataFrame) -> str:
-    cols = df.columns
-    cells = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in df.iter_rows()]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
-    return "\n".join(
-        ["  ".join(c.rjust(w) for c, w in zip(cols, widths))]
-        + ["  ".join(v.rjust(w) for v, w in zip(r, widths)) for r in cells]
-    )
+    from sleepcore.bench import table
+
+    return table(df.to_dicts(), df.columns)

@@ -18,7 +18,6 @@ import time
 import timeit
 
 import torch
-import torch.nn.functional as F
 
 import sleepcore.model as model_module
 from sleepcore.data import collate
@@ -26,7 +25,7 @@ from sleepcore.model import SleepModel
 from sleepcore.presets import build
 from sleepcore.recorder import NULL, Recorder, _NullRecorder
 from sleepcore.tasks import get_task
-from sleepcore.train import batch_at, make_optimizer
+from sleepcore.train import batch_at, loss_and_accuracy, make_optimizer
 
 COLUMNS = [
     "preset",
@@ -76,9 +75,7 @@ def recorder_row(preset: str, passes: int, steps: int = 5, batch_size: int | Non
 
     def step(rec) -> float:
         t0 = time.perf_counter()
-        mask = batch["loss_mask"]
-        logits = model(batch["tokens"], mask, rec=rec).logits  # the training loss of train.loss_and_accuracy
-        loss = F.cross_entropy(logits[mask], batch["targets"][mask])
+        loss, _ = loss_and_accuracy(model, batch, rec)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -125,17 +125,18 @@ def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for f in ("model.safetensors", "config.json"):
         atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(run / f, tmp))
-    atomic_write(dest / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info)))
+    _write_card(dest, name, info)
     return dest
+
+
+def _write_card(folder: Path, name: str, info: dict) -> None:
+    atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info)))
 
 
 def refresh_cards(root: Path = CHECKPOINT_ROOT) -> list[Path]:
     """Rewrite the model card of every checkpoint under root from its config.json (and its preset's notes)."""
     written = []
     for name in available(root):
-        info = read_info(root / name)
-        atomic_write(
-            root / name / "README.md", lambda tmp, info=info, name=name: Path(tmp).write_text(model_card(name, info))
-        )
+        _write_card(root / name, name, read_info(root / name))
         written.append(root / name / "README.md")
     return written

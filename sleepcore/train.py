@@ -39,6 +39,7 @@ from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, 
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.model import SleepModel
+from sleepcore.recorder import NULL
 from sleepcore.tasks import get_task
 
 EVAL_SEED = 777  # evaluation examples come from the test split with this seed, the same for every model
@@ -76,8 +77,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
 
 
-def loss_and_accuracy(model, batch) -> tuple[torch.Tensor, float]:
-    logits = model(batch["tokens"], batch["loss_mask"]).logits
+def loss_and_accuracy(model, batch, rec=NULL) -> tuple[torch.Tensor, float]:
+    logits = model(batch["tokens"], batch["loss_mask"], rec=rec).logits
     mask = batch["loss_mask"]
     scored, targets = logits[mask], batch["targets"][mask]
     acc = (scored.argmax(-1) == targets).float().mean().item()
