@@ -48,6 +48,13 @@ PRESETS: dict[str, Preset] = {
         dict(steps=8000, batch_size=64, lr=2e-3, warmup=200, curriculum_start=800, curriculum_every=800),
         "a shuffled 4–12-node cycle in one evicted window; k-th successor queries, k = 1..8",
     ),
+    "depo-k4": Preset(
+        "depo-k4",
+        dict(MINI_MODEL, conv_size=4),
+        INJECT,
+        dict(steps=6000, batch_size=64, lr=2e-3, warmup=200, curriculum_start=800, curriculum_every=800),
+        "a shuffled 9–12-node cycle in one evicted window; k-th successor queries, k = 1..4, none wrapping around",
+    ),
     "gsm-mini": Preset(
         "gsm-mini",
         dict(MINI_MODEL, conv_size=4),

@@ -212,6 +212,18 @@ def test_parse_rule110_structure_errors():
         task.parse(" ".join(bad))
 
 
+def test_depo_k4_every_k_is_exactly_k_hops_with_no_shorter_walk_back():
+    task = task_of("depo-k4")
+    for split in ("train", "test"):
+        for ex in task.sample(200, seed=5, split=split):
+            cycle, n = ex.meta["cycle"], len(ex.meta["cycle"])
+            assert 9 <= n <= 12
+            for query, eff in zip(ex.meta["queries"], task.effective_depth(ex), strict=True):
+                k = query["k"]
+                assert eff == k and n - k > k  # no wrap, and walking backwards takes more hops than forwards
+                assert cycle[(cycle.index(query["q"]) + k) % n] == query["a"]
+
+
 def depo_mini_text(context: str, queries: str) -> str:
     task = task_of("depo-mini")
     ctx, qs = context.split(), queries.split()

@@ -33,6 +33,24 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "depths": (1, 2, 3, 4, 6, 8),
         },
     ),
+    # depo-mini's cycles (4–12 nodes) are shorter than its deepest k, so k wraps around (k = 8 on a cycle of 8 is
+    # the query itself) or is a short walk backwards. Here every cycle has more than 2 × 4 nodes: k = 1..4 is
+    # exactly k hops forwards and at least k + 1 backwards.
+    "depo-k4": (
+        "depo",
+        {
+            "n_min": 9,
+            "n_max": 12,
+            "names": 24,
+            "name_tokens": 1,
+            "context_windows": 1,
+            "window": 24,
+            "queries": 4,
+            "min_depth": 1,
+            "max_depth": 4,
+            "depths": (1, 2, 3, 4),
+        },
+    ),
     "gsm-paper": ("gsm", {}),
     # 2 windows of 32 = 64 tokens: the question and 6 operations take 43 (a chain on one root) to 67 (6 operations
     # on 7 roots, redrawn as too long); noise fills what is left. The query window asks the question and up to 5
