@@ -303,6 +303,21 @@ def test_parse_gsm_custom_and_structure_errors():
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 * 2 ; v1 = 4 ;", "v3 <ans> 8"))
 
 
+@pytest.mark.parametrize("constant", [0.0, 1.0])
+def test_gsm_constant_sets_the_second_operands(constant):
+    params = dict(TASK_PRESETS["gsm-mini"][1], max_depth=4, depths=(1, 2, 3, 4), constant=constant)
+    task = get_task("gsm", **params)  # 4 operations on 5 roots (no constants) fit in 64 tokens; 6 on 7 do not
+    ops = [eq for ex in task.sample(100, seed=3) for eq in ex.meta["equations"] if eq["op"] is not None]
+    assert ops and all(isinstance(eq["args"][1], int) == (constant == 1.0) for eq in ops)
+    if constant == 1.0:  # every ancestry is a chain: the question's depth is the length of its chain to a root
+        for ex in task.sample(50, seed=4):
+            defs = {eq["var"]: eq for eq in ex.meta["equations"]}
+            var, hops = ex.meta["question"], 0
+            while defs[var]["op"] is not None:
+                var, hops = defs[var]["args"][0], hops + 1
+            assert hops == ex.depth[0] == task.operations(ex.meta)
+
+
 def test_gsm_queries_go_deepest_first_and_give_nothing_away():
     task = task_of("gsm-mini")
     for ex in train_samples("gsm-mini")[:300]:
@@ -356,9 +371,20 @@ def test_registry_and_presets():
         ("depo", {"window": 5, "context_windows": 60}, "a query takes up to 6 tokens, more than window=5"),
         ("depo", {"max_depth": 8}, r"depths must lie in \[min_depth, max_depth\] = \[1, 8\]; got 16"),
         ("gsm", {"ops": ["+", "/"]}, "ops must be a non-empty list of distinct operations"),
-        ("gsm", {"context_windows": 1}, "need at least 55 tokens, more than context_windows . window = 48"),
+        (
+            "gsm",
+            {"context_windows": 1},
+            r"operations on 1 root\(s\) need at least 55 tokens, more than context_windows . window = 48",
+        ),
+        (
+            "gsm",
+            {"context_windows": 1, "window": 80, "constant": 0},
+            r"8 operations on 9 root\(s\) need at least 87 tokens",
+        ),
         ("gsm", {"variables": 10}, r"variables must be >= 2 \* max_depth \+ 1 = 17, got 10"),
         ("gsm", {"modulus": 1}, "modulus must be >= 2"),
+        ("gsm", {"constant": 1.5}, r"constant \(the chance .*\) must be a number in \[0, 1\], got 1.5"),
+        ("gsm", {"constant": True}, r"must be a number in \[0, 1\], got True"),
     ],
 )
 def test_get_task_errors(name, params, message):

@@ -70,6 +70,24 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
             "queries": 6,
         },
     ),
+    # gsm-mini-n1 learned lookups but no operation in 4,000 steps. Two-thirds of its operations take two variables,
+    # which need two reads in parallel and a sum of two retrieved values. Here every operation takes a variable and
+    # a constant (`vA = vB + 3 ;`), so each ancestry is a chain: d operations are d + 1 reads in sequence.
+    "gsm-chain": (
+        "gsm",
+        {
+            "modulus": 10,
+            "ops": ("+", "-"),
+            "min_depth": 1,
+            "max_depth": 6,
+            "depths": (1, 2, 3, 4, 5, 6),
+            "variables": 24,
+            "context_windows": 2,
+            "window": 32,
+            "queries": 6,
+            "constant": 1.0,
+        },
+    ),
 }
 
 

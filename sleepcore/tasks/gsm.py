@@ -2,9 +2,10 @@
 
 Written from the generator's description (PAPER.md), not from its code. A random forest of variables:
 roots get values, `vA = 7 ;`; every other variable is one operation on earlier ones, `vA = vB + vC ;`, or on
-one and a constant, `vA = vB - 3 ;`; arithmetic is mod `modulus`. The depth ("op") is the number of operations
-in the asked variable's ancestry. Noise variables (their own forest, disjoint from that ancestry) fill the
-context as far as it fits, and all equations are shuffled, so solving takes chained lookups.
+one and a constant, `vA = vB - 3 ;` (with chance `constant`; at 1 every ancestry is a chain); arithmetic is mod
+`modulus`. The depth ("op") is the number of operations in the asked variable's ancestry. Noise variables (their
+own forest, disjoint from that ancestry) fill the context as far as it fits, and all equations are shuffled, so
+solving takes chained lookups.
 
 Layout (window L = `window`):
     context, `context_windows` windows:  <q> vT ; <equations> <pad> …   the question first, right-padded
@@ -26,7 +27,6 @@ from collections.abc import Callable
 from sleepcore.tasks.base import Task, Vocab, check_int
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
-CONSTANT = 1 / 3  # chance that an operation's second operand is a constant rather than a variable
 
 
 def equation_words(eq: dict) -> list[str]:
@@ -80,6 +80,7 @@ class Gsm(Task):
         "context_windows": 4,
         "window": 48,
         "queries": 1,
+        "constant": 1 / 3,
     }
 
     def __init__(self, **params):
@@ -98,11 +99,20 @@ class Gsm(Task):
         self.variables = check_int(p, "variables", 2 * self.max_depth + 1, "2 * max_depth + 1")
         self.context_windows = check_int(p, "context_windows", 1)
         self.window = check_int(p, "window", 2)
-        smallest = 3 + 6 * self.max_depth + 4  # the question, then a chain of operations with constants on one root
+        self.constant = p["constant"]
+        if isinstance(self.constant, bool) or not isinstance(self.constant, int | float) or not 0 <= self.constant <= 1:
+            raise ValueError(
+                f"constant (the chance that an operation's second operand is a constant) must be a number in "
+                f"[0, 1], got {self.constant!r}"
+            )
+        # The smallest ancestry: a chain of operations with constants on one root; with no constants, a tree of
+        # max_depth operations on max_depth + 1 roots.
+        roots = 1 if self.constant > 0 else self.max_depth + 1
+        smallest = 3 + 6 * self.max_depth + 4 * roots
         if smallest > self.context_windows * self.window:
             raise ValueError(
-                f"the question and {self.max_depth} operations need at least {smallest} tokens, more "
-                f"than context_windows * window = {self.context_windows * self.window}"
+                f"the question and {self.max_depth} operations on {roots} root(s) need at least {smallest} tokens, "
+                f"more than context_windows * window = {self.context_windows * self.window}"
             )
         self.queries = check_int(p, "queries", 1)
         if 3 * self.queries > self.window:
@@ -145,7 +155,7 @@ class Gsm(Task):
             equations.append({"var": var, "op": None, "args": [value]})
             values[var] = value
             return var
-        if rng.random() < CONSTANT:
+        if rng.random() < self.constant:
             left = self._grow(n_ops - 1, names, equations, values, rng)
             right: str | int = rng.randrange(self.modulus)
         else:
@@ -163,7 +173,7 @@ class Gsm(Task):
         while names and room >= 4:
             var = names.pop()
             if noise and room >= 6 and rng.random() < 0.5:
-                right = rng.randrange(self.modulus) if rng.random() < CONSTANT else rng.choice(noise)
+                right = rng.randrange(self.modulus) if rng.random() < self.constant else rng.choice(noise)
                 eq = {"var": var, "op": rng.choice(self.ops), "args": [rng.choice(noise), right]}
             else:
                 eq = {"var": var, "op": None, "args": [rng.randrange(self.modulus)]}
