@@ -23,6 +23,7 @@ def evaluate_checkpoint(
         "trained_passes": info["sleep"]["passes"],
         "variant": info.get("variant", "hybrid"),
         "task": info["task"]["name"],
+        "preset": info.get("preset") or info["task"]["name"],
         "per_depth": per_depth,
         "seed": seed,
         "chance": {str(d): task.chance(d) for d in sorted(set(task.depths) | set(res.answers))},
@@ -32,10 +33,11 @@ def evaluate_checkpoint(
 
 
 def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
+    """The results tables of every shipped checkpoint, one section per preset (its task and depths)."""
     rows: dict[str, list[dict]] = {}
     for name in available():
         res = evaluate_checkpoint(name, per_depth=per_depth, seed=seed, progress=True)
-        rows.setdefault(res["task"], []).append(res)
+        rows.setdefault(res["preset"], []).append(res)
     out = [
         "# Results",
         "",
@@ -50,10 +52,16 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
             "The attention-only model under eviction must sit at chance (the eviction is real) and the",
             "full-attention model, which never evicts, is an upper reference: sanity checks, not competitors.",
         ]
+    if "wide" in variants:
+        out += [
+            "The wide model (N = 1 with a 4× wider MLP) is the capacity control: it tells what more sleep passes buy",
+            "from what more parameters buy.",
+        ]
     missing = sorted({"attn-only", "full-attention", "wide"} - variants)
     if missing:
         out += ["", f"Not shipped yet: the {', '.join(missing)} baseline(s) (`sleepcore train --variant ...`)."]
-    for task, results in rows.items():
+    for preset, results in rows.items():
+        task = f"{preset} ({results[0]['task']})" if preset != results[0]["task"] else preset
         results.sort(key=lambda r: (r["variant"] != "hybrid", r["variant"], r["passes"]))
         depths = list(results[0]["answers"])
         for metric, label in (("answers", "accuracy per answer"), ("exact", "exact (whole sequence right)")):
@@ -71,7 +79,7 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
                 out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
             if metric == "answers":
                 out.append("| chance | | | " + " | ".join(f"{results[0]['chance'][d]:.2f}" for d in depths) + " |")
-        if any(r.get("effective") for r in results):
+        if any(r.get("effective", r["answers"]) != r["answers"] for r in results):  # else the same table again
             out += _effective_table(task, results)
     return "\n".join(out) + "\n"
 
