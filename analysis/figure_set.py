@@ -30,11 +30,11 @@ def headline_figures(names: list[str]) -> Iterator[tuple[str, go.Figure]]:
     if not rows:
         return
     table = results_table(rows)
-    for task in table["task"].unique(maintain_order=True).to_list():
-        sub = table.filter(pl.col("task") == task)
-        yield f"{task}-accuracy-vs-passes", accuracy_vs_passes(sub, title=f"{task}: accuracy per answer vs N")
+    for preset in table["preset"].unique(maintain_order=True).to_list():  # one preset: one task, one set of depths
+        sub = table.filter(pl.col("preset") == preset)
+        yield f"{preset}-accuracy-vs-passes", accuracy_vs_passes(sub, title=f"{preset}: accuracy per answer vs N")
         if sub.filter(pl.col("metric") == "exact").height:
-            yield f"{task}-exact-vs-passes", accuracy_vs_passes(sub, metric="exact", title=f"{task}: exact vs N")
+            yield f"{preset}-exact-vs-passes", accuracy_vs_passes(sub, metric="exact", title=f"{preset}: exact vs N")
 
 
 def checkpoint_figures(name: str, seed: int = 0) -> Iterator[tuple[str, go.Figure]]:

@@ -101,8 +101,9 @@ def _require(df: pl.DataFrame, columns: Sequence[str], what: str) -> None:
 def results_table(eval_results: list[dict]) -> pl.DataFrame:
     """Flatten `sleepcore.results.evaluate_checkpoint` dicts: one row per (checkpoint, passes, metric, depth).
 
-    Columns: checkpoint, variant, task, passes, trained_passes, metric ("answers" | "exact"), depth, acc, lo, hi,
-    n, chance (per answer; null for exact).
+    Columns: checkpoint, variant, task, preset (the task's name where a row has none), passes, trained_passes,
+    metric ("answers" | "exact"), depth, acc, lo, hi, n, chance (per answer; null for exact). Compare models
+    within one preset: presets of one task can ask different depths of different problems.
     """
     rows = []
     for r in eval_results:
@@ -113,6 +114,7 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
                         "checkpoint": r["checkpoint"],
                         "variant": r.get("variant", "hybrid"),
                         "task": r.get("task"),
+                        "preset": r.get("preset") or r.get("task"),
                         "passes": r["passes"],
                         "trained_passes": r.get("trained_passes", r["passes"]),
                         "metric": metric,
@@ -128,6 +130,7 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
         "checkpoint": pl.String,
         "variant": pl.String,
         "task": pl.String,
+        "preset": pl.String,
         "passes": pl.Int32,
         "trained_passes": pl.Int32,
         "metric": pl.String,

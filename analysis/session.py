@@ -45,6 +45,7 @@ def result_row(name: str, info: dict) -> dict | None:
         "checkpoint": name,
         "variant": info.get("variant", "hybrid"),
         "task": info["task"]["name"],
+        "preset": info.get("preset") or info["task"]["name"],
         "passes": passes,
         "trained_passes": passes,
         "answers": ev["answers"],

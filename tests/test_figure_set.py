@@ -13,7 +13,7 @@ from sleepcore.cli import main
 
 def test_figure_set_covers_every_view(app_checkpoints):  # noqa: F811
     stems = [stem for stem, _ in headline_figures(["tiny-n1", "tiny-n2"])]
-    assert stems == ["rule110-accuracy-vs-passes", "rule110-exact-vs-passes"]
+    assert stems == ["tiny-accuracy-vs-passes", "tiny-exact-vs-passes"]  # one figure per preset
     figs = dict(checkpoint_figures("tiny-n2"))
     assert set(figs) == {f"tiny-n2-{s}" for s in ("state", "state-across-sleep", "attention", "anytime", "attribution")}
     assert len(figs["tiny-n2-anytime"].data[-1].x) == 2  # the readout after n = 1 and n = 2 passes
@@ -26,7 +26,7 @@ def test_figures_command_writes_parseable_files(app_checkpoints, tmp_path, capsy
         pytest.skip("chromium is missing: figure export needs it (apt-get install chromium)")
     assert main(["figures", "--out", str(tmp_path), "--format", "svg", "--checkpoints", "tiny-n2"]) == 0
     files = sorted(p.name for p in tmp_path.iterdir())
-    assert "tiny-n2-state.svg" in files and "rule110-accuracy-vs-passes.svg" in files
+    assert "tiny-n2-state.svg" in files and "tiny-accuracy-vs-passes.svg" in files
     for f in tmp_path.iterdir():
         ET.parse(f)  # every SVG is well-formed XML
 
@@ -36,3 +36,31 @@ def test_figures_command_rejects_bad_arguments(app_checkpoints, capsys):  # noqa
     assert "unknown format(s) ['gif']" in capsys.readouterr().err
     assert main(["figures", "--checkpoints", "nope"]) == 2
     assert "unknown checkpoint(s) ['nope']" in capsys.readouterr().err
+
+
+def test_headline_figures_keep_presets_of_one_task_apart(monkeypatch):
+    """depo-k4-n1 and depo-mini-n1 are both Depo at N = 1: one figure each, not one figure with two N = 1 lines."""
+    from analysis import figure_set
+
+    def info(preset: str, passes: int, depths: tuple[int, ...]) -> dict:
+        cell = {"acc": 0.5, "lo": 0.4, "hi": 0.6, "correct": 50, "n": 100}
+        ev = {"answers": {str(d): cell for d in depths}, "exact": {}}
+        return {
+            "preset": preset,
+            "variant": "hybrid",
+            "task": {"name": "depo"},
+            "sleep": {"passes": passes},
+            "eval": ev,
+        }
+
+    infos = {
+        "depo-k4-n1": info("depo-k4", 1, (1, 2, 3, 4)),
+        "depo-k4-n4": info("depo-k4", 4, (1, 2, 3, 4)),
+        "depo-mini-n1": info("depo-mini", 1, (1, 2, 3, 4, 6, 8)),
+    }
+    monkeypatch.setattr(figure_set.session, "checkpoint_info", infos.__getitem__)
+    figs = dict(headline_figures(list(infos)))
+    assert list(figs) == ["depo-k4-accuracy-vs-passes", "depo-mini-accuracy-vs-passes"]
+    assert sorted(t.name for t in figs["depo-k4-accuracy-vs-passes"].data if t.name) == [
+        f"depth {d}" for d in (1, 2, 3, 4)
+    ]

@@ -38,20 +38,29 @@ for b in broken:
 
 table = results_table(rows) if rows else None
 summary = pl.DataFrame(
-    [{"checkpoint": r["checkpoint"], "task": r["task"], "variant": r["variant"], "N": r["passes"]} for r in rows],
-    schema={"checkpoint": pl.String, "task": pl.String, "variant": pl.String, "N": pl.Int64},
+    [
+        {
+            "checkpoint": r["checkpoint"],
+            "preset": r["preset"],
+            "task": r["task"],
+            "variant": r["variant"],
+            "N": r["passes"],
+        }
+        for r in rows
+    ],
+    schema={"checkpoint": pl.String, "preset": pl.String, "task": pl.String, "variant": pl.String, "N": pl.Int64},
 )
 st.dataframe(summary, hide_index=True, width="stretch")
 
 if table is not None:
-    for task in table["task"].unique(maintain_order=True).to_list():
-        st.subheader(f"{task}: accuracy vs sleep passes")
-        sub = table.filter(pl.col("task") == task)
+    for preset in table["preset"].unique(maintain_order=True).to_list():  # a preset fixes the task and its depths
+        st.subheader(f"{preset}: accuracy vs sleep passes")
+        sub = table.filter(pl.col("preset") == preset)
         metrics = ["answers"] + (["exact"] if sub.filter(pl.col("metric") == "exact").height else [])
         cols = st.columns(len(metrics))
         for col, metric in zip(cols, metrics):
             with col:
-                st.plotly_chart(accuracy_vs_passes(sub, metric=metric), key=f"acc_{task}_{metric}")
+                st.plotly_chart(accuracy_vs_passes(sub, metric=metric), key=f"acc_{preset}_{metric}")
         st.caption(
             "From each checkpoint's config.json (held-out examples, 95% Wilson intervals). "
             "`sleepcore eval --all --markdown checkpoints/RESULTS.md` recomputes them."
