@@ -331,6 +331,20 @@ def test_gsm_queries_go_deepest_first_and_give_nothing_away():
     assert task.queries == 6 and task_of("gsm-paper").queries == 1
 
 
+def test_gsm_shallowest_order_is_the_deepest_order_reversed_and_parses_back():
+    params = TASK_PRESETS["gsm-chain"][1]
+    deep, shallow = get_task("gsm", **params), get_task("gsm", **dict(params, order="shallowest"))
+    for a, b in zip(deep.sample(100, seed=8), shallow.sample(100, seed=8), strict=True):
+        assert a.meta["equations"] == b.meta["equations"] and b.meta["queries"] == a.meta["queries"][::-1]
+        assert b.meta["queries"][-1] == b.meta["question"] and b.depth == sorted(b.depth)
+        assert shallow.parse(shallow.render(b)).meta["queries"] == b.meta["queries"]
+    text = deep.render(a)
+    with pytest.raises(ValueError, match=r"the query window ends by asking the question.*order 'shallowest'"):
+        shallow.parse(text)
+    with pytest.raises(ValueError, match="order must be 'deepest' or 'shallowest'"):
+        get_task("gsm", order="widest")
+
+
 def ancestors_of(defs: dict, var: str) -> set[str]:
     seen, stack = set(), [var]
     while stack:

@@ -12,8 +12,11 @@ Layout (window L = `window`):
     one query window:                   vT <ans> a vA <ans> b … <pad>   `<ans>` predicts the variable's value
 The query window asks vT, then (with `queries` > 1) up to `queries` − 1 other variables of vT's ancestry, its
 intermediate results and roots, each with its own depth: more answers per problem, from lookup (depth 0, a root)
-up to the question. Queries go from deepest to shallowest, so no answer already shown is an ancestor of a later
-query (none of them gives a later answer away).
+up to the question. With `order` "deepest" (the default) queries go from deepest to shallowest, the question
+first, so no answer already shown is an ancestor of a later query (none of them gives a later answer away). With
+"shallowest" they go the other way, the question last: each answer shown is an operand of later ones, a scaffold
+(a later query needs one equation read from the fast weights and an operand's value from the query window), not a
+measure of multi-step recall.
 meta: {"question": "vT", "queries": ["vT", "vA", …], "equations": [{"var": "vA", "op": "+"|"-"|"*"|None,
 "args": ["vB", 3] or [7]}, …] in shown order, "modulus": P}; constants are ints, variables strings.
 """
@@ -81,6 +84,7 @@ class Gsm(Task):
         "window": 48,
         "queries": 1,
         "constant": 1 / 3,
+        "order": "deepest",
     }
 
     def __init__(self, **params):
@@ -115,6 +119,11 @@ class Gsm(Task):
                 f"more than context_windows * window = {self.context_windows * self.window}"
             )
         self.queries = check_int(p, "queries", 1)
+        self.order = p["order"]
+        if self.order not in ("deepest", "shallowest"):
+            raise ValueError(
+                f"order must be 'deepest' or 'shallowest' (the queries' order by depth), got {self.order!r}"
+            )
         if 3 * self.queries > self.window:
             raise ValueError(f"{self.queries} queries of 3 tokens do not fit in one window of {self.window}")
         self.seq_len = (self.context_windows + 1) * self.window
@@ -137,7 +146,10 @@ class Gsm(Task):
         asked = [target] + rng.sample(ancestry, min(self.queries - 1, len(ancestry)))
         self._add_noise(names, equations, room - used, rng)
         rng.shuffle(equations)
-        meta = {"question": target, "queries": self._deepest_first(asked, equations, rng), "equations": equations}
+        queries = self._deepest_first(asked, equations, rng)
+        if self.order == "shallowest":
+            queries.reverse()
+        meta = {"question": target, "queries": queries, "equations": equations}
         meta["modulus"] = self.modulus
         return meta, [self.vocab[str(values[v])] for v in meta["queries"]]
 
@@ -239,8 +251,12 @@ class Gsm(Task):
                 raise ValueError(f"{self.at(j)}: more than {self.queries} queries; this task asks at most that many")
             queries.append(words[j])
             j += 3
-        if not queries or queries[0] != words[1]:
-            raise ValueError(f"{self.at(start)}: the query window starts by asking the question, '{words[1]} <ans> a'")
+        where, at = ("starts", 0) if self.order == "deepest" else ("ends", -1)
+        if not queries or queries[at] != words[1]:
+            raise ValueError(
+                f"{self.at(start)}: the query window {where} by asking the question, '{words[1]} <ans> a' "
+                f"(order {self.order!r})"
+            )
         for k in range(j, len(words)):
             if words[k] != "<pad>":
                 raise ValueError(f"{self.at(k)}: expected only <pad> after the last query, got {words[k]!r}")
