@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from importlib.metadata import entry_points
@@ -39,6 +40,14 @@ def _train_parser(sub) -> None:
     p.add_argument("--variant", default="hybrid", help="hybrid, attn-only, full-attention or wide")
     p.add_argument("--out", required=True, help="output folder (checkpoint written there)")
     p.add_argument("--max-steps", type=int, help="train for this many optimizer steps (overrides the preset)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one preset setting, e.g. task.order=shallowest, model.conv_size=6, train.lr=1e-3 "
+        "(SECTION: model, sleep, task, train; VALUE as JSON, else a string); repeatable; saved in the checkpoint",
+    )
     p.add_argument("--stop-after", type=int, help="stop at this step, as a kill would; continue with --resume")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--seed", type=int, help="parameter initialisation seed")
@@ -61,6 +70,7 @@ def _train(args) -> int:
         args.preset,
         args.passes,
         args.variant,
+        overrides=parse_settings(args.set),
         steps=args.max_steps,
         seed=args.seed,
         data_seed=args.data_seed,
@@ -73,7 +83,7 @@ def _train(args) -> int:
     extra = {
         "preset": args.preset,
         "variant": args.variant,
-        "command": "sleepcore " + " ".join(_reproducible_argv(args)),
+        "command": "sleepcore " + shlex.join(_reproducible_argv(args)),
     }
     info = train(
         args.out, *configs, resume=args.resume, stop_after=args.stop_after, extra=extra, progress=not args.no_progress
@@ -90,7 +100,27 @@ def _reproducible_argv(args) -> list[str]:
     for flag, value in (("--max-steps", args.max_steps), ("--seed", args.seed), ("--data-seed", args.data_seed)):
         if value is not None:
             out += [flag, str(value)]
+    for setting in args.set:
+        out += ["--set", setting]
     return out + ["--out", str(args.out)]
+
+
+def parse_settings(items: list[str]) -> dict[str, dict]:
+    """`--set SECTION.KEY=VALUE` items as build()'s overrides; VALUE is read as JSON, else kept as a string."""
+    from sleepcore.presets import SECTIONS
+
+    out: dict[str, dict] = {}
+    for item in items:
+        name, eq, text = item.partition("=")
+        section, dot, key = name.strip().partition(".")
+        if not eq or not dot or not key or section not in SECTIONS:
+            raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION one of {', '.join(SECTIONS)}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out.setdefault(section, {})[key] = value
+    return out
 
 
 def _worker_argv(args) -> list[str]:

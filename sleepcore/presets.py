@@ -111,15 +111,27 @@ PRESETS: dict[str, Preset] = {
 VARIANTS = ("hybrid", "attn-only", "full-attention", "wide")
 
 
-def build(preset: str, passes: int = 1, variant: str = "hybrid", **train_overrides):
-    """(ModelConfig, SleepConfig, TaskConfig, TrainConfig) for a preset at N = passes."""
+SECTIONS = ("model", "sleep", "task", "train")
+
+
+def build(
+    preset: str, passes: int = 1, variant: str = "hybrid", overrides: dict[str, dict] | None = None, **train_overrides
+):
+    """(ModelConfig, SleepConfig, TaskConfig, TrainConfig) for a preset at N = passes.
+
+    overrides: {"model" | "sleep" | "task" | "train": {setting: value}} over the preset's values, after the variant's
+    (task settings first, so that the vocabulary and window follow them); ValueError naming an unknown setting.
+    """
+    overrides = overrides or {}
+    if set(overrides) - set(SECTIONS):
+        raise ValueError(f"unknown setting section(s) {sorted(set(overrides) - set(SECTIONS))}; valid: {SECTIONS}")
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
     p = PRESETS[preset]
     task_name, task_params = TASK_PRESETS[p.task]
-    task = get_task(task_name, **task_params)
+    task = get_task(task_name, **{**task_params, **overrides.get("task", {})})
     model = dict(p.model, vocab_size=len(task.vocab), max_positions=task.window)
     sleep = dict(p.sleep, passes=passes, window=task.window)
     if variant in ("attn-only", "full-attention"):
@@ -128,15 +140,41 @@ def build(preset: str, passes: int = 1, variant: str = "hybrid", **train_overrid
         sleep, model["max_positions"] = dict(passes=1, window=None), task.seq_len
     if variant == "wide":
         model["mlp_ratio"] = 4 * model.get("mlp_ratio", ModelConfig.mlp_ratio)
-    unknown = sorted(set(train_overrides) - {f.name for f in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown}")
+    train = {**p.train, **{k: v for k, v in train_overrides.items() if v is not None}}
+    for section, values, cls in (
+        ("model", model, ModelConfig),
+        ("sleep", sleep, SleepConfig),
+        ("train", train, TrainConfig),
+    ):
+        given = dict(overrides.get(section, {}), **(train_overrides if section == "train" else {}))
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(given) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown {section} setting(s) {unknown}; valid: {', '.join(valid)}")
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        for key, value in overrides.get(section, {}).items():
+            values[key] = _typed(f"{section}.{key}", value, values.get(key, defaults[key]))
     configs = (
         ModelConfig(**model),
         SleepConfig(**sleep),
         TaskConfig(task_name, dict(task.params)),
-        TrainConfig(**{**p.train, **{k: v for k, v in train_overrides.items() if v is not None}}),
+        TrainConfig(**train),
     )
     for c in configs:
         c.validate()
     return configs
+
+
+def _typed(name: str, value, like):
+    """value as the type of `like` (the setting's current value): an int for a float setting becomes a float,
+    a list for a tuple a tuple; anything else of the wrong type is a ValueError naming the setting."""
+    if like is None:  # optional settings (sleep.window None = no eviction): validate() checks them
+        return value
+    kind = type(like)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is tuple and isinstance(value, list):
+        return tuple(value)
+    if type(value) is not kind:
+        raise ValueError(f"{name} must be {kind.__name__}, like {like!r}; got {value!r}")
+    return value

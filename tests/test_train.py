@@ -80,3 +80,36 @@ def test_code_version_is_the_one_training_started_from(tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "code_version", lambda: "def456-dirty")  # the code changed before the resume
     info = train(tmp_path, *tiny(steps=6), resume=True, progress=False, eval_per_depth=2)
     assert info["training"]["code_version"] == "abc123"
+
+
+def test_set_overrides_any_setting_and_is_saved_in_the_checkpoint(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "tiny", "--max-steps", "4", "--out", str(out), "--no-progress"]
+    sets = ["--set", "model.conv_size=3", "--set", "train.lr=1", "--set", "task.W=12", "--set", "sleep.feed=mix"]
+    assert main(argv + sets) == 0
+    info = json.loads((out / "config.json").read_text())
+    assert info["model"]["conv_size"] == 3 and info["train"]["lr"] == 1.0 and info["sleep"]["feed"] == "mix"
+    assert info["task"]["params"]["W"] == 12 and info["model"]["max_positions"] == 13  # the window follows the task
+    assert "--set model.conv_size=3 --set train.lr=1 --set task.W=12" in info["command"]
+    configs = build("tiny", 1, overrides={"task": {"W": 12}, "model": {"conv_size": 3}, "train": {"lr": 1}}, steps=4)
+    assert info["model"] == json.loads(json.dumps(configs[0].__dict__))
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("model.conv=3", r"unknown model setting\(s\) \['conv'\]; valid: vocab_size, d_model"),
+        ("task.rows=2", r"unknown parameter\(s\) rows for task 'rule110'; valid parameters: W"),
+        ("train.lr=fast", r"train.lr must be float, like 0.003; got 'fast'"),
+        ("lr=1", r"--set 'lr=1': expected SECTION.KEY=VALUE with SECTION one of model, sleep, task, train"),
+        ("optim.lr=1", "expected SECTION.KEY=VALUE"),
+        ("train.lr", "expected SECTION.KEY=VALUE"),
+    ],
+)
+def test_set_rejects_what_it_cannot_apply(setting, message, tmp_path, capsys):
+    assert main(["train", "--preset", "tiny", "--set", setting, "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.startswith("sleepcore train: error: ")
+    with pytest.raises(ValueError, match=message):
+        from sleepcore.cli import parse_settings
+
+        build("tiny", 1, overrides=parse_settings([setting]))
