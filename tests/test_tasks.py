@@ -222,6 +222,7 @@ def test_depo_k4_every_k_is_exactly_k_hops_with_no_shorter_walk_back():
                 k = query["k"]
                 assert eff == k and n - k > k  # no wrap, and walking backwards takes more hops than forwards
                 assert cycle[(cycle.index(query["q"]) + k) % n] == query["a"]
+    assert task.effective_depth_name is None and task_of("depo-mini").effective_depth_name == "hops k mod n"
 
 
 def depo_mini_text(context: str, queries: str) -> str:

@@ -234,7 +234,10 @@ class Depo(Task):
         """1 / mean(n) over the instance's range of n: guessing uniformly among the cycle's nodes."""
         return 2 / (self.n_min + self.n_max)
 
-    effective_depth_name = "hops k mod n"
+    @property
+    def effective_depth_name(self) -> str | None:
+        """ "hops k mod n" where some k can wrap around a cycle (n_min <= max_depth); None where k is always exact."""
+        return "hops k mod n" if self.n_min <= self.max_depth else None
 
     def effective_depth(self, example: Example) -> list[int]:
         """k mod n per answer: on a cycle of n nodes, whole turns are free (k = n is the query itself)."""
