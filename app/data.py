@@ -8,6 +8,10 @@ import streamlit as st
 from analysis import session
 from app.state import Shape
 
+# The checkpoint a page opens on when the URL names none, if it exists: the shipped model whose sleep passes most
+# visibly consolidate (each pass adds about one hop; checkpoints/NOTES/depo-k4.md). Otherwise the first by name.
+FEATURED = "depo-k4-n4"
+
 
 @st.cache_data(ttl=60, show_spinner=False)
 def checkpoint_names() -> list[str]:
@@ -111,7 +115,7 @@ def page_view(cmp: str | None = None):
     its messages shown as warnings. Stops the page with an error if the checkpoint cannot be loaded."""
     from app.state import parse_view
 
-    name = pick_checkpoint()
+    name = pick_checkpoint(default=FEATURED)
     try:
         sh = shape(name)
     except ValueError as e:

@@ -148,6 +148,13 @@ def test_compare_shows_both_checkpoints_with_passes_aligned():
     assert heatmap_z(at, "state_tiny-n2") != n2
 
 
+@pytest.mark.parametrize("left, right", [("tiny-n1", "tiny-n2"), ("tiny-n2", "tiny-n1")])
+def test_compare_opens_on_the_sleep_model_with_the_most_different_n(left, right):
+    at = open_page("compare", {"ckpt": left})
+    assert_clean(at)
+    assert texts(at.subheader)[:2] == [f"{left} (N = {left[-1]})", f"{right} (N = {right[-1]})"]
+
+
 def test_compare_restores_a_pass_only_the_right_model_has():
     at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2", "pass": "1"})
     assert at.slider(key="pass").value == 1

@@ -38,3 +38,9 @@ def test_shipped_checkpoint_has_a_model_card_with_its_table(name):
     assert "sleepcore train" in card and "sleepcore eval" in card
     first = next(iter(read_info(name)["eval"]["answers"].values()))
     assert f"{first['acc']:.3f}" in card
+
+
+def test_the_app_opens_on_a_shipped_checkpoint():
+    from app.data import FEATURED
+
+    assert FEATURED in SHIPPED

@@ -20,7 +20,12 @@ task = data.info(left_name)["task"]
 infos = data.readable_infos()
 same_task = [n for n, info in infos.items() if info["task"] == task]
 others = [n for n in same_task if n != left_name] or same_task
-default_right = max(others, key=lambda n: infos[n]["sleep"]["passes"])
+left_passes = infos[left_name]["sleep"]["passes"] if left_name in infos else 1
+# a sleep model (not a baseline) with the most different N
+default_right = max(
+    others,
+    key=lambda n: (infos[n].get("variant", "hybrid") == "hybrid", abs(infos[n]["sleep"]["passes"] - left_passes)),
+)
 right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right)
 try:
     right_shape = data.shape(right_name)
