@@ -11,6 +11,34 @@ from sleepcore.tasks.rule110 import Rule110
 
 TASKS: dict[str, type[Task]] = {"rule110": Rule110, "depo": Depo, "gsm": Gsm}
 
+DEPO_MINI: dict[str, Any] = {
+    "n_min": 4,
+    "n_max": 12,
+    "names": 24,
+    "name_tokens": 1,
+    "context_windows": 1,
+    "window": 24,
+    "queries": 4,
+    "min_depth": 1,
+    "max_depth": 8,
+    "depths": (1, 2, 3, 4, 6, 8),
+}
+# 2 windows of 32 = 64 tokens: the question and 6 operations take 43 (a chain on one root) to 67 (6 operations on 7
+# roots, redrawn as too long); noise fills what is left. The query window asks the question and up to 5 variables
+# of its ancestry (18 tokens of 32): a first attempt with the question alone (one scored token per 96) stayed at
+# chance for 1,000 steps at N = 4.
+GSM_MINI: dict[str, Any] = {
+    "modulus": 10,
+    "ops": ("+", "-"),
+    "min_depth": 1,
+    "max_depth": 6,
+    "depths": (1, 2, 3, 4, 5, 6),
+    "variables": 24,
+    "context_windows": 2,
+    "window": 32,
+    "queries": 6,
+}
+
 TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "rule110-paper": ("rule110", {}),
     "rule110-mini": (
@@ -18,76 +46,17 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         {"W": 16, "R": 1, "whole_rows": True, "min_depth": 1, "max_depth": 8, "depths": (1, 2, 3, 4, 5, 6, 7, 8)},
     ),
     "depo-paper": ("depo", {}),
-    "depo-mini": (
-        "depo",
-        {
-            "n_min": 4,
-            "n_max": 12,
-            "names": 24,
-            "name_tokens": 1,
-            "context_windows": 1,
-            "window": 24,
-            "queries": 4,
-            "min_depth": 1,
-            "max_depth": 8,
-            "depths": (1, 2, 3, 4, 6, 8),
-        },
-    ),
+    "depo-mini": ("depo", DEPO_MINI),
     # depo-mini's cycles (4–12 nodes) are shorter than its deepest k, so k wraps around (k = 8 on a cycle of 8 is
     # the query itself) or is a short walk backwards. Here every cycle has more than 2 × 4 nodes: k = 1..4 is
     # exactly k hops forwards and at least k + 1 backwards.
-    "depo-k4": (
-        "depo",
-        {
-            "n_min": 9,
-            "n_max": 12,
-            "names": 24,
-            "name_tokens": 1,
-            "context_windows": 1,
-            "window": 24,
-            "queries": 4,
-            "min_depth": 1,
-            "max_depth": 4,
-            "depths": (1, 2, 3, 4),
-        },
-    ),
+    "depo-k4": ("depo", {**DEPO_MINI, "n_min": 9, "max_depth": 4, "depths": (1, 2, 3, 4)}),
     "gsm-paper": ("gsm", {}),
-    # 2 windows of 32 = 64 tokens: the question and 6 operations take 43 (a chain on one root) to 67 (6 operations
-    # on 7 roots, redrawn as too long); noise fills what is left. The query window asks the question and up to 5
-    # variables of its ancestry (18 tokens of 32): a first attempt with the question alone (one scored token per
-    # 96) stayed at chance for 1,000 steps at N = 4.
-    "gsm-mini": (
-        "gsm",
-        {
-            "modulus": 10,
-            "ops": ("+", "-"),
-            "min_depth": 1,
-            "max_depth": 6,
-            "depths": (1, 2, 3, 4, 5, 6),
-            "variables": 24,
-            "context_windows": 2,
-            "window": 32,
-            "queries": 6,
-        },
-    ),
+    "gsm-mini": ("gsm", GSM_MINI),
     # gsm-mini-n1 learned lookups but no operation in 4,000 steps. Two-thirds of its operations take two variables,
     # which need two reads in parallel and a sum of two retrieved values. Here every operation takes a variable and
     # a constant (`vA = vB + 3 ;`), so each ancestry is a chain: d operations are d + 1 reads in sequence.
-    "gsm-chain": (
-        "gsm",
-        {
-            "modulus": 10,
-            "ops": ("+", "-"),
-            "min_depth": 1,
-            "max_depth": 6,
-            "depths": (1, 2, 3, 4, 5, 6),
-            "variables": 24,
-            "context_windows": 2,
-            "window": 32,
-            "queries": 6,
-            "constant": 1.0,
-        },
-    ),
+    "gsm-chain": ("gsm", {**GSM_MINI, "constant": 1.0}),
 }
 
 
