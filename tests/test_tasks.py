@@ -9,6 +9,7 @@ from functools import cache
 import pytest
 
 from sleepcore.tasks import TASK_PRESETS, TASKS, Example, Task, get_preset, get_task, split_of
+from sleepcore.tasks.gsm import evaluate
 
 PRESETS = list(TASK_PRESETS)
 
@@ -319,6 +320,19 @@ def test_gsm_constant_sets_the_second_operands(constant):
             assert hops == ex.depth[0] == task.operations(ex.meta)
 
 
+@pytest.mark.parametrize("max_constant", [0, 2, None])
+def test_gsm_max_constant_bounds_every_constant(max_constant):
+    params = dict(TASK_PRESETS["gsm-mini"][1], constant=1.0, max_constant=max_constant)
+    task = get_task("gsm", **params)
+    examples = task.sample(200, seed=5)
+    constants = {eq["args"][1] for ex in examples for eq in ex.meta["equations"] if eq["op"] is not None}
+    # None keeps GSM-Infinite's whole range; 200 problems draw every constant of a bounded range
+    assert constants == set(range(10 if max_constant is None else max_constant + 1))
+    for ex in examples:  # the answers still follow from the equations
+        values = evaluate(ex.meta["equations"], 10)
+        assert [str(values[v]) for v in ex.meta["queries"]] == task.vocab.decode(ex.answers)
+
+
 def test_gsm_queries_go_deepest_first_and_give_nothing_away():
     task = task_of("gsm-mini")
     for ex in train_samples("gsm-mini")[:300]:
@@ -400,6 +414,8 @@ def test_registry_and_presets():
         ("gsm", {"modulus": 1}, "modulus must be >= 2"),
         ("gsm", {"constant": 1.5}, r"constant \(the chance .*\) must be a number in \[0, 1\], got 1.5"),
         ("gsm", {"constant": True}, r"must be a number in \[0, 1\], got True"),
+        ("gsm", {"max_constant": 10}, r"max_constant .* must be null or an integer in \[0, 9\] .*got 10"),
+        ("gsm", {"max_constant": 1.5}, r"max_constant .*got 1.5"),
     ],
 )
 def test_get_task_errors(name, params, message):

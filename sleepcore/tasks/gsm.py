@@ -2,10 +2,10 @@
 
 Written from the generator's description (PAPER.md), not from its code. A random forest of variables:
 roots get values, `vA = 7 ;`; every other variable is one operation on earlier ones, `vA = vB + vC ;`, or on
-one and a constant, `vA = vB - 3 ;` (with chance `constant`; at 1 every ancestry is a chain); arithmetic is mod
-`modulus`. The depth ("op") is the number of operations in the asked variable's ancestry. Noise variables (their
-own forest, disjoint from that ancestry) fill the context as far as it fits, and all equations are shuffled, so
-solving takes chained lookups.
+one and a constant, `vA = vB - 3 ;` (with chance `constant`; at 1 every ancestry is a chain; constants are
+0..`max_constant`, by default the whole range); arithmetic is mod `modulus`. The depth ("op") is the number of
+operations in the asked variable's ancestry. Noise variables (their own forest, disjoint from that ancestry) fill
+the context as far as it fits, and all equations are shuffled, so solving takes chained lookups.
 
 Layout (window L = `window`):
     context, `context_windows` windows:  <q> vT ; <equations> <pad> …   the question first, right-padded
@@ -84,6 +84,7 @@ class Gsm(Task):
         "window": 48,
         "queries": 1,
         "constant": 1 / 3,
+        "max_constant": None,
         "order": "deepest",
     }
 
@@ -108,6 +109,19 @@ class Gsm(Task):
             raise ValueError(
                 f"constant (the chance that an operation's second operand is a constant) must be a number in "
                 f"[0, 1], got {self.constant!r}"
+            )
+        # None: constants drawn from the whole range 0..modulus-1, as in GSM-Infinite.
+        self.max_constant = p["max_constant"]
+        if self.max_constant is None:
+            self.max_constant = self.modulus - 1
+        elif (
+            isinstance(self.max_constant, bool)
+            or not isinstance(self.max_constant, int)
+            or not (0 <= self.max_constant < self.modulus)
+        ):
+            raise ValueError(
+                f"max_constant (the largest constant an operation uses) must be null or an integer in "
+                f"[0, {self.modulus - 1}] (below the modulus), got {self.max_constant!r}"
             )
         # The smallest ancestry: a chain of operations with constants on one root; with no constants, a tree of
         # max_depth operations on max_depth + 1 roots.
@@ -169,7 +183,7 @@ class Gsm(Task):
             return var
         if rng.random() < self.constant:
             left = self._grow(n_ops - 1, names, equations, values, rng)
-            right: str | int = rng.randrange(self.modulus)
+            right: str | int = rng.randint(0, self.max_constant)
         else:
             split = rng.randint(0, n_ops - 1)
             left = self._grow(split, names, equations, values, rng)
@@ -185,7 +199,7 @@ class Gsm(Task):
         while names and room >= 4:
             var = names.pop()
             if noise and room >= 6 and rng.random() < 0.5:
-                right = rng.randrange(self.modulus) if rng.random() < self.constant else rng.choice(noise)
+                right = rng.randint(0, self.max_constant) if rng.random() < self.constant else rng.choice(noise)
                 eq = {"var": var, "op": rng.choice(self.ops), "args": [rng.choice(noise), right]}
             else:
                 eq = {"var": var, "op": None, "args": [rng.randrange(self.modulus)]}
