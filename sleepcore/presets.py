@@ -84,6 +84,21 @@ PRESETS: dict[str, Preset] = {
         ),
         "gsm-chain with constants 0..2, so an operand's value tells most of the answer; evaluated every 250 steps",
     ),
+    "gsm-chain-1w": Preset(
+        "gsm-chain-1w",
+        dict(MINI_MODEL, conv_size=4),
+        INJECT,
+        dict(
+            steps=4000,
+            batch_size=64,
+            lr=2e-3,
+            warmup=200,
+            curriculum_start=1000,
+            curriculum_every=600,
+            eval_every=250,
+        ),
+        "gsm-chain-c2 in one evicted window of 48 (question and every equation), 1..4 operations",
+    ),
     "rule110-paper": Preset(
         "rule110-paper",
         dict(d_model=256, layers="attn,fw,attn,fw", attn_heads=4, fw_heads=4, head_dim=64),

@@ -61,6 +61,22 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # nothing about the answer, so retrieving it earns nothing until the sum is learned as well. Constants 0..2
     # keep an operand's value informative (the answer is within 2 of it), so the retrieval can be learned first.
     "gsm-chain-c2": ("gsm", {**GSM_MINI, "constant": 1.0, "max_constant": 2}),
+    # gsm-chain-c2 spreads the equations over two windows, and a sleep replays only its own window: an equation in
+    # the first whose operand is defined in the second cannot be resolved by sleeping. Here the question and every
+    # equation share one window (a chain of 4 operations takes 31 of its 48 tokens), as Depo's cycle does.
+    "gsm-chain-1w": (
+        "gsm",
+        {
+            **GSM_MINI,
+            "constant": 1.0,
+            "max_constant": 2,
+            "max_depth": 4,
+            "depths": (1, 2, 3, 4),
+            "context_windows": 1,
+            "window": 48,
+            "queries": 5,
+        },
+    ),
 }
 
 
