@@ -106,7 +106,8 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
     if task.effective_depth_name:
         lines.append(
             f"- The depth above is nominal and can overstate what an answer needs; by {task.effective_depth_name} "
-            f"(the depth it really needs) accuracy is in `checkpoints/RESULTS.md`, and the command above prints it."
+            f"(the depth it really needs: {task.effective_depth_about}) accuracy is in `checkpoints/RESULTS.md`, "
+            "and the command above prints it."
         )
     note = (notes or NOTES) / f"{info.get('preset', '')}.md"
     if info.get("preset") and note.is_file():

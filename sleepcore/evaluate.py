@@ -65,7 +65,8 @@ def evaluate(
     model, task, examples: list, passes: int | None = None, batch_size: int = 256, progress=None
 ) -> EvalResult:
     """Score examples. Sequences whose answers all share one depth also count toward exact (per-sequence) accuracy.
-    Where the task defines an effective depth (Depo: k mod n), answers are also counted by it."""
+    Where the task defines an effective depth (Depo: k mod n; gsm: the question alone), answers are also counted by
+    it."""
     model.eval()
     device = next(model.parameters()).device
     result = EvalResult()
@@ -80,7 +81,8 @@ def evaluate(
                 result.answers.setdefault(d, Cell()).add(int(h), 1)
             if task.effective_depth_name is not None:
                 for d, h in zip(task.effective_depth(ex), hits):
-                    result.effective.setdefault(d, Cell()).add(int(h), 1)
+                    if d is not None:
+                        result.effective.setdefault(d, Cell()).add(int(h), 1)
             if len(set(ex.depth)) == 1 and len(ex.depth) > 1:
                 result.exact.setdefault(ex.depth[0], Cell()).add(int(all(hits)), 1)
         if progress is not None:

@@ -28,7 +28,11 @@ def evaluate_checkpoint(
         "seed": seed,
         "chance": {str(d): task.chance(d) for d in sorted(set(task.depths) | set(res.answers))},
         **res.as_dict(),
-        **({"effective_name": task.effective_depth_name} if task.effective_depth_name else {}),
+        **(
+            {"effective_name": task.effective_depth_name, "effective_about": task.effective_depth_about}
+            if task.effective_depth_name
+            else {}
+        ),
     }
 
 
@@ -79,7 +83,7 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
                 out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
             if metric == "answers":
                 out.append("| chance | | | " + " | ".join(f"{results[0]['chance'][d]:.2f}" for d in depths) + " |")
-        if any(r.get("effective") for r in results):  # only tasks whose depth can overstate (Depo where k wraps)
+        if any(r.get("effective") for r in results):  # tasks whose depth can overstate (Depo where k wraps; gsm)
             out += _effective_table(task, results)
     return "\n".join(out) + "\n"
 
@@ -87,13 +91,14 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
 def _effective_table(task: str, results: list[dict]) -> list[str]:
     """Accuracy per answer by the depth it really needs (Depo: k mod n), pooled over the nominal depths."""
     name = next(r["effective_name"] for r in results if r.get("effective"))
+    about = next(r.get("effective_about", name) for r in results if r.get("effective"))
     depths = sorted({int(d) for r in results for d in r.get("effective", {})})
     out = [
         "",
         f"## {task}: accuracy per answer by {name}",
         "",
-        f"The same answers as above, grouped by the depth they really need ({name}; 0 = the query itself).",
-        "A cell pools every nominal depth, so its number of answers varies; see each interval.",
+        f"The same answers as above, grouped by the depth they really need: {about}.",
+        "A cell's number of answers varies; see each interval.",
         "",
         "| checkpoint | variant | N | " + " | ".join(f"{d}" for d in depths) + " |",
         "|---|---|---|" + "---|" * len(depths),

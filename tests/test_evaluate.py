@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sleepcore.cli import format_eval
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval, wilson
-from sleepcore.tasks import get_preset
+from sleepcore.tasks import TASK_PRESETS, get_preset, get_task
 
 
 class Oracle(torch.nn.Module):
@@ -69,3 +69,37 @@ def test_depo_effective_depth_is_k_mod_n_and_is_counted():
     assert sum(c.total for c in res.effective.values()) == sum(c.total for c in res.answers.values())
     shown = format_eval({**res.as_dict(), "effective_name": task.effective_depth_name})
     assert "hops k mod n" in shown and "\n    0  1.000" in shown
+
+
+@pytest.mark.parametrize("order", ["deepest", "shallowest"])
+def test_gsm_effective_depth_counts_the_question_alone(order):
+    task = get_task("gsm", **{**TASK_PRESETS["gsm-chain-c2"][1], "order": order})
+    examples = sample_eval(task, 10, seed=6)
+    for ex in examples:
+        eff = task.effective_depth(ex)
+        assert len(eff) == len(ex.depth)
+        # deepest first: the question leads and nothing shown precedes it; shallowest: every answer is a scaffold
+        assert eff == ([ex.depth[0]] + [None] * (len(eff) - 1) if order == "deepest" else [None] * len(eff))
+    res = run_oracle(task, examples, lambda ex, j: j == 0)  # only the first answer of each sequence right
+    if order == "deepest":
+        assert {d: (c.correct, c.total) for d, c in res.effective.items()} == {d: (10, 10) for d in task.depths}
+    else:
+        assert not res.effective and "effective" not in res.as_dict()
+    assert sum(c.total for c in res.answers.values()) == sum(len(ex.depth) for ex in examples)
+
+
+def test_a_gsm_descendant_answer_gives_its_operand_away():
+    """Why the other answers are left out: a shown value and one equation recover the operand's value."""
+    task = get_task("gsm", **TASK_PRESETS["gsm-chain-c2"][1])
+    checked = 0
+    for ex in task.sample(50, seed=8, depth=3):
+        defs = {eq["var"]: eq for eq in ex.meta["equations"]}
+        values = dict(zip(ex.meta["queries"], (int(w) for w in task.vocab.decode(ex.answers)), strict=True))
+        for shown, later in zip(ex.meta["queries"], ex.meta["queries"][1:]):
+            eq = defs[shown]
+            if eq["op"] is not None and eq["args"][0] == later:  # shown = later (op) c, so later = shown (inverse) c
+                c = eq["args"][1]
+                undone = values[shown] - c if eq["op"] == "+" else values[shown] + c
+                assert undone % task.modulus == values[later]
+                checked += 1
+    assert checked > 20

@@ -170,11 +170,14 @@ class Task(ABC):
         """Accuracy of guessing one scored answer."""
 
     # The depth an answer really needs, where a task's nominal depth can overstate it (Depo: k hops on a cycle of
-    # n nodes are k mod n hops). None: the nominal depth is the real one.
+    # n nodes are k mod n hops; gsm: an answer shown earlier can give a later one away). None: the nominal depth is
+    # the real one. effective_depth_about says, in a sentence, how the answers are grouped.
     effective_depth_name: str | None = None
+    effective_depth_about: str = ""
 
-    def effective_depth(self, example: Example) -> list[int]:
-        """Per scored answer, the depth it really needs (the nominal depth unless a task says otherwise)."""
+    def effective_depth(self, example: Example) -> list[int | None]:
+        """Per scored answer, the depth it really needs (the nominal depth unless a task says otherwise); None leaves
+        the answer out of that count."""
         return list(example.depth)
 
     def _layout(self, meta: dict, answers: list[int]) -> Example:

@@ -239,7 +239,9 @@ class Depo(Task):
         """ "hops k mod n" where some k can wrap around a cycle (n_min <= max_depth); None where k is always exact."""
         return "hops k mod n" if self.n_min <= self.max_depth else None
 
-    def effective_depth(self, example: Example) -> list[int]:
+    effective_depth_about = "k mod n (0 = the query itself); a cell pools every nominal k"
+
+    def effective_depth(self, example: Example) -> list[int | None]:
         """k mod n per answer: on a cycle of n nodes, whole turns are free (k = n is the query itself)."""
         n = len(example.meta["cycle"])
         return [k % n for k in example.depth]

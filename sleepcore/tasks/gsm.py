@@ -27,7 +27,7 @@ import operator
 import random
 from collections.abc import Callable
 
-from sleepcore.tasks.base import Task, Vocab, check_int
+from sleepcore.tasks.base import Example, Task, Vocab, check_int
 
 OPS = {"+": operator.add, "-": operator.sub, "*": operator.mul}
 
@@ -311,6 +311,22 @@ class Gsm(Task):
         if missing:
             raise ValueError(f"the queries ask for {', '.join(missing)}, which no equation defines")
         return [self.vocab[str(values[v])] for v in meta["queries"]]
+
+    # Every answer shown in the query window can give later ones away: deepest first, a shown variable's value and
+    # one equation undo an operation (vA = vB + 2 and vA's value give vB's), so the ancestry's answers need fewer
+    # operations than their nominal depth. The question is asked before any answer is shown (in "deepest" order):
+    # counted alone, it is the measure of multi-step recall.
+    effective_depth_name = "operations, the question alone"
+    effective_depth_about = (
+        "only the question, asked before any answer is shown: each answer shown earlier can give a later one away "
+        "(a shown value and one equation undo an operation), so the other answers are left out"
+    )
+
+    def effective_depth(self, example: Example) -> list[int | None]:
+        """The question's depth for its answer; None (not counted) for the others, which earlier answers can give
+        away. In "shallowest" order the question comes last and every answer before it is a scaffold: none counts."""
+        first = example.meta["queries"][0] == example.meta["question"]
+        return [d if i == 0 and first else None for i, d in enumerate(example.depth)]
 
     def chance(self, depth: int) -> float:
         return 1 / self.modulus
