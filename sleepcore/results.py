@@ -97,7 +97,7 @@ def _effective_table(task: str, results: list[dict]) -> list[str]:
         "",
         f"## {task}: accuracy per answer by {name}",
         "",
-        f"The same answers as above, grouped by the depth they really need: {about}.",
+        f"The same answers as above, by the depth they really need: {about}.",
         "A cell's number of answers varies; see each interval.",
         "",
         "| checkpoint | variant | N | " + " | ".join(f"{d}" for d in depths) + " |",

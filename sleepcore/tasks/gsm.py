@@ -318,8 +318,8 @@ class Gsm(Task):
     # counted alone, it is the measure of multi-step recall.
     effective_depth_name = "operations, the question alone"
     effective_depth_about = (
-        "only the question, asked before any answer is shown: each answer shown earlier can give a later one away "
-        "(a shown value and one equation undo an operation), so the other answers are left out"
+        "the question alone, which is asked before any answer is shown (each answer shown earlier can give a later "
+        "one away, since a shown value and one equation undo an operation, so the other answers are left out)"
     )
 
     def effective_depth(self, example: Example) -> list[int | None]:
