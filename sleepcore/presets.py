@@ -33,6 +33,9 @@ class Preset:
 # gsm ≈ 0.9 s per N = 4 step, measured on the project's machine); the curriculum reaches the largest depth by ~70%.
 MINI_MODEL = dict(d_model=64, layers="attn,fw,attn,fw", attn_heads=2, fw_heads=2, head_dim=32, mlp_ratio=2.0)
 
+# gsm chains: one operation only for the first 1,000 steps, then one more every 600.
+GSM_CHAIN_TRAIN = dict(steps=4000, batch_size=64, lr=2e-3, warmup=200, curriculum_start=1000, curriculum_every=600)
+
 PRESETS: dict[str, Preset] = {
     "rule110-mini": Preset(
         "rule110-mini",
@@ -66,37 +69,21 @@ PRESETS: dict[str, Preset] = {
         "gsm-chain",
         dict(MINI_MODEL, conv_size=4),
         INJECT,
-        dict(steps=4000, batch_size=64, lr=2e-3, warmup=200, curriculum_start=1000, curriculum_every=600),
+        GSM_CHAIN_TRAIN,
         "gsm-mini with every operation on a variable and a constant (chains); 1 operation for the first 1,000 steps",
     ),
     "gsm-chain-c2": Preset(
         "gsm-chain-c2",
         dict(MINI_MODEL, conv_size=4),
         INJECT,
-        dict(
-            steps=4000,
-            batch_size=64,
-            lr=2e-3,
-            warmup=200,
-            curriculum_start=1000,
-            curriculum_every=600,
-            eval_every=250,
-        ),
+        dict(GSM_CHAIN_TRAIN, eval_every=250),
         "gsm-chain with constants 0..2, so an operand's value tells most of the answer; evaluated every 250 steps",
     ),
     "gsm-chain-1w": Preset(
         "gsm-chain-1w",
         dict(MINI_MODEL, conv_size=4),
         INJECT,
-        dict(
-            steps=4000,
-            batch_size=64,
-            lr=2e-3,
-            warmup=200,
-            curriculum_start=1000,
-            curriculum_every=600,
-            eval_every=250,
-        ),
+        dict(GSM_CHAIN_TRAIN, eval_every=250),
         "gsm-chain-c2 in one evicted window of 48 (question and every equation), 1..4 operations",
     ),
     "rule110-paper": Preset(

@@ -1,6 +1,8 @@
 """Every shipped checkpoint loads and re-evaluates to the table in its config.json (a code change that breaks a
 checkpoint fails here)."""
 
+import json
+
 import pytest
 
 from sleepcore.checkpoint import available, read_info
@@ -44,3 +46,25 @@ def test_the_app_opens_on_a_shipped_checkpoint():
     from app.data import FEATURED
 
     assert FEATURED in SHIPPED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_checkpoint_matches_the_preset_its_command_names(name):
+    """The card's training command reproduces the checkpoint only while its preset still builds the same configs."""
+    from dataclasses import asdict
+
+    from sleepcore.presets import build
+    from sleepcore.tasks import get_task
+
+    info = read_info(name)
+    if "--set" in info["command"]:
+        pytest.skip("trained with --set overrides")
+    built = build(info["preset"], passes=info["sleep"]["passes"], variant=info.get("variant", "hybrid"))
+    for section, cfg in zip(("model", "sleep", "task", "train"), built, strict=True):
+        want = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as in config.json
+        have = info[section]
+        if section == "train":  # threads is how a run was launched, not what it learned
+            want.pop("threads"), have.pop("threads", None)
+        if section == "task":  # parameters added since take their defaults, which keep the old data
+            want, have = (json.loads(json.dumps(get_task(t["name"], **t["params"]).params)) for t in (want, have))
+        assert want == have, (name, section)
