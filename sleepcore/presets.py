@@ -79,13 +79,6 @@ PRESETS: dict[str, Preset] = {
         dict(GSM_CHAIN_TRAIN, eval_every=250),
         "gsm-chain with constants 0..2, so an operand's value tells most of the answer; evaluated every 250 steps",
     ),
-    "gsm-chain-1w": Preset(
-        "gsm-chain-1w",
-        dict(MINI_MODEL, conv_size=4),
-        INJECT,
-        dict(GSM_CHAIN_TRAIN, eval_every=250),
-        "gsm-chain-c2 in one evicted window of 48 (question and every equation), 1..4 operations",
-    ),
     "rule110-paper": Preset(
         "rule110-paper",
         dict(d_model=256, layers="attn,fw,attn,fw", attn_heads=4, fw_heads=4, head_dim=64),
@@ -124,6 +117,12 @@ PRESETS: dict[str, Preset] = {
         "a seconds-long smoke run for tests",
     ),
 }
+
+PRESETS["gsm-chain-1w"] = dataclasses.replace(
+    PRESETS["gsm-chain-c2"],
+    task="gsm-chain-1w",
+    about="gsm-chain-c2 in one evicted window of 48 (question and every equation), 1..4 operations",
+)
 
 VARIANTS = ("hybrid", "attn-only", "full-attention", "wide")
 

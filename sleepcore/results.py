@@ -89,7 +89,7 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
 
 
 def _effective_table(task: str, results: list[dict]) -> list[str]:
-    """Accuracy per answer by the depth it really needs (Depo: k mod n), pooled over the nominal depths."""
+    """Accuracy per answer by the depth it really needs (Depo: k mod n; gsm: the question alone)."""
     name = next(r["effective_name"] for r in results if r.get("effective"))
     about = next(r.get("effective_about", name) for r in results if r.get("effective"))
     depths = sorted({int(d) for r in results for d in r.get("effective", {})})

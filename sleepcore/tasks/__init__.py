@@ -39,6 +39,8 @@ GSM_MINI: dict[str, Any] = {
     "queries": 6,
 }
 
+GSM_CHAIN_C2: dict[str, Any] = {**GSM_MINI, "constant": 1.0, "max_constant": 2}
+
 TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "rule110-paper": ("rule110", {}),
     "rule110-mini": (
@@ -60,16 +62,14 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     # gsm-chain at N = 4 stayed at chance on one operation too: with constants 0..9 an operand's value alone says
     # nothing about the answer, so retrieving it earns nothing until the sum is learned as well. Constants 0..2
     # keep an operand's value informative (the answer is within 2 of it), so the retrieval can be learned first.
-    "gsm-chain-c2": ("gsm", {**GSM_MINI, "constant": 1.0, "max_constant": 2}),
+    "gsm-chain-c2": ("gsm", GSM_CHAIN_C2),
     # gsm-chain-c2 spreads the equations over two windows, and a sleep replays only its own window: an equation in
     # the first whose operand is defined in the second cannot be resolved by sleeping. Here the question and every
     # equation share one window (a chain of 4 operations takes 31 of its 48 tokens), as Depo's cycle does.
     "gsm-chain-1w": (
         "gsm",
         {
-            **GSM_MINI,
-            "constant": 1.0,
-            "max_constant": 2,
+            **GSM_CHAIN_C2,
             "max_depth": 4,
             "depths": (1, 2, 3, 4),
             "context_windows": 1,

@@ -325,8 +325,7 @@ class Gsm(Task):
     def effective_depth(self, example: Example) -> list[int | None]:
         """The question's depth for its answer; None (not counted) for the others, which earlier answers can give
         away. In "shallowest" order the question comes last and every answer before it is a scaffold: none counts."""
-        first = example.meta["queries"][0] == example.meta["question"]
-        return [d if i == 0 and first else None for i, d in enumerate(example.depth)]
+        return [d if i == 0 and self.order == "deepest" else None for i, d in enumerate(example.depth)]
 
     def chance(self, depth: int) -> float:
         return 1 / self.modulus
