@@ -94,11 +94,20 @@ class TrainConfig:
     eval_examples: int = 512
     save_every: int = 500
     threads: int = 1
+    init_from: str | None = None  # continue training: start from this shipped checkpoint's weights (a name)
+    data_offset: int = 0  # batch s is drawn, and the curriculum read, at step data_offset + s
 
     def validate(self) -> None:
         _positive(self, "steps", "batch_size", "curriculum_every", "eval_every", "eval_examples", "save_every")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
+        if not isinstance(self.data_offset, int) or isinstance(self.data_offset, bool) or self.data_offset < 0:
+            raise ValueError(f"data_offset must be an integer >= 0; got {self.data_offset!r}")
+        if self.init_from is not None and (not isinstance(self.init_from, str) or not _is_name(self.init_from)):
+            raise ValueError(
+                f"init_from must name a checkpoint under checkpoints/ (letters, digits, '-', '_', '.'); "
+                f"got {self.init_from!r}"
+            )
 
 
 CONFIG_TYPES = {"model": ModelConfig, "sleep": SleepConfig, "task": TaskConfig, "train": TrainConfig}
@@ -129,6 +138,11 @@ def from_dict(cls, d: dict[str, Any]):
 
 def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
+
+
+def _is_name(text: str) -> bool:
+    """A checkpoint name, not a path: letters, digits, '-', '_' and '.', not starting with '.'."""
+    return bool(text) and not text.startswith(".") and all(c.isalnum() or c in "-_." for c in text)
 
 
 def _positive(cfg, *names: str) -> None:

@@ -27,6 +27,12 @@ class Preset:
     sleep: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
     about: str = ""
+    continues: str = ""  # a preset whose shipped checkpoints this one continues training (train.init_from)
+
+
+def shipped_name(preset: str, passes: int, variant: str = "hybrid") -> str:
+    """The checkpoint name a preset's model is shipped under: PRESET-nN for the sleep model, PRESET-VARIANT else."""
+    return f"{preset}-n{passes}" if variant == "hybrid" else f"{preset}-{variant}"
 
 
 # Steps are sized so N = 4 trains in about an hour on one of 2 CPU cores (rule110 ≈ 0.3 s, depo ≈ 0.45 s,
@@ -124,6 +130,16 @@ PRESETS["gsm-chain-1w"] = dataclasses.replace(
     about="gsm-chain-c2 in one evicted window of 48 (question and every equation), 1..4 operations",
 )
 
+# Longer training for Rule 110 (all rule110-mini runs were still improving at 12,000 steps): each model continues
+# from its shipped rule110-mini checkpoint for 8,000 more steps on batches 12,000..19,999 (data it never saw), with a
+# fresh AdamW, a 200-step warm-up to half the first run's peak rate and a cosine decay.
+PRESETS["rule110-long"] = dataclasses.replace(
+    PRESETS["rule110-mini"],
+    train=dict(steps=8000, batch_size=64, lr=1e-3, warmup=200, data_offset=12000),
+    about="rule110-mini trained 8,000 steps more, from its shipped checkpoint at the same N and variant",
+    continues="rule110-mini",
+)
+
 VARIANTS = ("hybrid", "attn-only", "full-attention", "wide")
 
 
@@ -157,6 +173,8 @@ def build(
     if variant == "wide":
         model["mlp_ratio"] = 4 * model.get("mlp_ratio", ModelConfig.mlp_ratio)
     train = {**p.train, **{k: v for k, v in train_overrides.items() if v is not None}}
+    if p.continues:
+        train.setdefault("init_from", shipped_name(p.continues, passes, variant))
     for section, values, cls in (
         ("model", model, ModelConfig),
         ("sleep", sleep, SleepConfig),

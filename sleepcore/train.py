@@ -2,6 +2,8 @@
 
 Batch s is drawn from seed (data_seed, s) and the curriculum depends on s alone, so models that differ only in N
 see identical data in identical order, and a resumed run continues to exactly the weights of an unbroken one.
+A continued run (init_from, a shipped checkpoint) starts from that model's weights with a fresh optimizer and
+schedule, and draws batch s at data_offset + s, so it sees data its base never saw.
 
 Data parallel (docs/SCALING.md): under torchrun (WORLD_SIZE > 1) every rank builds the same global batch s and
 trains on its strided shard, examples rank::world; the loss is scaled so that DDP's averaged gradient is the
@@ -49,6 +51,7 @@ def curriculum_depth(step: int, cfg: TrainConfig, task) -> int | None:
     """The largest depth trained at this step: min_depth until curriculum_start, then +1 every curriculum_every."""
     if not cfg.curriculum:
         return None
+    step += cfg.data_offset
     if step < cfg.curriculum_start:
         return task.min_depth
     return min(task.max_depth, task.min_depth + 1 + (step - cfg.curriculum_start) // cfg.curriculum_every)
@@ -57,7 +60,7 @@ def curriculum_depth(step: int, cfg: TrainConfig, task) -> int | None:
 def batch_at(step: int, cfg: TrainConfig, task) -> list:
     return task.sample(
         cfg.batch_size,
-        seed=cfg.data_seed * 1_000_003 + step,
+        seed=cfg.data_seed * 1_000_003 + cfg.data_offset + step,
         split="train",
         max_depth=curriculum_depth(step, cfg, task),
     )
@@ -188,6 +191,10 @@ def train(
         version = json.loads((out / "trainer.json").read_text()).get("code_version", version)
     elif resume:
         raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
+    if cfg.init_from is not None:
+        extra = {**(extra or {}), "continued_from": _base_info(cfg.init_from, (model_cfg, sleep_cfg, task_cfg))}
+        if start == 0:  # a resumed continuation already holds its own weights
+            model.load_state_dict(_base_weights(cfg.init_from, model, device))
     if ranks is None:
         net = model
     else:  # some parameters sit out every step (between_norm at N = 1; pass parameters in attn-only): find them
@@ -346,6 +353,44 @@ def _restore(out, model, opt, configs, device):
     trainer = json.loads((out / "trainer.json").read_text())
     load_optimizer(out / "optimizer.safetensors", opt, trainer["param_groups"])
     return trainer["step"], trainer["history"], trainer["wall_s"], trainer["tokens"]
+
+
+def _base_info(name: str, configs) -> dict:
+    """What a continued run starts from: the shipped checkpoint `name`, checked to share this run's model, sleep
+    and task configs; its step, tokens, wall time and the SHA-256 of its weights go into the new config.json."""
+    import hashlib
+
+    from sleepcore.checkpoint import CHECKPOINT_ROOT, available, configs_from, read_info
+
+    folder = CHECKPOINT_ROOT / name
+    if name not in available():
+        raise CheckpointError(f"init_from: no checkpoint {name!r}; shipped checkpoints: {', '.join(available())}")
+    info = read_info(folder)
+    for section, mine, theirs in zip(("model", "sleep", "task"), configs, configs_from(info)[:3]):
+        if mine != theirs:
+            raise CheckpointError(
+                f"init_from: {name}'s {section} config differs from this run's, so its weights cannot continue here"
+            )
+    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
+    training = info.get("training", {})
+    return {
+        "name": name,
+        "sha256": digest,
+        "step": info.get("step"),
+        "tokens": training.get("tokens"),
+        "wall_time_s": training.get("wall_time_s"),
+        "command": info.get("command"),
+    }
+
+
+def _base_weights(name: str, model, device) -> dict:
+    from safetensors.torch import load_file
+
+    from sleepcore.checkpoint import CHECKPOINT_ROOT, check_tensors
+
+    tensors = load_file(CHECKPOINT_ROOT / name / "model.safetensors", device=str(device))
+    check_tensors(model.state_dict(), tensors, CHECKPOINT_ROOT / name / "model.safetensors")
+    return tensors
 
 
 def launch(nproc: int, args: list[str]) -> int:
