@@ -49,9 +49,11 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
         + (
             f"min depth until step {train['curriculum_start']}, then +1 every {train['curriculum_every']} steps; "
             "each sequence at the current largest depth with probability 0.5, else uniform below it."
+            + (f" Read at step {train['data_offset']} + s of this run." if train.get("data_offset") else "")
             if train["curriculum"]
             else "none."
         ),
+        *_continued(info),
         f"- Wall time {training.get('wall_time_s', '?')} s on {training.get('hardware', '?')}; "
         f"code version {training.get('code_version', '?')}, torch {training.get('torch', '?')}."
         + (f" {training['code_version_note']}" if training.get("code_version_note") else ""),
@@ -113,6 +115,22 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
     if info.get("preset") and note.is_file():
         lines += ["", "## Against the targets (all models of this preset)", "", note.read_text().strip()]
     return "\n".join(lines) + "\n"
+
+
+def _continued(info: dict) -> list[str]:
+    """The card's lines on a continued run: what it started from, and its steps and wall time in all."""
+    base, train = info.get("continued_from"), info["train"]
+    if not base:
+        return []
+    total_steps = (base.get("step") or 0) + train["steps"]
+    total_wall = (base.get("wall_time_s") or 0) + info.get("training", {}).get("wall_time_s", 0)
+    return [
+        f"- **Continued training**: it starts from the weights of `{base['name']}` (step {base.get('step')}, "
+        f"model.safetensors SHA-256 `{base['sha256'][:16]}…`, trained by `{_relative(base.get('command') or '?')}`) "
+        f"with a fresh optimizer and schedule, on batches {train['data_offset']}..."
+        f"{train['data_offset'] + train['steps'] - 1} of the same data stream, which its base never saw. In all: "
+        f"{total_steps} optimizer steps and {total_wall:.0f} s of wall time; the numbers below are this run's own.",
+    ]
 
 
 def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:

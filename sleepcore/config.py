@@ -133,6 +133,10 @@ def from_dict(cls, d: dict[str, Any]):
     except TypeError as e:
         raise ValueError(f"{cls.__name__}: {e}") from None
     cfg.validate()
+    if cls is TaskConfig:  # task parameters added since a config was saved take their defaults (the same data)
+        from sleepcore.tasks import get_task
+
+        cfg = TaskConfig(cfg.name, dict(get_task(cfg.name, **cfg.params).params))
     return cfg
 
 

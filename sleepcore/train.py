@@ -360,13 +360,13 @@ def _base_info(name: str, configs) -> dict:
     and task configs; its step, tokens, wall time and the SHA-256 of its weights go into the new config.json."""
     import hashlib
 
-    from sleepcore.checkpoint import CHECKPOINT_ROOT, available, configs_from, read_info
+    from sleepcore import checkpoint as ckpt
 
-    folder = CHECKPOINT_ROOT / name
-    if name not in available():
-        raise CheckpointError(f"init_from: no checkpoint {name!r}; shipped checkpoints: {', '.join(available())}")
-    info = read_info(folder)
-    for section, mine, theirs in zip(("model", "sleep", "task"), configs, configs_from(info)[:3]):
+    folder, shipped = ckpt.CHECKPOINT_ROOT / name, ckpt.available(ckpt.CHECKPOINT_ROOT)
+    if name not in shipped:
+        raise CheckpointError(f"init_from: no checkpoint {name!r}; shipped checkpoints: {', '.join(shipped) or 'none'}")
+    info = ckpt.read_info(folder)
+    for section, mine, theirs in zip(("model", "sleep", "task"), configs, ckpt.configs_from(info)[:3]):
         if mine != theirs:
             raise CheckpointError(
                 f"init_from: {name}'s {section} config differs from this run's, so its weights cannot continue here"
@@ -386,10 +386,11 @@ def _base_info(name: str, configs) -> dict:
 def _base_weights(name: str, model, device) -> dict:
     from safetensors.torch import load_file
 
-    from sleepcore.checkpoint import CHECKPOINT_ROOT, check_tensors
+    from sleepcore import checkpoint as ckpt
 
-    tensors = load_file(CHECKPOINT_ROOT / name / "model.safetensors", device=str(device))
-    check_tensors(model.state_dict(), tensors, CHECKPOINT_ROOT / name / "model.safetensors")
+    path = ckpt.CHECKPOINT_ROOT / name / "model.safetensors"
+    tensors = load_file(path, device=str(device))
+    ckpt.check_tensors(model.state_dict(), tensors, path)
     return tensors
 
 

@@ -53,6 +53,7 @@ def test_shipped_checkpoint_matches_the_preset_its_command_names(name):
     """The card's training command reproduces the checkpoint only while its preset still builds the same configs."""
     from dataclasses import asdict
 
+    from sleepcore.config import from_dict
     from sleepcore.presets import build
     from sleepcore.tasks import get_task
 
@@ -62,9 +63,22 @@ def test_shipped_checkpoint_matches_the_preset_its_command_names(name):
     built = build(info["preset"], passes=info["sleep"]["passes"], variant=info.get("variant", "hybrid"))
     for section, cfg in zip(("model", "sleep", "task", "train"), built, strict=True):
         want = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as in config.json
-        have = info[section]
+        have = json.loads(json.dumps(asdict(from_dict(type(cfg), info[section]))))  # settings added since: defaults
         if section == "train":  # threads is how a run was launched, not what it learned
             want.pop("threads"), have.pop("threads", None)
         if section == "task":  # parameters added since take their defaults, which keep the old data
             want, have = (json.loads(json.dumps(get_task(t["name"], **t["params"]).params)) for t in (want, have))
         assert want == have, (name, section)
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if read_info(n).get("continued_from")])
+def test_a_continued_checkpoint_started_from_the_weights_shipped_under_its_base_name(name):
+    """Re-shipping a base model would silently break a continuation's story; its recorded digest catches that."""
+    import hashlib
+
+    from sleepcore.checkpoint import resolve
+
+    base = read_info(name)["continued_from"]
+    assert base["name"] in SHIPPED, f"{name} continues {base['name']}, which is not shipped"
+    assert hashlib.sha256((resolve(base["name"]) / "model.safetensors").read_bytes()).hexdigest() == base["sha256"]
+    assert read_info(base["name"])["step"] == base["step"]

@@ -113,3 +113,77 @@ def test_set_rejects_what_it_cannot_apply(setting, message, tmp_path, capsys):
         from sleepcore.cli import parse_settings
 
         build("tiny", 1, overrides=parse_settings([setting]))
+
+
+def _ship_tiny(root, name, passes=2, steps=12):
+    """Train a tiny model into checkpoints-like folder root/name; its weights."""
+    train(root / name, *tiny(steps=steps, passes=passes), progress=False, eval_per_depth=4)
+    return load_file(root / name / "model.safetensors")
+
+
+def test_a_continued_run_starts_from_its_base_and_draws_unseen_batches(tmp_path, monkeypatch):
+    from sleepcore import checkpoint
+
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    base = _ship_tiny(tmp_path / "shipped", "tiny-n2")
+    # a learning rate so small that one step cannot move a weight: the run holds its base's weights
+    configs = tiny(steps=1, passes=2, init_from="tiny-n2", data_offset=12, lr=1e-30)
+    info = train(tmp_path / "cont", *configs, progress=False, eval_per_depth=4)
+    after = load_file(tmp_path / "cont" / "model.safetensors")
+    for k in base:
+        assert torch.allclose(after[k], base[k], rtol=0, atol=1e-20), k
+    digest = __import__("hashlib").sha256((tmp_path / "shipped/tiny-n2/model.safetensors").read_bytes()).hexdigest()
+    assert info["continued_from"]["name"] == "tiny-n2" and info["continued_from"]["sha256"] == digest
+    assert info["continued_from"]["step"] == 12 and info["train"]["init_from"] == "tiny-n2"
+    # batch s of the continuation is batch data_offset + s of the base run, whose curriculum it also reads
+    _, _, task_cfg, cfg = configs
+    task, plain = get_task(task_cfg.name, **task_cfg.params), tiny(steps=40, passes=2)[3]
+    assert [e.tokens for e in batch_at(3, cfg, task)] == [e.tokens for e in batch_at(15, plain, task)]
+    assert curriculum_depth(3, cfg, task) == curriculum_depth(15, plain, task)
+
+
+def test_a_continued_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, monkeypatch):
+    from sleepcore import checkpoint
+
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    _ship_tiny(tmp_path / "shipped", "tiny-n2")
+    configs = tiny(steps=20, passes=2, init_from="tiny-n2", data_offset=12)
+    train(tmp_path / "whole", *configs, progress=False, eval_per_depth=4)
+    train(tmp_path / "broken", *configs, stop_after=9, progress=False, eval_per_depth=4)
+    train(tmp_path / "broken", *configs, resume=True, progress=False, eval_per_depth=4)
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "broken" / "model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_a_continued_run_refuses_an_unknown_or_mismatched_base(tmp_path, monkeypatch):
+    from sleepcore import checkpoint
+    from sleepcore.checkpoint import CheckpointError
+
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    _ship_tiny(tmp_path / "shipped", "tiny-n2")
+    with pytest.raises(CheckpointError, match=r"no checkpoint 'tiny-n9'; shipped checkpoints: tiny-n2"):
+        train(tmp_path / "a", *tiny(steps=2, init_from="tiny-n9"), progress=False)
+    with pytest.raises(CheckpointError, match="tiny-n2's sleep config differs from this run's"):
+        train(tmp_path / "b", *tiny(steps=2, passes=3, init_from="tiny-n2"), progress=False)
+    for bad in ("../tiny-n2", "/etc", ".hidden"):
+        with pytest.raises(ValueError, match="init_from must name a checkpoint under checkpoints/"):
+            tiny(steps=2, init_from=bad)
+    with pytest.raises(ValueError, match="data_offset must be an integer >= 0; got -1"):
+        tiny(steps=2, data_offset=-1)
+
+
+def test_a_continuing_preset_names_the_shipped_checkpoint_of_its_n_and_variant():
+    assert build("rule110-long", 4)[3].init_from == "rule110-mini-n4"
+    assert build("rule110-long", 1, "wide")[3].init_from == "rule110-mini-wide"
+    assert build("rule110-long", 2)[3].data_offset == 12000 and build("rule110-mini", 2)[3].init_from is None
+    assert build("rule110-long", 4)[:3] == build("rule110-mini", 4)[:3]  # the same model, sleep and task
+
+
+def test_a_saved_task_config_missing_a_later_parameter_reads_as_its_default():
+    """Runs saved before a task parameter existed still resume and still match their preset."""
+    from sleepcore.config import TaskConfig, from_dict
+
+    full = build("gsm-mini", 1)[2]
+    old = {k: v for k, v in full.params.items() if k != "max_constant"}
+    assert from_dict(TaskConfig, {"name": "gsm", "params": old}) == full
