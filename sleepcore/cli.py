@@ -227,11 +227,19 @@ def format_eval(res: dict, title: str = "") -> str:
             f"{e['n'] if e else '':>5}"
         )
     if res.get("effective"):
-        lines += ["", f"by the depth an answer really needs ({res.get('effective_name', 'effective depth')})"]
-        lines += [f"{'depth':>5}  {'answer acc [95% CI]':<24} {'n':>6}"]
-        for d, c in res["effective"].items():
-            lines.append(f"{d:>5}  {c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]{'':<4} {c['n']:>6}")
+        lines += _answer_block(
+            f"by the depth an answer really needs ({res.get('effective_name', 'effective depth')})", res["effective"]
+        )
+    if res.get("first_about"):
+        lines += _answer_block(f"the first answer of each sequence alone: {res['first_about']}", res["first"])
     return "\n".join(lines)
+
+
+def _answer_block(title: str, cells: dict) -> list[str]:
+    lines = ["", title, f"{'depth':>5}  {'answer acc [95% CI]':<24} {'n':>6}"]
+    return lines + [
+        f"{d:>5}  {c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]{'':<4} {c['n']:>6}" for d, c in cells.items()
+    ]
 
 
 def _ship_parser(sub) -> None:

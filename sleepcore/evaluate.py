@@ -41,6 +41,7 @@ class EvalResult:
     answers: dict[int, Cell] = field(default_factory=dict)  # per answer, by its depth
     exact: dict[int, Cell] = field(default_factory=dict)  # per sequence (all answers right), by depth
     effective: dict[int, Cell] = field(default_factory=dict)  # per answer, by task.effective_depth (if it has one)
+    first: dict[int, Cell] = field(default_factory=dict)  # the first answer of each sequence, by its depth
 
     def as_dict(self) -> dict:
         out = {
@@ -49,6 +50,7 @@ class EvalResult:
         }
         if self.effective:
             out["effective"] = {str(d): c.as_dict() for d, c in sorted(self.effective.items())}
+        out["first"] = {str(d): c.as_dict() for d, c in sorted(self.first.items())}
         return out
 
 
@@ -66,7 +68,7 @@ def evaluate(
 ) -> EvalResult:
     """Score examples. Sequences whose answers all share one depth also count toward exact (per-sequence) accuracy.
     Where the task defines an effective depth (Depo: k mod n; gsm: the question alone), answers are also counted by
-    it."""
+    it. The first answer of each sequence is also counted alone, by its depth."""
     model.eval()
     device = next(model.parameters()).device
     result = EvalResult()
@@ -83,6 +85,8 @@ def evaluate(
                 for d, h in zip(task.effective_depth(ex), hits):
                     if d is not None:
                         result.effective.setdefault(d, Cell()).add(int(h), 1)
+            if hits:  # the answer no earlier answer of its sequence can have helped
+                result.first.setdefault(ex.depth[0], Cell()).add(int(hits[0]), 1)
             if len(set(ex.depth)) == 1 and len(ex.depth) > 1:
                 result.exact.setdefault(ex.depth[0], Cell()).add(int(all(hits)), 1)
         if progress is not None:

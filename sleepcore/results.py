@@ -33,6 +33,7 @@ def evaluate_checkpoint(
             if task.effective_depth_name
             else {}
         ),
+        **({"first_about": task.first_answer_about} if task.first_answer_about else {}),
     }
 
 
@@ -85,7 +86,26 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
                 out.append("| chance | | | " + " | ".join(f"{results[0]['chance'][d]:.2f}" for d in depths) + " |")
         if any(r.get("effective") for r in results):  # tasks whose depth can overstate (Depo where k wraps; gsm)
             out += _effective_table(task, results)
+        if results[0].get("first_about"):  # tasks whose later answers can lean on earlier ones (Depo)
+            out += _first_table(task, results, depths)
     return "\n".join(out) + "\n"
+
+
+def _first_table(task: str, results: list[dict], depths: list[str]) -> list[str]:
+    """Accuracy on the first answer of each sequence alone, by its depth."""
+    out = [
+        "",
+        f"## {task}: the first answer of each sequence alone",
+        "",
+        f"Only {results[0]['first_about']}. One answer per sequence, so each cell has fewer answers than above.",
+        "",
+        "| checkpoint | variant | N | " + " | ".join(f"depth {d}" for d in depths) + " |",
+        "|---|---|---|" + "---|" * len(depths),
+    ]
+    for r in results:
+        cells = [_cell(r["first"].get(d)) for d in depths]
+        out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _effective_table(task: str, results: list[dict]) -> list[str]:

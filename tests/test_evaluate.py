@@ -56,6 +56,17 @@ def test_counts_by_depth_and_exact_against_recomputation():
     assert "effective" not in res.as_dict()
 
 
+def test_the_first_answer_of_each_sequence_is_counted_alone():
+    task = get_preset("depo-k4")
+    examples = sample_eval(task, 8, seed=4)
+    res = run_oracle(task, examples, lambda ex, j: j == 0 and ex.depth[0] % 2 == 1)  # first answers at odd k only
+    assert {d: (c.correct, c.total) for d, c in res.first.items()} == {d: (8 * (d % 2), 8) for d in task.depths}
+    assert all(c.correct == 8 * (d % 2) for d, c in res.answers.items())  # the later answers, all wrong, count there
+    shown = format_eval({**res.as_dict(), "first_about": task.first_answer_about})
+    assert "the first answer of each sequence alone: the first query" in shown and "\n    3  1.000" in shown
+    assert get_preset("rule110-mini").first_answer_about is None  # no table where answers cannot lean on each other
+
+
 def test_depo_effective_depth_is_k_mod_n_and_is_counted():
     task = get_preset("depo-mini")
     examples = sample_eval(task, 20, seed=5)

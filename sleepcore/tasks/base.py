@@ -175,6 +175,11 @@ class Task(ABC):
     effective_depth_name: str | None = None
     effective_depth_about: str = ""
 
+    # Where a later answer can lean on earlier ones shown in the query window (Depo: a shown successor shortens the
+    # next chain), the first answer of each sequence is the clean measure. first_answer_about says why, and asks
+    # `sleepcore eval` and RESULTS.md for that table; None: not reported.
+    first_answer_about: str | None = None
+
     def effective_depth(self, example: Example) -> list[int | None]:
         """Per scored answer, the depth it really needs (the nominal depth unless a task says otherwise); None leaves
         the answer out of that count."""

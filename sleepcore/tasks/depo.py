@@ -240,6 +240,10 @@ class Depo(Task):
         return "hops k mod n" if self.n_min <= self.max_depth else None
 
     effective_depth_about = "k mod n (0 = the query itself); a cell pools every nominal k"
+    first_answer_about = (
+        "the first query of each sequence, asked before any answer appears in the query window, so no answer shown "
+        "there can shorten its chain"
+    )
 
     def effective_depth(self, example: Example) -> list[int | None]:
         """k mod n per answer: on a cycle of n nodes, whole turns are free (k = n is the query itself)."""
