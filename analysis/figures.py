@@ -102,8 +102,9 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
     """Flatten `sleepcore.results.evaluate_checkpoint` dicts: one row per (checkpoint, passes, metric, depth).
 
     Columns: checkpoint, variant, task, preset (the task's name where a row has none), passes, trained_passes,
-    metric ("answers" | "exact"), depth, acc, lo, hi, n, chance (per answer; null for exact). Compare models
-    within one preset: presets of one task can ask different depths of different problems.
+    metric ("answers" | "exact"), depth, acc, lo, hi, n, chance (per answer; null for exact), train_seed (the
+    initialisation seed: models trained again with other seeds are replicas). Compare models within one preset:
+    presets of one task can ask different depths of different problems.
     """
     rows = []
     for r in eval_results:
@@ -124,6 +125,7 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
                         "hi": cell["hi"],
                         "n": cell["n"],
                         "chance": r.get("chance", {}).get(str(depth)) if metric == "answers" else None,
+                        "train_seed": r.get("train_seed", 0),
                     }
                 )
     schema = {
@@ -140,6 +142,7 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
         "hi": pl.Float64,
         "n": pl.Int32,
         "chance": pl.Float64,
+        "train_seed": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema).sort("variant", "checkpoint", "passes", "metric", "depth")
 
@@ -156,21 +159,45 @@ def accuracy_vs_passes(
     and chance are used when present). trained_only keeps models evaluated at the N they were trained with (the
     paper compares separately trained models). Hybrid rows make the lines; other variants (the baselines) are
     separate markers at their own N, in their depth's colour, one symbol per variant; chance is a dotted line.
+    Where a model was trained again with other seeds (train_seed), the line follows the lowest seed and the
+    replicas are open circles just left of it.
     """
     _require(results, ["checkpoint", "variant", "passes", "depth", "acc", "lo", "hi"], "accuracy_vs_passes")
     if "metric" in results.columns:
         results = results.filter(pl.col("metric") == metric)
     if trained_only and "trained_passes" in results.columns:
         results = results.filter(pl.col("passes") == pl.col("trained_passes"))
-    hybrid = results.filter(pl.col("variant") == "hybrid").sort("depth", "passes")
-    twice = hybrid.group_by("depth", "passes").len().filter(pl.col("len") > 1)
+    if "train_seed" not in results.columns:
+        results = results.with_columns(train_seed=pl.lit(0, dtype=pl.Int64))
+    hybrid = results.filter(pl.col("variant") == "hybrid").sort("depth", "passes", "train_seed")
+    twice = hybrid.group_by("depth", "passes", "train_seed").len().filter(pl.col("len") > 1)
     if twice.height:
-        raise ValueError(f"several hybrid results for the same (depth, N): {twice.rows()}; pick one checkpoint per N")
+        raise ValueError(
+            f"several hybrid results for the same (depth, N, train_seed): {twice.rows()}; pick one checkpoint per N "
+            "and seed"
+        )
+    first_seed = pl.col("train_seed") == pl.col("train_seed").min().over("depth", "passes")
+    hybrid, replicas = hybrid.filter(first_seed), hybrid.filter(~first_seed)
     fig = _figure(title or f"Accuracy vs sleep passes ({'per answer' if metric == 'answers' else 'exact'})")
     depths = sorted(results["depth"].unique().to_list())
     for i, depth in enumerate(depths):
         d = hybrid.filter(pl.col("depth") == depth)
         fig.add_trace(_with_errors(d, f"depth {depth}", _colour(i), SYMBOLS[i % len(SYMBOLS)], mode="lines+markers"))
+    if replicas.height:
+        legend = dict(size=12, color="#666666", symbol="circle-open")
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="other seeds", marker=legend))
+        for i, depth in enumerate(depths):
+            d = replicas.filter(pl.col("depth") == depth)
+            if d.height:
+                trace = _with_errors(d, f"other seeds, depth {depth}", _colour(i), "circle-open", mode="markers")
+                trace.update(
+                    x=[x - 0.08 for x in trace.x],
+                    legendgroup="other seeds",
+                    showlegend=False,
+                    marker=dict(size=12, line=dict(width=2)),
+                    meta={"variant": "hybrid", "depth": depth, "replica": True},
+                )
+                fig.add_trace(trace)
     baselines = results.filter(pl.col("variant") != "hybrid").sort("variant", "depth")
     for j, variant in enumerate(baselines["variant"].unique(maintain_order=True).to_list()):
         symbol = _BASELINE_SYMBOLS.get(variant, "cross")

@@ -50,6 +50,7 @@ def result_row(name: str, info: dict) -> dict | None:
         "trained_passes": passes,
         "answers": ev["answers"],
         "exact": ev.get("exact", {}),
+        "train_seed": info.get("train", {}).get("seed", 0),
     }
 
 

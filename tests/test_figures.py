@@ -80,6 +80,16 @@ def test_accuracy_vs_passes_has_one_line_per_depth():
     assert fig.layout.template.layout.font.size >= 20
 
 
+def test_a_seed_replica_is_an_open_marker_beside_the_line_of_the_first_seed():
+    replica = {**eval_result("h4s1", 4, "hybrid", {1: 0.6, 4: 0.1}), "train_seed": 1}
+    fig = figures.accuracy_vs_passes(figures.results_table(RESULTS + [replica]))
+    line = next(t for t in fig.data if t.name == "depth 4")
+    assert list(line.x) == [1, 2, 4] and line.y[-1] == pytest.approx(0.8)  # the line keeps the seed-0 model
+    marks = [t for t in fig.data if t.meta and t.meta.get("replica")]
+    assert [(m.meta["depth"], list(m.x), list(m.y)) for m in marks] == [(1, [3.92], [0.6]), (4, [3.92], [0.1])]
+    assert marks[0].marker.symbol == "circle-open" and any(t.name == "other seeds" for t in fig.data)
+
+
 def test_accuracy_vs_passes_refuses_two_models_at_one_n():
     df = figures.results_table(RESULTS + [eval_result("h2b", 2, "hybrid", {1: 0.9, 4: 0.4})])
     with pytest.raises(ValueError, match="several hybrid results"):

@@ -2,6 +2,7 @@
 checkpoint fails here)."""
 
 import json
+import shlex
 
 import pytest
 
@@ -60,7 +61,10 @@ def test_shipped_checkpoint_matches_the_preset_its_command_names(name):
     info = read_info(name)
     if "--set" in info["command"]:
         pytest.skip("trained with --set overrides")
-    built = build(info["preset"], passes=info["sleep"]["passes"], variant=info.get("variant", "hybrid"))
+    argv = shlex.split(info["command"])
+    flags = {"--seed": "seed", "--data-seed": "data_seed", "--max-steps": "steps"}  # the command's train overrides
+    given = {key: int(argv[argv.index(flag) + 1]) for flag, key in flags.items() if flag in argv}
+    built = build(info["preset"], passes=info["sleep"]["passes"], variant=info.get("variant", "hybrid"), **given)
     for section, cfg in zip(("model", "sleep", "task", "train"), built, strict=True):
         want = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as in config.json
         have = json.loads(json.dumps(asdict(from_dict(type(cfg), info[section]))))  # settings added since: defaults
