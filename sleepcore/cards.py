@@ -49,7 +49,7 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
         + (
             f"min depth until step {train['curriculum_start']}, then +1 every {train['curriculum_every']} steps; "
             "each sequence at the current largest depth with probability 0.5, else uniform below it."
-            + (f" Read at step {train['data_offset']} + s of this run." if train.get("data_offset") else "")
+            + (f" This run reads it at step {train['data_offset']} + s." if train.get("data_offset") else "")
             if train["curriculum"]
             else "none."
         ),
@@ -127,7 +127,7 @@ def _continued(info: dict) -> list[str]:
     return [
         f"- **Continued training**: it starts from the weights of `{base['name']}` (step {base.get('step')}, "
         f"model.safetensors SHA-256 `{base['sha256'][:16]}…`, trained by `{_relative(base.get('command') or '?')}`) "
-        f"with a fresh optimizer and schedule, on batches {train['data_offset']}..."
+        f"with a fresh optimizer and schedule, on batches {train['data_offset']}–"
         f"{train['data_offset'] + train['steps'] - 1} of the same data stream, which its base never saw. In all: "
         f"{total_steps} optimizer steps and {total_wall:.0f} s of wall time; the numbers below are this run's own.",
     ]
