@@ -72,16 +72,7 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
         for metric, label in (("answers", "accuracy per answer"), ("exact", "exact (whole sequence right)")):
             if not any(r[metric] for r in results):
                 continue
-            out += [
-                "",
-                f"## {task}: {label}",
-                "",
-                "| checkpoint | variant | N | " + " | ".join(f"depth {d}" for d in depths) + " |",
-                "|---|---|---|" + "---|" * len(depths),
-            ]
-            for r in results:
-                cells = [_cell(r[metric].get(d)) for d in depths]
-                out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
+            out += _section(f"## {task}: {label}", [], results, metric, depths, [f"depth {d}" for d in depths])
             if metric == "answers":
                 out.append("| chance | | | " + " | ".join(f"{results[0]['chance'][d]:.2f}" for d in depths) + " |")
         if any(r.get("effective") for r in results):  # tasks whose depth can overstate (Depo where k wraps; gsm)
@@ -93,19 +84,9 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
 
 def _first_table(task: str, results: list[dict], depths: list[str]) -> list[str]:
     """Accuracy on the first answer of each sequence alone, by its depth."""
-    out = [
-        "",
-        f"## {task}: the first answer of each sequence alone",
-        "",
-        f"Only {results[0]['first_about']}. One answer per sequence, so each cell has fewer answers than above.",
-        "",
-        "| checkpoint | variant | N | " + " | ".join(f"depth {d}" for d in depths) + " |",
-        "|---|---|---|" + "---|" * len(depths),
-    ]
-    for r in results:
-        cells = [_cell(r["first"].get(d)) for d in depths]
-        out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
-    return out
+    intro = [f"Only {results[0]['first_about']}. One answer per sequence, so each cell has fewer answers than above."]
+    heading = f"## {task}: the first answer of each sequence alone"
+    return _section(heading, intro, results, "first", depths, [f"depth {d}" for d in depths])
 
 
 def _effective_table(task: str, results: list[dict]) -> list[str]:
@@ -113,18 +94,20 @@ def _effective_table(task: str, results: list[dict]) -> list[str]:
     name = next(r["effective_name"] for r in results if r.get("effective"))
     about = next(r.get("effective_about", name) for r in results if r.get("effective"))
     depths = sorted({int(d) for r in results for d in r.get("effective", {})})
-    out = [
-        "",
-        f"## {task}: accuracy per answer by {name}",
-        "",
+    intro = [
         f"The same answers as above, by the depth they really need: {about}.",
         "A cell's number of answers varies; see each interval.",
-        "",
-        "| checkpoint | variant | N | " + " | ".join(f"{d}" for d in depths) + " |",
-        "|---|---|---|" + "---|" * len(depths),
     ]
+    heading = f"## {task}: accuracy per answer by {name}"
+    return _section(heading, intro, results, "effective", [str(d) for d in depths], [str(d) for d in depths])
+
+
+def _section(heading: str, intro: list[str], results: list[dict], key: str, columns: list[str], labels) -> list[str]:
+    """A results section: heading, optional intro lines, and one row per checkpoint of results[r][key][column]."""
+    out = ["", heading, ""] + (intro + [""] if intro else [])
+    out += ["| checkpoint | variant | N | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     for r in results:
-        cells = [_cell(r.get("effective", {}).get(str(d))) for d in depths]
+        cells = [_cell(r.get(key, {}).get(c)) for c in columns]
         out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
     return out
 
