@@ -22,6 +22,8 @@ def evaluate_checkpoint(
         "passes": passes or info["sleep"]["passes"],
         "trained_passes": info["sleep"]["passes"],
         "variant": info.get("variant", "hybrid"),
+        "train_seed": info["train"]["seed"],
+        "data_seed": info["train"]["data_seed"],
         "task": info["task"]["name"],
         "preset": info.get("preset") or info["task"]["name"],
         "per_depth": per_depth,
@@ -61,6 +63,14 @@ def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
         out += [
             "The wide model (N = 1 with a 4× wider MLP) is the capacity control: it tells what more sleep passes buy",
             "from what more parameters buy.",
+        ]
+    replicas = [r for results in rows.values() for r in results if r.get("train_seed", 0) != 0]
+    if replicas:
+        out += [
+            "Replicas trained again with another initialisation and data seed (the models of one task that differ",
+            "in N share those seeds too): "
+            + ", ".join(f"{r['checkpoint']} (seed {r['train_seed']}, data seed {r['data_seed']})" for r in replicas)
+            + ".",
         ]
     missing = sorted({"attn-only", "full-attention", "wide"} - variants)
     if missing:
