@@ -111,6 +111,11 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
             f"(the depth it really needs: {task.effective_depth_about}) accuracy is in `checkpoints/RESULTS.md`, "
             "and the command above prints it."
         )
+    if task.first_answer_about:
+        lines.append(
+            "- A later answer can lean on answers shown before it in the query window. Counting only "
+            f"{task.first_answer_about}, accuracy is in `checkpoints/RESULTS.md`, and the command above prints it."
+        )
     note = (notes or NOTES) / f"{info.get('preset', '')}.md"
     if info.get("preset") and note.is_file():
         lines += ["", "## Against the targets (all models of this preset)", "", note.read_text().strip()]

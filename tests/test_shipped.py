@@ -41,6 +41,11 @@ def test_shipped_checkpoint_has_a_model_card_with_its_table(name):
     assert "sleepcore train" in card and "sleepcore eval" in card
     first = next(iter(read_info(name)["eval"]["answers"].values()))
     assert f"{first['acc']:.3f}" in card
+    from sleepcore.tasks import get_task
+
+    task = read_info(name)["task"]
+    about = get_task(task["name"], **task["params"]).first_answer_about
+    assert (about is not None and f"Counting only {about}" in card) or (about is None and "Counting only" not in card)
 
 
 def test_the_app_opens_on_a_shipped_checkpoint():
