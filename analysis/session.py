@@ -54,6 +54,24 @@ def result_row(name: str, info: dict) -> dict | None:
     }
 
 
+CHARTED = ("accuracy per answer", "exact (whole sequence right)")  # the overview draws these from config.json
+
+
+def results_sections(preset: str) -> list[tuple[str, str]]:
+    """The other tables RESULTS.md holds for a preset, as (title, Markdown body): where the per-answer depth can
+    overstate (gsm: the question alone; Depo: k mod n, the first query alone). Empty without a RESULTS.md."""
+    path = checkpoint_root() / "RESULTS.md"
+    if not path.is_file():
+        return []
+    out = []
+    for block in path.read_text(encoding="utf-8", errors="replace").split("\n## ")[1:]:
+        heading, _, body = block.partition("\n")
+        label, _, title = heading.partition(": ")
+        if label.split(" (")[0] == preset and title and title not in CHARTED:
+            out.append((title, body.strip()))
+    return out
+
+
 def model_card(name: str) -> str:
     card = _folder(name) / "README.md"
     return card.read_text() if card.is_file() else f"*{name} has no model card (README.md).*"

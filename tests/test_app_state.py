@@ -131,3 +131,30 @@ def test_view_params_round_trip(view: View):
     again = parse_view(params, params["ckpt"], SHAPE, cmp=params.get("cmp"))
     assert again == view
     assert again.messages == []
+
+
+def test_the_overview_finds_the_results_tables_it_does_not_chart(tmp_path, monkeypatch):
+    from analysis import session
+
+    (tmp_path / "RESULTS.md").write_text(
+        "# Results\n\nintro\n\n## gsm-x (gsm): accuracy per answer\n\n| a |\n\n"
+        "## gsm-x (gsm): accuracy per answer by operations, the question alone\n\nwhy\n\n| q |\n\n"
+        "## gsm-xy (gsm): accuracy per answer by operations, the question alone\n\n| other preset |\n\n"
+        "## depo-k4 (depo): the first answer of each sequence alone\n\n| f |\n"
+    )
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    assert session.results_sections("gsm-x") == [
+        ("accuracy per answer by operations, the question alone", "why\n\n| q |")
+    ]
+    assert session.results_sections("depo-k4") == [("the first answer of each sequence alone", "| f |")]
+    assert session.results_sections("rule110-mini") == []
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path / "none"))
+    assert session.results_sections("gsm-x") == []
+
+
+def test_the_shipped_results_give_gsm_its_question_alone_table():
+    from analysis import session
+
+    titles = [t for t, _ in session.results_sections("gsm-chain-1w")]
+    assert titles == ["accuracy per answer by operations, the question alone"]
+    assert session.results_sections("rule110-mini") == []

@@ -65,6 +65,9 @@ if table is not None:
             "From each checkpoint's config.json (held-out examples, 95% Wilson intervals). "
             "`sleepcore eval --all --markdown checkpoints/RESULTS.md` recomputes them."
         )
+        for title, body in session.results_sections(preset):  # where the per-answer depth overstates
+            with st.expander(f"{preset}: {title} (from checkpoints/RESULTS.md)", expanded=True):
+                st.markdown(body)
 
 st.subheader("Model cards")
 for name in names:
