@@ -191,10 +191,16 @@ def train(
         version = json.loads((out / "trainer.json").read_text()).get("code_version", version)
     elif resume:
         raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
-    if cfg.init_from is not None:
+    if cfg.init_from is not None and start > 0:  # a resumed continuation holds its own weights and its base's record
+        from sleepcore.checkpoint import read_info
+
+        extra = {**(extra or {}), "continued_from": read_info(out)["continued_from"]}
+    elif cfg.init_from is not None:
+        from sleepcore import checkpoint as ckpt
+
         extra = {**(extra or {}), "continued_from": _base_info(cfg.init_from, (model_cfg, sleep_cfg, task_cfg))}
-        if start == 0:  # a resumed continuation already holds its own weights
-            model.load_state_dict(_base_weights(cfg.init_from, model, device))
+        base, _ = ckpt.load_checkpoint(ckpt.CHECKPOINT_ROOT / cfg.init_from, device)
+        model.load_state_dict(base.state_dict())
     if ranks is None:
         net = model
     else:  # some parameters sit out every step (between_norm at N = 1; pass parameters in attn-only): find them
@@ -381,17 +387,6 @@ def _base_info(name: str, configs) -> dict:
         "wall_time_s": training.get("wall_time_s"),
         "command": info.get("command"),
     }
-
-
-def _base_weights(name: str, model, device) -> dict:
-    from safetensors.torch import load_file
-
-    from sleepcore import checkpoint as ckpt
-
-    path = ckpt.CHECKPOINT_ROOT / name / "model.safetensors"
-    tensors = load_file(path, device=str(device))
-    ckpt.check_tensors(model.state_dict(), tensors, path)
-    return tensors
 
 
 def launch(nproc: int, args: list[str]) -> int:

@@ -148,12 +148,14 @@ def test_a_continued_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, mon
     monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
     _ship_tiny(tmp_path / "shipped", "tiny-n2")
     configs = tiny(steps=20, passes=2, init_from="tiny-n2", data_offset=12)
-    train(tmp_path / "whole", *configs, progress=False, eval_per_depth=4)
+    whole = train(tmp_path / "whole", *configs, progress=False, eval_per_depth=4)
     train(tmp_path / "broken", *configs, stop_after=9, progress=False, eval_per_depth=4)
-    train(tmp_path / "broken", *configs, resume=True, progress=False, eval_per_depth=4)
+    _ship_tiny(tmp_path / "shipped", "tiny-n2", steps=5)  # the base is replaced: the resumed run keeps its record
+    broken = train(tmp_path / "broken", *configs, resume=True, progress=False, eval_per_depth=4)
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "broken" / "model.safetensors")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    assert broken["continued_from"] == whole["continued_from"]
 
 
 def test_a_continued_run_refuses_an_unknown_or_mismatched_base(tmp_path, monkeypatch):
