@@ -152,8 +152,11 @@ def test_the_overview_finds_the_results_tables_it_does_not_chart(tmp_path, monke
     assert session.results_sections("gsm-x") == []
 
 
-def test_the_shipped_results_give_gsm_its_question_alone_table():
+def test_the_shipped_results_give_gsm_its_question_alone_table(monkeypatch):
     from analysis import session
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(CHECKPOINT_ROOT))  # app tests point it at tiny checkpoints
 
     titles = [t for t, _ in session.results_sections("gsm-chain-1w")]
     assert titles == ["accuracy per answer by operations, the question alone"]
