@@ -196,11 +196,9 @@ def train(
 
         extra = {**(extra or {}), "continued_from": read_info(out)["continued_from"]}
     elif cfg.init_from is not None:
-        from sleepcore import checkpoint as ckpt
-
-        extra = {**(extra or {}), "continued_from": _base_info(cfg.init_from, (model_cfg, sleep_cfg, task_cfg))}
-        base, _ = ckpt.load_checkpoint(ckpt.CHECKPOINT_ROOT / cfg.init_from, device)
-        model.load_state_dict(base.state_dict())
+        weights, record = _base(cfg.init_from, (model_cfg, sleep_cfg, task_cfg), device)
+        model.load_state_dict(weights)
+        extra = {**(extra or {}), "continued_from": record}
     if ranks is None:
         net = model
     else:  # some parameters sit out every step (between_norm at N = 1; pass parameters in attn-only): find them
@@ -361,9 +359,9 @@ def _restore(out, model, opt, configs, device):
     return trainer["step"], trainer["history"], trainer["wall_s"], trainer["tokens"]
 
 
-def _base_info(name: str, configs) -> dict:
-    """What a continued run starts from: the shipped checkpoint `name`, checked to share this run's model, sleep
-    and task configs; its step, tokens, wall time and the SHA-256 of its weights go into the new config.json."""
+def _base(name: str, configs, device) -> tuple[dict, dict]:
+    """The weights a continued run starts from, the shipped checkpoint `name` (checked to share this run's model,
+    sleep and task configs), and its record for the new config.json: step, tokens, wall time, command, SHA-256."""
     import hashlib
 
     from sleepcore import checkpoint as ckpt
@@ -371,22 +369,22 @@ def _base_info(name: str, configs) -> dict:
     folder, shipped = ckpt.CHECKPOINT_ROOT / name, ckpt.available(ckpt.CHECKPOINT_ROOT)
     if name not in shipped:
         raise CheckpointError(f"init_from: no checkpoint {name!r}; shipped checkpoints: {', '.join(shipped) or 'none'}")
-    info = ckpt.read_info(folder)
+    base, info = ckpt.load_checkpoint(folder, device)
     for section, mine, theirs in zip(("model", "sleep", "task"), configs, ckpt.configs_from(info)[:3]):
         if mine != theirs:
             raise CheckpointError(
                 f"init_from: {name}'s {section} config differs from this run's, so its weights cannot continue here"
             )
-    digest = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     training = info.get("training", {})
-    return {
+    record = {
         "name": name,
-        "sha256": digest,
+        "sha256": hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest(),
         "step": info.get("step"),
         "tokens": training.get("tokens"),
         "wall_time_s": training.get("wall_time_s"),
         "command": info.get("command"),
     }
+    return base.state_dict(), record
 
 
 def launch(nproc: int, args: list[str]) -> int:
