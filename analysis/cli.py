@@ -11,6 +11,7 @@ def register(subparsers) -> None:
     """Add the analysis subcommands to `sleepcore`'s subparsers."""
     _probe_parser(subparsers)
     _attribute_parser(subparsers)
+    _sweep_parser(subparsers)
     _figures_parser(subparsers)
 
 
@@ -105,6 +106,61 @@ def _attribute(args) -> int:
         ),
         format_attributions,
     )
+
+
+def _sweep_parser(sub) -> None:
+    p = sub.add_parser(
+        "sweep", help="accuracy of one checkpoint at several test-time N (sleep passes), on the same held-out examples"
+    )
+    p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
+    p.add_argument("--passes", "-N", type=_int_list, help="test-time N, comma-separated (default: 1 .. 2 × trained N)")
+    p.add_argument("--examples", type=int, default=250, help="held-out sequences per depth (default 250)")
+    p.add_argument("--seed", type=int, default=777, help="the examples' seed (default 777, as in RESULTS.md)")
+    p.add_argument("--out", help="write the results table (every count, per N and depth) to this Parquet file")
+    p.add_argument("--figure", help="write the accuracy-vs-N figure here: .html, or .svg/.pdf/.png (needs Chromium)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_sweep)
+
+
+def _sweep(args) -> int:
+    from analysis.figures import accuracy_vs_test_passes, format_sweep, results_table
+    from sleepcore.checkpoint import read_info
+    from sleepcore.results import sweep_checkpoint
+
+    figure = Path(args.figure) if args.figure else None
+    if figure is not None and figure.suffix.lstrip(".") not in ("html", *FORMATS):
+        raise ValueError(f"--figure must end in .html, {', '.join('.' + f for f in FORMATS)}; got {figure.name!r}")
+    if args.examples < 1:
+        raise ValueError(f"--examples must be >= 1; got {args.examples}")
+    trained = read_info(args.checkpoint)["sleep"]["passes"]
+    passes = list(args.passes or range(1, 2 * trained + 1))
+    table = {}
+
+    def make():
+        rows = sweep_checkpoint(args.checkpoint, passes, args.examples, args.seed, progress=not args.no_progress)
+        table["df"] = results_table(rows)
+        return table["df"]
+
+    _table_command(args, make, format_sweep)
+    if figure is not None:
+        fig = accuracy_vs_test_passes(table["df"], _headline_metric(table["df"]))
+        if figure.suffix == ".html":
+            from sleepcore.checkpoint import atomic_write
+
+            atomic_write(figure, lambda tmp: fig.write_html(tmp, include_plotlyjs="cdn"))
+        else:
+            from analysis.export import export_figure
+
+            export_figure(fig, figure, figure.suffix.lstrip("."))
+        print(f"wrote {figure}")
+    return 0
+
+
+def _headline_metric(df) -> str:
+    """The count a task is judged on: its effective depth (gsm: the question alone) where it has one, else per
+    answer."""
+    return "effective" if "effective" in df["metric"].to_list() else "answers"
 
 
 FORMATS = ("svg", "pdf", "png")

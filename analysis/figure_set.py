@@ -14,6 +14,7 @@ import polars as pl
 
 from analysis import session
 from analysis.figures import (
+    METRICS,
     accuracy_vs_passes,
     anytime_readout,
     attention_map,
@@ -26,15 +27,17 @@ from analysis.figures import (
 
 
 def headline_figures(names: list[str]) -> Iterator[tuple[str, go.Figure]]:
-    rows = [r for n in names if (r := session.result_row(n, session.checkpoint_info(n)))]
+    rows, _ = session.result_rows(names)
     if not rows:
         return
     table = results_table(rows)
     for preset in table["preset"].unique(maintain_order=True).to_list():  # one preset: one task, one set of depths
         sub = table.filter(pl.col("preset") == preset)
-        yield f"{preset}-accuracy-vs-passes", accuracy_vs_passes(sub, title=f"{preset}: accuracy per answer vs N")
-        if sub.filter(pl.col("metric") == "exact").height:
-            yield f"{preset}-exact-vs-passes", accuracy_vs_passes(sub, metric="exact", title=f"{preset}: exact vs N")
+        for metric, stem in zip(METRICS, ("accuracy", "exact", "effective", "first")):
+            counted = sub.filter(pl.col("metric") == metric)
+            if counted.height:
+                title = f"{preset}: accuracy vs N, {counted['metric_label'][0]}"
+                yield f"{preset}-{stem}-vs-passes", accuracy_vs_passes(sub, metric=metric, title=title)
 
 
 def checkpoint_figures(name: str, seed: int = 0) -> Iterator[tuple[str, go.Figure]]:

@@ -98,18 +98,29 @@ def _require(df: pl.DataFrame, columns: Sequence[str], what: str) -> None:
 # --- results: the paper's headline ---------------------------------------------------------------------------
 
 
+METRICS = ("answers", "exact", "effective", "first")
+METRIC_LABELS = {
+    "answers": "per answer",
+    "exact": "exact (whole sequence right)",
+    "effective": "by the depth an answer really needs",
+    "first": "the first answer of each sequence alone",
+}
+
+
 def results_table(eval_results: list[dict]) -> pl.DataFrame:
     """Flatten `sleepcore.results.evaluate_checkpoint` dicts: one row per (checkpoint, passes, metric, depth).
 
     Columns: checkpoint, variant, task, preset (the task's name where a row has none), passes, trained_passes,
-    metric ("answers" | "exact"), depth, acc, lo, hi, n, chance (per answer; null for exact), train_seed (the
-    initialisation seed: models trained again with other seeds are replicas). Compare models within one preset:
-    presets of one task can ask different depths of different problems.
+    metric ("answers" | "exact" | "effective" | "first", see METRICS), metric_label (what the count is: the task's
+    name for its effective depth, e.g. gsm's "operations, the question alone"), depth, acc, lo, hi, n, chance (per
+    answer; null for exact), train_seed (the initialisation seed: models trained again with other seeds are
+    replicas). Compare models within one preset: presets of one task can ask different depths of different problems.
     """
     rows = []
     for r in eval_results:
-        for metric in ("answers", "exact"):
-            for depth, cell in r.get(metric, {}).items():
+        for metric in METRICS:
+            label = r.get("effective_name") if metric == "effective" else None
+            for depth, cell in (r.get(metric) or {}).items():
                 rows.append(
                     {
                         "checkpoint": r["checkpoint"],
@@ -119,12 +130,13 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
                         "passes": r["passes"],
                         "trained_passes": r.get("trained_passes", r["passes"]),
                         "metric": metric,
+                        "metric_label": label or METRIC_LABELS[metric],
                         "depth": int(depth),
                         "acc": cell["acc"],
                         "lo": cell["lo"],
                         "hi": cell["hi"],
                         "n": cell["n"],
-                        "chance": r.get("chance", {}).get(str(depth)) if metric == "answers" else None,
+                        "chance": r.get("chance", {}).get(str(depth)) if metric != "exact" else None,
                         "train_seed": r.get("train_seed", 0),
                     }
                 )
@@ -136,6 +148,7 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
         "passes": pl.Int32,
         "trained_passes": pl.Int32,
         "metric": pl.String,
+        "metric_label": pl.String,
         "depth": pl.Int32,
         "acc": pl.Float64,
         "lo": pl.Float64,
@@ -178,7 +191,8 @@ def accuracy_vs_passes(
         )
     first_seed = pl.col("train_seed") == pl.col("train_seed").min().over("depth", "passes")
     hybrid, replicas = hybrid.filter(first_seed), hybrid.filter(~first_seed)
-    fig = _figure(title or f"Accuracy vs sleep passes ({'per answer' if metric == 'answers' else 'exact'})")
+    label = results["metric_label"][0] if "metric_label" in results.columns and results.height else None
+    fig = _figure(title or f"Accuracy vs sleep passes ({label or METRIC_LABELS.get(metric, metric)})")
     depths = sorted(results["depth"].unique().to_list())
     for i, depth in enumerate(depths):
         d = hybrid.filter(pl.col("depth") == depth)
@@ -223,6 +237,48 @@ def accuracy_vs_passes(
     fig.update_xaxes(title_text="sleep passes N", tickvals=passes)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
     return fig
+
+
+def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", title: str | None = None) -> go.Figure:
+    """One checkpoint evaluated with P sleep passes at test time (`sleepcore sweep`): accuracy against P, one line
+    per depth with 95% intervals, the N it was trained with as a dotted vertical line, chance as a dotted one."""
+    _require(results, ["checkpoint", "passes", "trained_passes", "metric", "depth", "acc", "lo", "hi"], "a sweep")
+    results = results.filter(pl.col("metric") == metric).sort("depth", "passes")
+    names = results["checkpoint"].unique().to_list()
+    if len(names) != 1:
+        raise ValueError(f"a sweep figure shows one checkpoint; got {names or 'none'} with metric {metric!r}")
+    label = results["metric_label"][0] if "metric_label" in results.columns else METRIC_LABELS.get(metric, metric)
+    fig = _figure(title or f"{names[0]}: accuracy vs test-time passes ({label})")
+    for i, depth in enumerate(results["depth"].unique().sort().to_list()):
+        d = results.filter(pl.col("depth") == depth)
+        fig.add_trace(_with_errors(d, f"depth {depth}", _colour(i), SYMBOLS[i % len(SYMBOLS)], mode="lines+markers"))
+    trained = results["trained_passes"][0]
+    fig.add_vline(x=trained, line=dict(dash="dot", width=2, color="#666666"), annotation_text=f"trained N = {trained}")
+    chance = results["chance"].drop_nulls().unique().to_list() if "chance" in results.columns else []
+    if len(chance) == 1:
+        fig.add_hline(y=chance[0], line=dict(dash="dot", width=2, color="#666666"), annotation_text="chance")
+    fig.update_xaxes(title_text="sleep passes at test time", tickvals=sorted(results["passes"].unique().to_list()))
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
+    return fig
+
+
+def format_sweep(results: pl.DataFrame) -> str:
+    """A `results_table` of one checkpoint at several test-time N as text: per count, one row per N, one column
+    per depth (accuracy and its 95% interval)."""
+    blocks = []
+    for metric in METRICS:
+        m = results.filter(pl.col("metric") == metric)
+        if not m.height:
+            continue
+        depths = m["depth"].unique().sort().to_list()
+        trained = m["trained_passes"][0]
+        lines = [m["metric_label"][0], "  N  " + "".join(f"{'depth ' + str(d):>22}" for d in depths)]
+        for n in m["passes"].unique().sort().to_list():
+            cells = {r["depth"]: r for r in m.filter(pl.col("passes") == n).iter_rows(named=True)}
+            text = [f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]" if (c := cells.get(d)) else "—" for d in depths]
+            lines.append(f"{n:>3}{'*' if n == trained else ' '} " + "".join(f"{t:>22}" for t in text))
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n(* the N it was trained with)"
 
 
 def _with_errors(d: pl.DataFrame, name: str, colour: str, symbol: str, mode: str) -> go.Scatter:

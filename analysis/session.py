@@ -6,12 +6,11 @@ folder (default: the repository's checkpoints/, or $SLEEPCORE_CHECKPOINTS), neve
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepcore.checkpoint import CHECKPOINT_ROOT, available, load_checkpoint, read_info
+from sleepcore.checkpoint import CHECKPOINT_ROOT, available, load_checkpoint, read_info, weights_sha256
 from sleepcore.tasks import Example, Task, get_task
 from sleepcore.trace import Trace, record_trace
 
@@ -54,6 +53,53 @@ def result_row(name: str, info: dict) -> dict | None:
     }
 
 
+def result_rows(names: list[str]) -> tuple[list[dict], list[str]]:
+    """`analysis.figures.results_table` input rows for these checkpoints, and a message for each thing not used.
+
+    A checkpoint's row comes from the root's RESULTS.json (`sleepcore eval --all --results-json`: every count, on
+    its examples per depth) where that file holds an evaluation of the checkpoint's current weights (same SHA-256);
+    otherwise from the evaluation stored in its config.json at the end of training (per answer and exact only).
+    Each row says which in `source`.
+    """
+    from sleepcore.results import read_results_json
+
+    shipped, notes = {}, []
+    path = checkpoint_root() / "RESULTS.json"
+    if path.is_file():
+        try:
+            doc = read_results_json(path)
+        except ValueError as e:
+            notes.append(f"{e}; showing each checkpoint's own stored evaluation instead")
+        else:
+            label = f"RESULTS.json ({doc['per_depth']:,} per depth, seed {doc['seed']})"
+            for r in doc["results"]:
+                if r["passes"] == r.get("trained_passes", r["passes"]):
+                    shipped[r["checkpoint"]] = {**r, "source": label}
+    rows = []
+    for name in names:
+        try:
+            info = checkpoint_info(name)
+        except ValueError as e:
+            notes.append(f"Checkpoint skipped: {name}: {e}")
+            continue
+        r = shipped.get(name)
+        if r is not None and r["weights_sha256"] != weights_sha256(_folder(name)):
+            notes.append(f"{name}: {path} evaluated other weights than its model.safetensors; using its config.json")
+            r = None
+        if r is None and (r := result_row(name, info)) is not None:
+            r["source"] = "config.json (end of training)"
+        if r is not None:
+            rows.append(r)
+    return rows, notes
+
+
+def preset_rows(name: str) -> list[dict]:
+    """`result_rows` of every checkpoint trained under the same preset as `name` (one task, one set of depths)."""
+    preset = checkpoint_info(name).get("preset") or checkpoint_info(name)["task"]["name"]
+    rows, _ = result_rows(checkpoint_names())
+    return [r for r in rows if r["preset"] == preset]
+
+
 CHARTED = ("accuracy per answer", "exact (whole sequence right)")  # the overview draws these from config.json
 
 
@@ -90,8 +136,14 @@ def load(name: str) -> Loaded:
     folder = _folder(name)
     model, info = load_checkpoint(folder)
     task = get_task(info["task"]["name"], **info["task"]["params"])
-    sha = hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
-    return Loaded(name, model, info, task, sha)
+    return Loaded(name, model, info, task, weights_sha256(folder))
+
+
+def sweep_point(loaded: Loaded, passes: int, per_depth: int, seed: int = 777) -> dict:
+    """The loaded checkpoint evaluated with `passes` sleep passes at test time (`sleepcore sweep`'s row for N)."""
+    from sleepcore.results import sweep_model
+
+    return sweep_model(loaded.model, loaded.info, [passes], per_depth, seed, loaded.name, loaded.sha256)[0]
 
 
 def seeded_example(task: Task, depth: int, seed: int) -> Example:

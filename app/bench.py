@@ -43,7 +43,14 @@ CHART = 'div[data-testid="stPlotlyChart"]'
 CHART_SVG = f"{CHART} .main-svg"
 EXCEPTION = '[data-testid="stException"]'
 # Page name → URL path; the default page (overview) lives at the root: /overview is "page not found".
-PAGES = {"overview": "", "explorer": "explorer", "probes": "probes", "compare": "compare", "export": "export"}
+PAGES = {
+    "overview": "",
+    "explorer": "explorer",
+    "probes": "probes",
+    "compare": "compare",
+    "sweep": "sweep",
+    "export": "export",
+}
 PASS_STEP_TARGET_S = 0.2
 
 # Done when Streamlit has finished the script run and every chart on the page has drawn its SVG.

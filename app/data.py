@@ -34,6 +34,11 @@ def readable_infos() -> dict[str, dict]:
     return infos
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def result_rows(names: tuple[str, ...]) -> tuple[list[dict], list[str]]:
+    return session.result_rows(list(names))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def card(name: str) -> str:
     return session.model_card(name)
@@ -93,6 +98,11 @@ def _example(name: str, depth: int, seed: int, custom: str | None):
 @st.cache_data(max_entries=32, show_spinner="Integrating gradients through sleep…")
 def attributions(name: str, depth: int, seed: int, custom: str | None, n: int, position: int):
     return session.attributions(loaded(name), _example(name, depth, seed, custom), n, [position])
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def sweep_point(name: str, passes: int, examples: int) -> dict:
+    return session.sweep_point(loaded(name), passes, examples)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)

@@ -14,6 +14,7 @@ pages = [
     st.Page("views/explorer.py", title="Sleep explorer", icon="🌙", url_path="explorer"),
     st.Page("views/probes.py", title="Probe lab", icon="🔬", url_path="probes"),
     st.Page("views/compare.py", title="Compare", icon="⚖️", url_path="compare"),
+    st.Page("views/sweep.py", title="Sleep at test time", icon="🔁", url_path="sweep"),
     st.Page("views/export.py", title="Export", icon="📤", url_path="export"),
 ]
 st.navigation(pages).run()

@@ -5,6 +5,7 @@ A training directory also holds optimizer.safetensors + trainer.json so `--resum
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -92,6 +93,11 @@ def available(root: Path = CHECKPOINT_ROOT) -> list[str]:
     return sorted(
         p.name for p in root.iterdir() if (p / "config.json").is_file() and (p / "model.safetensors").is_file()
     )
+
+
+def weights_sha256(path: str | Path) -> str:
+    """SHA-256 of a checkpoint's model.safetensors (hex): names the exact weights a result or a run came from."""
+    return hashlib.sha256((resolve(path) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def read_info(path: str | Path) -> dict:

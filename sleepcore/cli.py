@@ -141,22 +141,34 @@ def _eval_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=777)
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.add_argument("--markdown", help="with --all: write the results tables to this Markdown file")
+    p.add_argument(
+        "--results-json", help="with --all: write every result, every count, to this JSON file (the app charts it)"
+    )
     p.set_defaults(func=_eval)
 
 
 def _eval(args) -> int:
-    from sleepcore.results import evaluate_checkpoint, results_markdown
+    from sleepcore.results import evaluate_all, evaluate_checkpoint, results_markdown, write_results_json
 
     if args.passes is not None and args.passes < 1:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
     if args.all:
-        text = results_markdown(args.examples, args.seed)
+        if args.checkpoint or args.passes is not None:
+            raise ValueError(
+                "--all evaluates every shipped checkpoint at its trained N: give no checkpoint or --passes"
+            )
+        results = evaluate_all(args.examples, args.seed)
+        text = results_markdown(args.examples, args.seed, results)
         if args.markdown:
             from sleepcore.checkpoint import atomic_write
 
             atomic_write(Path(args.markdown), lambda tmp: Path(tmp).write_text(text))
-        print(text)
+        if args.results_json:
+            write_results_json(args.results_json, results, args.examples, args.seed)
+        print(json.dumps(results, indent=2) if args.json else text)
         return 0
+    if args.markdown or args.results_json:
+        raise ValueError("--markdown and --results-json write the tables of every checkpoint: use them with --all")
     if not args.checkpoint:
         raise ValueError("give a checkpoint (folder or name) or --all")
     res = evaluate_checkpoint(args.checkpoint, args.passes, args.examples, args.seed, progress=not args.json)

@@ -50,7 +50,8 @@ class EvalResult:
         }
         if self.effective:
             out["effective"] = {str(d): c.as_dict() for d, c in sorted(self.effective.items())}
-        out["first"] = {str(d): c.as_dict() for d, c in sorted(self.first.items())}
+        if self.first:
+            out["first"] = {str(d): c.as_dict() for d, c in sorted(self.first.items())}
         return out
 
 
@@ -68,7 +69,8 @@ def evaluate(
 ) -> EvalResult:
     """Score examples. Sequences whose answers all share one depth also count toward exact (per-sequence) accuracy.
     Where the task defines an effective depth (Depo: k mod n; gsm: the question alone), answers are also counted by
-    it. The first answer of each sequence is also counted alone, by its depth."""
+    it. Where the task asks for it (Depo: later queries can lean on earlier answers), the first answer of each
+    sequence is also counted alone, by its depth."""
     model.eval()
     device = next(model.parameters()).device
     result = EvalResult()
@@ -85,7 +87,7 @@ def evaluate(
                 for d, h in zip(task.effective_depth(ex), hits):
                     if d is not None:
                         result.effective.setdefault(d, Cell()).add(int(h), 1)
-            if hits:  # the answer no earlier answer of its sequence can have helped
+            if hits and task.first_answer_about:  # the answer no earlier answer of its sequence can have helped
                 result.first.setdefault(ex.depth[0], Cell()).add(int(hits[0]), 1)
             if len(set(ex.depth)) == 1 and len(ex.depth) > 1:
                 result.exact.setdefault(ex.depth[0], Cell()).add(int(all(hits)), 1)

@@ -1,25 +1,54 @@
-"""Evaluate shipped checkpoints and write the results tables (checkpoints/RESULTS.md)."""
+"""Evaluate shipped checkpoints and write the results: tables (checkpoints/RESULTS.md) and every count as JSON
+(checkpoints/RESULTS.json, which the app and the figure set chart)."""
 
 from __future__ import annotations
 
-from sleepcore.checkpoint import available, load_checkpoint
+import json
+from pathlib import Path
+
+from sleepcore.checkpoint import CHECKPOINT_ROOT, atomic_write, available, load_checkpoint, resolve, weights_sha256
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.tasks import get_task
 
 
 def evaluate_checkpoint(
-    name, passes: int | None = None, per_depth: int = 250, seed: int = 777, progress: bool = False
+    name, passes: int | None = None, per_depth: int = 250, seed: int = 777, progress: bool = False, label=None
 ) -> dict:
+    """Evaluate a checkpoint (folder or shipped name) on per_depth held-out examples per depth; every count, with
+    what identifies the model (its weights' SHA-256, seeds, N). label: the name to record (default: `name`)."""
+    return sweep_checkpoint(name, [passes], per_depth, seed, progress, label)[0]
+
+
+def sweep_checkpoint(
+    name, passes: list[int | None], per_depth: int = 250, seed: int = 777, progress: bool = False, label=None
+) -> list[dict]:
+    """`evaluate_checkpoint` at each test-time N in `passes` (None: the trained N), on the same held-out examples:
+    what the same weights answer with less sleep, or more."""
+    _check_passes(passes)
+    model, info = load_checkpoint(name)
+    return sweep_model(
+        model, info, passes, per_depth, seed, str(label or name), weights_sha256(resolve(name)), progress
+    )
+
+
+def _check_passes(passes) -> None:
+    bad = [p for p in passes if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1)]
+    if bad or not passes:
+        raise ValueError(f"passes must be integers >= 1 (test-time N); got {list(passes)}")
+
+
+def sweep_model(
+    model, info: dict, passes: list[int | None], per_depth: int, seed: int, label: str, sha256: str, progress=False
+) -> list[dict]:
+    """`sweep_checkpoint` for a model already loaded (with its config.json `info` and its weights' SHA-256)."""
     from tqdm import tqdm
 
-    model, info = load_checkpoint(name)
+    _check_passes(passes)
     task = get_task(info["task"]["name"], **info["task"]["params"])
     examples = sample_eval(task, per_depth, seed)
-    with tqdm(total=len(examples), disable=not progress, desc=f"eval {name}", leave=False) as bar:
-        res = evaluate(model, task, examples, passes=passes, progress=bar.update)
-    return {
-        "checkpoint": str(name),
-        "passes": passes or info["sleep"]["passes"],
+    about = {
+        "checkpoint": label,
+        "weights_sha256": sha256,
         "trained_passes": info["sleep"]["passes"],
         "variant": info.get("variant", "hybrid"),
         "train_seed": info["train"]["seed"],
@@ -28,27 +57,92 @@ def evaluate_checkpoint(
         "preset": info.get("preset") or info["task"]["name"],
         "per_depth": per_depth,
         "seed": seed,
-        "chance": {str(d): task.chance(d) for d in sorted(set(task.depths) | set(res.answers))},
-        **res.as_dict(),
-        **(
-            {"effective_name": task.effective_depth_name, "effective_about": task.effective_depth_about}
-            if task.effective_depth_name
-            else {}
-        ),
-        **({"first_about": task.first_answer_about} if task.first_answer_about else {}),
     }
+    out = []
+    with tqdm(total=len(examples) * len(passes), disable=not progress, desc=f"eval {label}", leave=False) as bar:
+        for n in passes:
+            res = evaluate(model, task, examples, passes=n, progress=bar.update)
+            out.append(
+                {
+                    **about,
+                    "passes": n or info["sleep"]["passes"],
+                    "chance": {str(d): task.chance(d) for d in sorted(set(task.depths) | set(res.answers))},
+                    **res.as_dict(),
+                    **(
+                        {"effective_name": task.effective_depth_name, "effective_about": task.effective_depth_about}
+                        if task.effective_depth_name
+                        else {}
+                    ),
+                    **({"first_about": task.first_answer_about} if task.first_answer_about else {}),
+                }
+            )
+    return out
 
 
-def results_markdown(per_depth: int = 1000, seed: int = 777) -> str:
-    """The results tables of every shipped checkpoint, one section per preset (its task and depths)."""
+RESULTS_FORMAT = 1
+COMMAND = "sleepcore eval --all --examples {per_depth} --seed {seed} --markdown {md} --results-json {js}"
+
+
+def evaluate_all(per_depth: int = 1000, seed: int = 777, root: Path = CHECKPOINT_ROOT, progress: bool = True) -> list:
+    """`evaluate_checkpoint` for every checkpoint under root (default: the shipped ones), at its trained N."""
+    return [
+        evaluate_checkpoint(Path(root) / name, per_depth=per_depth, seed=seed, progress=progress, label=name)
+        for name in available(root)
+    ]
+
+
+def command(per_depth: int, seed: int) -> str:
+    return COMMAND.format(per_depth=per_depth, seed=seed, md="checkpoints/RESULTS.md", js="checkpoints/RESULTS.json")
+
+
+def write_results_json(path: str | Path, results: list[dict], per_depth: int, seed: int) -> None:
+    """Every result (every count: per answer, exact, by effective depth, first answer) as one JSON document."""
+    doc = {"format": RESULTS_FORMAT, "command": command(per_depth, seed), "per_depth": per_depth, "seed": seed}
+    text = json.dumps({**doc, "results": results}, indent=1) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+REQUIRED = {"checkpoint": str, "weights_sha256": str, "passes": int, "preset": str, "task": str, "answers": dict}
+
+
+def read_results_json(path: str | Path) -> dict:
+    """A RESULTS.json written by `write_results_json`, checked; ValueError saying what is wrong otherwise."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read as JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT or not isinstance(doc.get("results"), list):
+        raise ValueError(
+            f"{path} is not a sleepcore results file (a JSON object with format {RESULTS_FORMAT} and a 'results' "
+            f"list); write one with `{command(1000, 777)}`"
+        )
+    for i, r in enumerate(doc["results"]):
+        bad = [k for k, t in REQUIRED.items() if not isinstance(r, dict) or not isinstance(r.get(k), t)]
+        if bad:
+            raise ValueError(f"{path}: result {i} lacks or mistypes {', '.join(bad)} (needed: {', '.join(REQUIRED)})")
+        for metric in ("answers", "exact", "effective", "first"):
+            cells = r.get(metric, {})
+            if not isinstance(cells, dict) or not all(_is_cell(c) for c in cells.values()):
+                raise ValueError(f"{path}: {r['checkpoint']}'s {metric!r} is not {{depth: {{acc, lo, hi, n}}}}")
+    return doc
+
+
+def _is_cell(c) -> bool:
+    return isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) for k in ("acc", "lo", "hi", "n"))
+
+
+def results_markdown(per_depth: int = 1000, seed: int = 777, results: list[dict] | None = None) -> str:
+    """The results tables of every shipped checkpoint, one section per preset (its task and depths). results:
+    `evaluate_all(per_depth, seed)`'s, evaluated here when not given."""
     rows: dict[str, list[dict]] = {}
-    for name in available():
-        res = evaluate_checkpoint(name, per_depth=per_depth, seed=seed, progress=True)
-        rows.setdefault(res["preset"], []).append(res)
+    for res in evaluate_all(per_depth, seed) if results is None else results:
+        rows.setdefault(res["preset"], []).append(dict(res))
     out = [
         "# Results",
         "",
-        f"Written by `sleepcore eval --all --examples {per_depth} --seed {seed} --markdown checkpoints/RESULTS.md`.",
+        f"Written by `{command(per_depth, seed)}`",
+        "(RESULTS.json holds every number below, and more digits, for the app and the figures).",
         f"Every cell: accuracy on held-out (test split) examples, {per_depth} sequences per depth, with its 95% Wilson",
         "interval. Models of one task that differ in N were trained on the same data in the same order for the same",
         "number of optimizer steps.",

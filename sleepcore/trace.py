@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from sleepcore.checkpoint import atomic_write, load_checkpoint, resolve, write_json
+from sleepcore.checkpoint import atomic_write, load_checkpoint, resolve, weights_sha256, write_json
 from sleepcore.data import collate
 from sleepcore.recorder import Recorder
 from sleepcore.tasks import Example, Task, get_task, split_of
@@ -457,6 +457,6 @@ def trace_checkpoint(name_or_path: str | Path, examples: int = 8, seed: int = 0,
         checkpoint=folder.name,
         seed=seed,
         passes=passes,
-        checkpoint_sha256=hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest(),
+        checkpoint_sha256=weights_sha256(folder),
         example_seeds=example_seeds(seed, examples),
     )

@@ -362,8 +362,6 @@ def _restore(out, model, opt, configs, device):
 def _base(name: str, configs, device) -> tuple[dict, dict]:
     """The weights a continued run starts from, the shipped checkpoint `name` (checked to share this run's model,
     sleep and task configs), and its record for the new config.json: step, tokens, wall time, command, SHA-256."""
-    import hashlib
-
     from sleepcore import checkpoint as ckpt
 
     folder, shipped = ckpt.CHECKPOINT_ROOT / name, ckpt.available(ckpt.CHECKPOINT_ROOT)
@@ -378,7 +376,7 @@ def _base(name: str, configs, device) -> tuple[dict, dict]:
     training = info.get("training", {})
     record = {
         "name": name,
-        "sha256": hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest(),
+        "sha256": ckpt.weights_sha256(folder),
         "step": info.get("step"),
         "tokens": training.get("tokens"),
         "wall_time_s": training.get("wall_time_s"),

@@ -2,7 +2,8 @@
 
 Two Rule 110 sleep models (N = 1 and N = 2), the two attention-only baselines (which have no fast weights), and
 an N = 2 sleep model of each other task (Depo, gsm), so every page is tested on each kind of checkpoint and task;
-the tests never read the shipped checkpoints/.
+their RESULTS.json (every count, 8 examples per depth) as `sleepcore eval --all --results-json` writes it. The
+tests never read the shipped checkpoints/.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from app.bench import MAIN
+from sleepcore.results import evaluate_all, write_results_json
 
 APP = str(MAIN)
 SLEEPERS = ("tiny-n1", "tiny-n2")
@@ -41,6 +43,7 @@ def make_tiny_checkpoints(root: Path) -> Path:
         train_tiny(root / f"tiny-{variant}", variant=variant)
     for name, preset in zip(OTHER_TASKS, ("depo-mini", "gsm-mini"), strict=True):
         train_tiny(root / name, passes=2, preset=preset)
+    write_results_json(root / "RESULTS.json", evaluate_all(8, 777, root=root, progress=False), 8, 777)
     torch.set_num_threads(threads)  # train() sets its own thread count; the rest of the suite keeps its own
     return root
 

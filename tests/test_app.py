@@ -17,6 +17,7 @@ TITLES = {
     "explorer": "Sleep explorer",
     "probes": "Probe lab",
     "compare": "Compare",
+    "sweep": "Sleep at test time",
     "export": "Export",
 }
 TIMEOUT = 120  # a cold page loads a model and records a trace; the machine may be busy training
@@ -190,12 +191,58 @@ def test_export_offers_every_figure_that_applies(ckpt: str, figures: int):
         assert [b.key for b in at.get("download_button")] == ["dl_parquet", "dl_csv"]
 
 
+@pytest.mark.parametrize("ckpt, counts", [("tiny-gsm-n2", 2), ("tiny-attn-only", 2), ("tiny-depo-n2", 4)])
+def test_the_sweep_page_evaluates_each_test_time_n(ckpt: str, counts: int):
+    from sleepcore.results import sweep_checkpoint
+
+    at = open_page("sweep", {"ckpt": ckpt})
+    assert_clean(at)
+    trained = 2 if ckpt.endswith("n2") else 1
+    assert at.multiselect(key="sweep_passes").value == list(range(1, 2 * trained + 1))
+    assert [t["x"] for t in figure(at, "sweep_figure")["data"] if t["name"] == "depth 1"] == [
+        list(range(1, 2 * trained + 1))
+    ]
+    at.multiselect(key="sweep_passes").set_value([1, 3])
+    at.select_slider(key="sweep_examples").set_value(25).run()
+    assert_clean(at)
+    assert len(at.radio[0].options) == counts  # every count the task reports (gsm: per answer, the question alone)
+    fig = figure(at, "sweep_figure")
+    lines = [t for t in fig["data"] if t["name"].startswith("depth ")]
+    assert lines and all(t["x"] == [1, 3] for t in lines)
+    root = __import__("os").environ["SLEEPCORE_CHECKPOINTS"]
+    expected = sweep_checkpoint(f"{root}/{ckpt}", [1, 3], per_depth=25, seed=777)
+    # the count a task is judged on opens first: the depth an answer really needs (gsm's question alone, Depo's
+    # k mod n) where the task has one
+    metric = "effective" if "effective" in expected[0] else "answers"
+    assert (metric == "effective") == (ckpt != "tiny-attn-only")
+    first_line = lines[0]
+    depth = first_line["name"].split()[-1]
+    assert first_line["y"] == [r[metric][depth]["acc"] for r in expected]  # the numbers `sleepcore sweep` gives
+    table = at.dataframe[0].value
+    assert table["passes"].to_list() == [1, 3]
+
+
 def test_overview_lists_every_checkpoint_with_its_card():
     at = open_page("overview")
     assert_clean(at)
     assert at.dataframe[0].value["checkpoint"].to_list() == sorted(ALL)
     assert sorted(e.label for e in at.expander) == sorted(ALL)
     assert any("trained for 6 steps to test the app" in m for m in texts(at.markdown))
+    # every count RESULTS.json holds is charted: gsm's question alone, Depo's k mod n and first query
+    charts = sorted(c.proto.id.split("-acc_")[1] for c in at.get("plotly_chart") if "-acc_" in c.proto.id)
+    assert charts == [
+        "depo-mini_answers",
+        "depo-mini_effective",
+        "depo-mini_exact",
+        "depo-mini_first",
+        "gsm-mini_answers",
+        "gsm-mini_effective",
+        "tiny_answers",
+        "tiny_exact",
+    ]
+    question = figure(at, "acc_gsm-mini_effective")
+    assert question["layout"]["title"]["text"] == "Accuracy vs sleep passes (operations, the question alone)"
+    assert sum("From RESULTS.json (8 per depth, seed 777)" in c for c in texts(at.caption)) == 3
 
 
 @pytest.mark.usefixtures("with_a_broken_checkpoint")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
+import polars as pl
 import pytest
+from app_fixtures import app_checkpoints  # noqa: F401
 
 from app.state import MAX_SEED, Shape, View, choose_checkpoint, parse_view
 
@@ -152,12 +156,62 @@ def test_the_overview_finds_the_results_tables_it_does_not_chart(tmp_path, monke
     assert session.results_sections("gsm-x") == []
 
 
-def test_the_shipped_results_give_gsm_its_question_alone_table(monkeypatch):
+def test_result_rows_come_from_results_json_where_it_evaluated_these_weights(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
     from analysis import session
+    from sleepcore.results import read_results_json
+
+    rows, notes = session.result_rows(["tiny-n2", "tiny-gsm-n2"])
+    assert notes == [] and [r["source"] for r in rows] == ["RESULTS.json (8 per depth, seed 777)"] * 2
+    gsm = rows[1]
+    assert gsm["checkpoint"] == "tiny-gsm-n2" and gsm["effective_name"] == "operations, the question alone"
+    # the question alone: one per sequence, 8 sequences per operation count (the roots, at 0, are never asked)
+    assert {d: c["n"] for d, c in gsm["effective"].items()} == {d: 8 for d in gsm["answers"] if d != "0"}
+
+    # another root: tiny-n1 as shipped, tiny-n2 retrained since (other weights), and a broken checkpoint
+    for name in ("tiny-n1", "tiny-n2"):
+        (tmp_path / name).symlink_to(app_checkpoints / name)
+    doc = read_results_json(app_checkpoints / "RESULTS.json")
+    for r in doc["results"]:
+        r["weights_sha256"] = "f" * 64 if r["checkpoint"] == "tiny-n2" else r["weights_sha256"]
+    (tmp_path / "RESULTS.json").write_text(json.dumps(doc))
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    rows, notes = session.result_rows(["tiny-n1", "tiny-n2", "gone"])
+    assert [(r["checkpoint"], r["source"]) for r in rows] == [
+        ("tiny-n1", "RESULTS.json (8 per depth, seed 777)"),
+        ("tiny-n2", "config.json (end of training)"),
+    ]
+    assert notes[0].startswith("tiny-n2: ") and "evaluated other weights" in notes[0]
+    assert notes[1].startswith("Checkpoint skipped: gone: unknown checkpoint 'gone'")
+
+    (tmp_path / "RESULTS.json").write_text('{"format": 1, "results": [{"checkpoint": 3}]}')  # corrupted
+    rows, notes = session.result_rows(["tiny-n1"])
+    assert [r["source"] for r in rows] == ["config.json (end of training)"]
+    assert "result 0 lacks or mistypes checkpoint" in notes[0] and "stored evaluation instead" in notes[0]
+
+
+def test_every_shipped_preset_charts_every_count_it_has(monkeypatch):
+    """The app's overview and export draw one figure per preset and count from the shipped results: checkpoints
+    that continue others (rule110-long) and replicas must not collide, and gsm must have its question alone."""
+    from analysis import session
+    from analysis.figures import METRICS, accuracy_vs_passes, results_table
     from sleepcore.checkpoint import CHECKPOINT_ROOT
 
     monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(CHECKPOINT_ROOT))  # app tests point it at tiny checkpoints
-
-    titles = [t for t, _ in session.results_sections("gsm-chain-1w")]
-    assert titles == ["accuracy per answer by operations, the question alone"]
-    assert session.results_sections("rule110-mini") == []
+    rows, notes = session.result_rows(session.checkpoint_names())
+    assert notes == [] and {r["source"] for r in rows} == {"RESULTS.json (1,000 per depth, seed 777)"}
+    table = results_table(rows)
+    charted = set()
+    for preset in table["preset"].unique().to_list():
+        sub = table.filter(pl.col("preset") == preset)
+        for metric in METRICS:
+            if sub.filter(pl.col("metric") == metric).height:
+                accuracy_vs_passes(sub, metric=metric)
+                charted.add((preset, metric))
+    assert {("gsm-chain-1w", "effective"), ("depo-k4", "first"), ("rule110-long", "exact")} <= charted
+    one = next(r for r in rows if r["checkpoint"] == "rule110-long-n4")
+    assert {r["checkpoint"] for r in session.preset_rows("rule110-long-n4")} >= {"rule110-long-n1", one["checkpoint"]}
+    assert not {r["preset"] for r in session.preset_rows("rule110-long-n4")} - {"rule110-long"}

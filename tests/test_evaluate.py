@@ -53,7 +53,8 @@ def test_counts_by_depth_and_exact_against_recomputation():
         assert cell.total == len(answers) and cell.correct == sum(j % 2 == 0 for j in answers)
         assert res.exact[d].total == 6 and res.exact[d].correct == 0
     assert not res.effective  # rule110's depth is the real one
-    assert "effective" not in res.as_dict()
+    assert not res.first  # and no answer leans on an earlier one
+    assert "effective" not in res.as_dict() and "first" not in res.as_dict()
 
 
 def test_the_first_answer_of_each_sequence_is_counted_alone():

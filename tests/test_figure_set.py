@@ -13,7 +13,12 @@ from sleepcore.cli import main
 
 def test_figure_set_covers_every_view(app_checkpoints):  # noqa: F811
     stems = [stem for stem, _ in headline_figures(["tiny-n1", "tiny-n2"])]
-    assert stems == ["tiny-accuracy-vs-passes", "tiny-exact-vs-passes"]  # one figure per preset
+    assert stems == ["tiny-accuracy-vs-passes", "tiny-exact-vs-passes"]  # one figure per preset and count
+    gsm = dict(headline_figures(["tiny-gsm-n2"]))  # gsm's headline count is the question alone
+    assert list(gsm) == ["gsm-mini-accuracy-vs-passes", "gsm-mini-effective-vs-passes"]
+    assert gsm["gsm-mini-effective-vs-passes"].layout.title.text == (
+        "gsm-mini: accuracy vs N, operations, the question alone"
+    )
     figs = dict(checkpoint_figures("tiny-n2"))
     assert set(figs) == {f"tiny-n2-{s}" for s in ("state", "state-across-sleep", "attention", "anytime", "attribution")}
     assert len(figs["tiny-n2-anytime"].data[-1].x) == 2  # the readout after n = 1 and n = 2 passes
@@ -38,9 +43,11 @@ def test_figures_command_rejects_bad_arguments(app_checkpoints, capsys):  # noqa
     assert "unknown checkpoint(s) ['nope']" in capsys.readouterr().err
 
 
-def test_headline_figures_keep_presets_of_one_task_apart(monkeypatch):
+def test_headline_figures_keep_presets_of_one_task_apart(monkeypatch, tmp_path):
     """depo-k4-n1 and depo-mini-n1 are both Depo at N = 1: one figure each, not one figure with two N = 1 lines."""
     from analysis import figure_set
+
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))  # no RESULTS.json: the configs' evaluations
 
     def info(preset: str, passes: int, depths: tuple[int, ...]) -> dict:
         cell = {"acc": 0.5, "lo": 0.4, "hi": 0.6, "correct": 50, "n": 100}

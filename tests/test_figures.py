@@ -90,6 +90,25 @@ def test_a_seed_replica_is_an_open_marker_beside_the_line_of_the_first_seed():
     assert marks[0].marker.symbol == "circle-open" and any(t.name == "other seeds" for t in fig.data)
 
 
+def test_every_count_of_an_evaluation_is_charted_under_its_own_name():
+    """gsm's headline is the question alone (its effective depth); Depo's, the first query: each is a metric."""
+    gsm = {
+        **eval_result("g4", 4, "hybrid", {1: 0.9, 2: 0.8}),
+        "effective": {"1": {"acc": 0.7, "lo": 0.6, "hi": 0.8, "n": 50}},
+        "effective_name": "operations, the question alone",
+        "first": {"1": {"acc": 0.6, "lo": 0.5, "hi": 0.7, "n": 50}},
+    }
+    df = figures.results_table([gsm])
+    counts = dict(df.group_by("metric").agg(pl.col("metric_label").first(), pl.len()).select("metric", "len").rows())
+    assert counts == {"answers": 2, "effective": 1, "first": 1}
+    labels = dict(df.select("metric", "metric_label").unique().rows())
+    assert labels["effective"] == "operations, the question alone" and labels["answers"] == "per answer"
+    fig = figures.accuracy_vs_passes(df, metric="effective")
+    assert fig.layout.title.text == "Accuracy vs sleep passes (operations, the question alone)"
+    assert by_name(fig, "depth 1")[0].y == (0.7,) and not by_name(fig, "depth 2")
+    assert by_name(figures.accuracy_vs_passes(df, metric="first"), "depth 1")[0].y == (0.6,)
+
+
 def test_accuracy_vs_passes_refuses_two_models_at_one_n():
     df = figures.results_table(RESULTS + [eval_result("h2b", 2, "hybrid", {1: 0.9, 4: 0.4})])
     with pytest.raises(ValueError, match="several hybrid results"):

@@ -1,6 +1,12 @@
-"""checkpoints/RESULTS.md: one section per preset, baselines explained, no table printed twice."""
+"""checkpoints/RESULTS.md and RESULTS.json: one section per preset, baselines explained, no table printed twice;
+the JSON round-trips and a malformed one is refused with a message."""
+
+import json
+
+import pytest
 
 import sleepcore.results as results
+from sleepcore.cli import main
 
 
 def cell(acc: float) -> dict:
@@ -10,6 +16,7 @@ def cell(acc: float) -> dict:
 def fake(name, preset, task, variant, passes, answers, effective=None, first=None):
     res = {
         "checkpoint": name,
+        "weights_sha256": "0" * 64,
         "passes": passes,
         "trained_passes": passes,
         "variant": variant,
@@ -43,10 +50,13 @@ RUNS = {
 
 
 def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
-    monkeypatch.setattr(results, "available", lambda: list(RUNS))
-    monkeypatch.setattr(results, "evaluate_checkpoint", lambda name, **kw: RUNS[name])
+    monkeypatch.setattr(results, "available", lambda root: list(RUNS))
+    monkeypatch.setattr(results, "evaluate_checkpoint", lambda path, label, **kw: RUNS[label])
     text = results.results_markdown(per_depth=100, seed=1)
-    assert "`sleepcore eval --all --examples 100 --seed 1 --markdown checkpoints/RESULTS.md`" in text
+    assert (
+        "`sleepcore eval --all --examples 100 --seed 1 --markdown checkpoints/RESULTS.md --results-json "
+        "checkpoints/RESULTS.json`" in text
+    )
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections == [
         "## depo-k4 (depo): accuracy per answer",
@@ -66,3 +76,62 @@ def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
     r110 = text.split("## rule110-mini (rule110)")[1]
     assert r110.index("| r-n4 | hybrid |") < r110.index("| r-wide | wide |")  # the sleep models, then baselines
     assert "capacity control" in text and "Not shipped yet: the attn-only, full-attention baseline(s)" in text
+
+
+def test_results_json_round_trips(tmp_path):
+    runs = [RUNS["depo-k4-n1"], RUNS["depo-mini-n1"]]
+    results.write_results_json(tmp_path / "RESULTS.json", runs, 100, 1)
+    doc = results.read_results_json(tmp_path / "RESULTS.json")
+    assert doc["results"] == runs and (doc["per_depth"], doc["seed"]) == (100, 1)
+    assert doc["command"] == results.command(100, 1)
+    assert results.results_markdown(100, 1, doc["results"]) == results.results_markdown(100, 1, runs)
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("{not json", "cannot be read as JSON"),
+        ('{"format": 2, "results": []}', "is not a sleepcore results file"),
+        ('{"format": 1, "results": {}}', "is not a sleepcore results file"),
+        ('{"format": 1, "results": [{"checkpoint": "a"}]}', "result 0 lacks or mistypes weights_sha256, passes"),
+        ("BAD_CELL", "'first' is not {depth: {acc, lo, hi, n}}"),
+    ],
+)
+def test_a_malformed_results_json_is_refused_with_what_is_wrong(tmp_path, text, says):
+    if text == "BAD_CELL":
+        text = json.dumps({"format": 1, "results": [{**RUNS["depo-k4-n1"], "first": {"1": {"acc": "high"}}}]})
+    (tmp_path / "RESULTS.json").write_text(text)
+    with pytest.raises(ValueError, match=r"RESULTS\.json") as e:
+        results.read_results_json(tmp_path / "RESULTS.json")
+    assert says in str(e.value)
+
+
+def test_eval_all_writes_both_files_from_one_evaluation(monkeypatch, tmp_path, capsys):
+    calls = []
+
+    def evaluate_all(per_depth, seed):
+        calls.append((per_depth, seed))
+        return [RUNS["r-n4"], RUNS["r-wide"]]
+
+    monkeypatch.setattr(results, "evaluate_all", evaluate_all)
+    md, js = tmp_path / "R.md", tmp_path / "R.json"
+    args = ["eval", "--all", "--examples", "100", "--seed", "1", "--markdown", str(md), "--results-json", str(js)]
+    assert main(args) == 0
+    assert calls == [(100, 1)]  # evaluated once, written twice
+    assert md.read_text() == results.results_markdown(100, 1, [RUNS["r-n4"], RUNS["r-wide"]])
+    assert results.read_results_json(js)["results"] == [RUNS["r-n4"], RUNS["r-wide"]]
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["eval", "r-n4", "--markdown", "x.md"], "use them with --all"),
+        (["eval", "r-n4", "--results-json", "x.json"], "use them with --all"),
+        (["eval", "--all", "--passes", "2"], "give no checkpoint or --passes"),
+    ],
+)
+def test_eval_refuses_options_that_would_be_ignored(args, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert says in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written

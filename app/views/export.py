@@ -7,7 +7,7 @@ import streamlit as st
 
 from analysis import export, session
 from analysis.animation import sleep_animation
-from analysis.figures import accuracy_vs_passes, anytime_readout, results_table, state_change, state_heatmap
+from analysis.figures import METRICS, accuracy_vs_passes, anytime_readout, results_table, state_change, state_heatmap
 from app import data, widgets
 
 st.title("Export")
@@ -17,11 +17,11 @@ trace = data.trace(name, depth, seed, custom)
 
 
 def headline():
-    task = data.info(name)["task"]
-    infos = data.readable_infos()
-    rows = [r for n, i in infos.items() if i["task"] == task and (r := session.result_row(n, i))]
-    table = results_table(rows)
-    return accuracy_vs_passes(table), table
+    table = results_table(session.preset_rows(name))
+    counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
+    labels = dict(table.select("metric", "metric_label").unique().iter_rows())
+    metric = st.selectbox("Count", counts, format_func=labels.get, key="count")
+    return accuracy_vs_passes(table, metric=metric), table.filter(pl.col("metric") == metric)
 
 
 def state():
@@ -43,7 +43,7 @@ def animation():
 
 
 FIGURES = {
-    "Accuracy vs sleep passes (all checkpoints of this task)": headline,
+    "Accuracy vs sleep passes (all checkpoints of this preset)": headline,
     "Fast-weight state": state,
     "State across sleep": change,
     "Anytime readout": wake,

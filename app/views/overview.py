@@ -4,8 +4,9 @@ import polars as pl
 import streamlit as st
 
 from analysis import session
-from analysis.figures import accuracy_vs_passes, results_table
+from analysis.figures import METRICS, accuracy_vs_passes, results_table
 from app import data
+from sleepcore.results import command
 
 st.title("Language models that sleep")
 st.markdown(
@@ -23,18 +24,9 @@ if not names:
     )
     st.stop()
 
-rows, broken = [], []
-for name in names:
-    try:
-        info = data.info(name)
-    except ValueError as e:
-        broken.append(f"{name}: {e}")
-        continue
-    row = session.result_row(name, info)
-    if row:
-        rows.append(row)
-for b in broken:
-    st.error(f"Checkpoint skipped: {b}")
+rows, notes = data.result_rows(tuple(names))
+for note in notes:
+    st.error(note)
 
 table = results_table(rows) if rows else None
 summary = pl.DataFrame(
@@ -56,18 +48,21 @@ if table is not None:
     for preset in table["preset"].unique(maintain_order=True).to_list():  # a preset fixes the task and its depths
         st.subheader(f"{preset}: accuracy vs sleep passes")
         sub = table.filter(pl.col("preset") == preset)
-        metrics = ["answers"] + (["exact"] if sub.filter(pl.col("metric") == "exact").height else [])
-        cols = st.columns(len(metrics))
-        for col, metric in zip(cols, metrics):
-            with col:
-                st.plotly_chart(accuracy_vs_passes(sub, metric=metric), key=f"acc_{preset}_{metric}")
+        metrics = [m for m in METRICS if sub.filter(pl.col("metric") == m).height]
+        for start in range(0, len(metrics), 2):  # two charts a row
+            cols = st.columns(2)
+            for col, metric in zip(cols, metrics[start : start + 2]):
+                with col:
+                    st.plotly_chart(accuracy_vs_passes(sub, metric=metric), key=f"acc_{preset}_{metric}")
+        sources = sorted({r["source"] for r in rows if r["preset"] == preset})
         st.caption(
-            "From each checkpoint's config.json (held-out examples, 95% Wilson intervals). "
-            "`sleepcore eval --all --markdown checkpoints/RESULTS.md` recomputes them."
+            f"From {' and '.join(sources)}: held-out examples, 95% Wilson intervals. `{command(1000, 777)}` "
+            "recomputes them."
         )
-        for title, body in session.results_sections(preset):  # where the per-answer depth overstates
-            with st.expander(f"{preset}: {title} (from checkpoints/RESULTS.md)", expanded=True):
-                st.markdown(body)
+        if not any(s.startswith("RESULTS.json") for s in sources):
+            for title, body in session.results_sections(preset):  # where the per-answer depth overstates
+                with st.expander(f"{preset}: {title} (from checkpoints/RESULTS.md)", expanded=True):
+                    st.markdown(body)
 
 st.subheader("Model cards")
 for name in names:

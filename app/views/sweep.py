@@ -1,0 +1,49 @@
+"""Sleep at test time: the same weights run with P sleep passes per window, accuracy against P by depth."""
+
+import polars as pl
+import streamlit as st
+
+from analysis.figures import METRICS, accuracy_vs_test_passes, results_table
+from app import data
+
+st.title("Sleep at test time")
+name, shape, view = data.page_view()
+trained = shape.passes
+st.markdown(
+    f"**{name}** was trained to sleep **N = {trained}** passes on each context window before it is evicted. Here "
+    "the same weights sleep **P** passes instead, on the same held-out examples for every P: too few passes leave "
+    "the deep answers out; more than it was trained with shows whether the consolidation keeps going or drifts. "
+    "`sleepcore sweep` does the same from the command line."
+)
+c1, c2 = st.columns(2)
+choices = list(range(1, max(8, 2 * trained) + 1))
+passes = c1.multiselect("Passes at test time", choices, default=choices[: 2 * trained], key="sweep_passes")
+examples = c2.select_slider("Held-out examples per depth", [25, 50, 100, 250, 500], value=50, key="sweep_examples")
+if not passes:
+    st.info("Pick at least one number of passes.")
+    st.stop()
+bar = st.progress(0.0, text="Evaluating…")
+rows = []
+for i, p in enumerate(sorted(passes)):
+    bar.progress(i / len(passes), text=f"Evaluating at P = {p} ({i + 1} of {len(passes)})…")
+    rows.append(data.sweep_point(name, p, examples))
+bar.empty()
+
+table = results_table(rows)
+counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
+labels = dict(table.select("metric", "metric_label").unique().iter_rows())
+headline = "effective" if "effective" in counts else "answers"  # gsm is judged on the question alone
+metric = st.radio("Count", counts, index=counts.index(headline), format_func=labels.get, horizontal=True)
+st.plotly_chart(accuracy_vs_test_passes(table, metric), key="sweep_figure")
+wide = (
+    table.filter(pl.col("metric") == metric)
+    .with_columns(cell=pl.format("{} [{}, {}]", pl.col("acc").round(3), pl.col("lo").round(2), pl.col("hi").round(2)))
+    .pivot(on="depth", index="passes", values="cell", sort_columns=True)
+    .sort("passes")
+    .rename(lambda c: c if c == "passes" else f"depth {c}")
+)
+st.dataframe(wide, hide_index=True, width="stretch")
+st.caption(
+    f"95% Wilson intervals; {examples} sequences per depth, seed 777 (the test split). Each P is evaluated once and "
+    "cached, so changing the selection only evaluates what is new."
+)
