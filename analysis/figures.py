@@ -253,7 +253,12 @@ def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", titl
         d = results.filter(pl.col("depth") == depth)
         fig.add_trace(_with_errors(d, f"depth {depth}", _colour(i), SYMBOLS[i % len(SYMBOLS)], mode="lines+markers"))
     trained = results["trained_passes"][0]
-    fig.add_vline(x=trained, line=dict(dash="dot", width=2, color="#666666"), annotation_text=f"trained N = {trained}")
+    fig.add_vline(
+        x=trained,
+        line=dict(dash="dot", width=2, color="#666666"),
+        annotation_text=f"trained N = {trained}",
+        annotation_position="bottom right",
+    )
     chance = results["chance"].drop_nulls().unique().to_list() if "chance" in results.columns else []
     if len(chance) == 1:
         fig.add_hline(y=chance[0], line=dict(dash="dot", width=2, color="#666666"), annotation_text="chance")

@@ -35,10 +35,13 @@ labels = dict(table.select("metric", "metric_label").unique().iter_rows())
 headline = "effective" if "effective" in counts else "answers"  # gsm is judged on the question alone
 metric = st.radio("Count", counts, index=counts.index(headline), format_func=labels.get, horizontal=True)
 st.plotly_chart(accuracy_vs_test_passes(table, metric), key="sweep_figure")
+cells = table.filter(pl.col("metric") == metric).with_columns(
+    cell=pl.struct("acc", "lo", "hi").map_elements(
+        lambda c: f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]", return_dtype=pl.String
+    )
+)
 wide = (
-    table.filter(pl.col("metric") == metric)
-    .with_columns(cell=pl.format("{} [{}, {}]", pl.col("acc").round(3), pl.col("lo").round(2), pl.col("hi").round(2)))
-    .pivot(on="depth", index="passes", values="cell", sort_columns=True)
+    cells.pivot(on="depth", index="passes", values="cell", sort_columns=True)
     .sort("passes")
     .rename(lambda c: c if c == "passes" else f"depth {c}")
 )
