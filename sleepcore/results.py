@@ -112,10 +112,16 @@ def read_results_json(path: str | Path) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path} cannot be read as JSON: {e}") from None
-    if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT or not isinstance(doc.get("results"), list):
+    well_formed = (
+        isinstance(doc, dict)
+        and doc.get("format") == RESULTS_FORMAT
+        and isinstance(doc.get("results"), list)
+        and all(isinstance(doc.get(k), int) for k in ("per_depth", "seed"))
+    )
+    if not well_formed:
         raise ValueError(
-            f"{path} is not a sleepcore results file (a JSON object with format {RESULTS_FORMAT} and a 'results' "
-            f"list); write one with `{command(1000, 777)}`"
+            f"{path} is not a sleepcore results file (a JSON object with format {RESULTS_FORMAT}, integer per_depth "
+            f"and seed, and a 'results' list); write one with `{command(1000, 777)}`"
         )
     for i, r in enumerate(doc["results"]):
         bad = [k for k, t in REQUIRED.items() if not isinstance(r, dict) or not isinstance(r.get(k), t)]

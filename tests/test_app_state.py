@@ -187,7 +187,7 @@ def test_result_rows_come_from_results_json_where_it_evaluated_these_weights(
     assert notes[0].startswith("tiny-n2: ") and "evaluated other weights" in notes[0]
     assert notes[1].startswith("Checkpoint skipped: gone: unknown checkpoint 'gone'")
 
-    (tmp_path / "RESULTS.json").write_text('{"format": 1, "results": [{"checkpoint": 3}]}')  # corrupted
+    (tmp_path / "RESULTS.json").write_text('{"format": 1, "per_depth": 8, "seed": 1, "results": [{"checkpoint": 3}]}')
     rows, notes = session.result_rows(["tiny-n1"])
     assert [r["source"] for r in rows] == ["config.json (end of training)"]
     assert "result 0 lacks or mistypes checkpoint" in notes[0] and "stored evaluation instead" in notes[0]

@@ -92,14 +92,19 @@ def test_results_json_round_trips(tmp_path):
     [
         ("{not json", "cannot be read as JSON"),
         ('{"format": 2, "results": []}', "is not a sleepcore results file"),
-        ('{"format": 1, "results": {}}', "is not a sleepcore results file"),
-        ('{"format": 1, "results": [{"checkpoint": "a"}]}', "result 0 lacks or mistypes weights_sha256, passes"),
+        ('{"format": 1, "per_depth": 9, "seed": 1, "results": {}}', "is not a sleepcore results file"),
+        ('{"format": 1, "results": []}', "integer per_depth and seed"),
+        (
+            '{"format": 1, "per_depth": 9, "seed": 1, "results": [{"checkpoint": "a"}]}',
+            "lacks or mistypes weights_sha256",
+        ),
         ("BAD_CELL", "'first' is not {depth: {acc, lo, hi, n}}"),
     ],
 )
 def test_a_malformed_results_json_is_refused_with_what_is_wrong(tmp_path, text, says):
     if text == "BAD_CELL":
-        text = json.dumps({"format": 1, "results": [{**RUNS["depo-k4-n1"], "first": {"1": {"acc": "high"}}}]})
+        bad = {**RUNS["depo-k4-n1"], "first": {"1": {"acc": "high"}}}
+        text = json.dumps({"format": 1, "per_depth": 9, "seed": 1, "results": [bad]})
     (tmp_path / "RESULTS.json").write_text(text)
     with pytest.raises(ValueError, match=r"RESULTS\.json") as e:
         results.read_results_json(tmp_path / "RESULTS.json")
