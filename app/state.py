@@ -83,3 +83,50 @@ def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | No
     layer = integer("layer", list(shape.fw_layers), shape.fw_layers[0], "Layer") if shape.fw_layers else 0
     head = integer("head", list(range(shape.heads)), 0, "Head")
     return View(ckpt, depth, seed, window, pass_, layer, head, cmp, messages)
+
+
+SWEEP_EXAMPLES = (25, 50, 100, 250, 500)  # held-out sequences per depth the sweep page offers
+
+
+@dataclass
+class SweepView:
+    """The sleep-at-test-time page's URL state: the test-time N evaluated (`P`, comma-separated) and the held-out
+    sequences per depth (`examples`)."""
+
+    passes: list[int]
+    examples: int
+    messages: list[str] = field(default_factory=list)
+
+    def params(self) -> dict[str, str]:
+        return {"P": ",".join(map(str, self.passes)), "examples": str(self.examples)}
+
+
+def sweep_choices(trained: int) -> list[int]:
+    """The test-time N offered for a model trained with N = trained: 1 .. max(8, 2 × trained)."""
+    return list(range(1, max(8, 2 * trained) + 1))
+
+
+def parse_sweep(params: Mapping[str, str], trained: int) -> SweepView:
+    """The sweep for a model trained with N = trained; a bad value gets a message and the default (1 .. 2N; 50)."""
+    choices, messages = sweep_choices(trained), []
+    passes = choices[: 2 * trained]
+    raw = params.get("P")
+    if raw is not None:
+        items = [s.strip() for s in raw.split(",") if s.strip()]
+        values = {int(s) for s in items if s.isdecimal() and len(s) < 4}
+        if items and len(values) == len(set(items)) and values <= set(choices):
+            passes = sorted(values)
+        else:
+            messages.append(
+                f"Passes {raw!r} are not test-time N this page offers (comma-separated, each in "
+                f"{choices[0]}–{choices[-1]}); showing {','.join(map(str, passes))}."
+            )
+    examples = 50
+    raw = params.get("examples")
+    if raw is not None:
+        if raw.isdecimal() and len(raw) < 6 and int(raw) in SWEEP_EXAMPLES:
+            examples = int(raw)
+        else:
+            valid = ", ".join(map(str, SWEEP_EXAMPLES))
+            messages.append(f"Examples {raw!r} is not one of {valid}; showing {examples}.")
+    return SweepView(passes, examples, messages)

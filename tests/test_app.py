@@ -222,6 +222,17 @@ def test_the_sweep_page_evaluates_each_test_time_n(ckpt: str, counts: int):
     assert table["passes"].to_list() == [1, 3]
 
 
+def test_the_sweep_page_restores_its_passes_from_the_url_and_warns_on_bad_ones():
+    at = open_page("sweep", {"ckpt": "tiny-n2", "P": "2,3", "examples": "25"})
+    assert_clean(at)
+    assert at.multiselect(key="sweep_passes").value == [2, 3] and at.select_slider(key="sweep_examples").value == 25
+    assert [t["x"] for t in figure(at, "sweep_figure")["data"] if t["name"] == "depth 1"] == [[2, 3]]
+    at = open_page("sweep", {"ckpt": "tiny-n2", "P": "0,99"})
+    assert_clean(at)
+    assert [w[:15] for w in texts(at.warning)] == ["Passes '0,99' a"]
+    assert at.query_params["P"] == "1,2,3,4"  # the URL now holds what is shown
+
+
 def test_overview_lists_every_checkpoint_with_its_card():
     at = open_page("overview")
     assert_clean(at)

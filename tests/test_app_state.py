@@ -215,3 +215,39 @@ def test_every_shipped_preset_charts_every_count_it_has(monkeypatch):
     one = next(r for r in rows if r["checkpoint"] == "rule110-long-n4")
     assert {r["checkpoint"] for r in session.preset_rows("rule110-long-n4")} >= {"rule110-long-n1", one["checkpoint"]}
     assert not {r["preset"] for r in session.preset_rows("rule110-long-n4")} - {"rule110-long"}
+
+
+def test_parse_sweep_reads_the_passes_and_examples_in_the_url():
+    from app.state import SweepView, parse_sweep
+
+    assert parse_sweep({}, trained=4) == SweepView([1, 2, 3, 4, 5, 6, 7, 8], 50, [])
+    assert parse_sweep({}, trained=1) == SweepView([1, 2], 50, [])
+    view = parse_sweep({"P": "6, 1,3", "examples": "250"}, trained=2)
+    assert view == SweepView([1, 3, 6], 250, [])
+    assert parse_sweep(view.params(), trained=2) == view  # the URL reopens the same sweep
+    assert parse_sweep({"P": "16"}, trained=8).passes == [16]  # up to 2 × the trained N
+
+
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        (
+            {"P": "0,2"},
+            "Passes '0,2' are not test-time N this page offers (comma-separated, each in 1–8); showing 1,2.",
+        ),
+        ({"P": "9"}, "each in 1–8"),
+        ({"P": "two"}, "Passes 'two'"),
+        ({"P": ","}, "Passes ','"),
+        ({"P": "1,01"}, "Passes '1,01'"),
+        ({"P": "9" * 40}, "showing 1,2."),
+        ({"examples": "7"}, "Examples '7' is not one of 25, 50, 100, 250, 500; showing 50."),
+        ({"examples": "../x"}, "Examples '../x'"),
+    ],
+)
+def test_parse_sweep_replaces_a_bad_value_with_its_default_and_says_so(params, says):
+    from app.state import parse_sweep
+
+    view = parse_sweep(params, trained=1)
+    (message,) = view.messages
+    assert says in message
+    assert (view.passes, view.examples) == ([1, 2], 50)  # the defaults for a model trained with N = 1

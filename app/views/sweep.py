@@ -5,6 +5,7 @@ import streamlit as st
 
 from analysis.figures import METRICS, accuracy_vs_test_passes, results_table
 from app import data
+from app.state import SWEEP_EXAMPLES, SweepView, parse_sweep, sweep_choices
 
 st.title("Sleep at test time")
 name, shape, view = data.page_view()
@@ -15,13 +16,16 @@ st.markdown(
     "the deep answers out; more than it was trained with shows whether the consolidation keeps going or drifts. "
     "`sleepcore sweep` does the same from the command line."
 )
+sweep = parse_sweep(st.query_params, trained)
+for message in sweep.messages:
+    st.warning(message)
 c1, c2 = st.columns(2)
-choices = list(range(1, max(8, 2 * trained) + 1))
-passes = c1.multiselect("Passes at test time", choices, default=choices[: 2 * trained], key="sweep_passes")
-examples = c2.select_slider("Held-out examples per depth", [25, 50, 100, 250, 500], value=50, key="sweep_examples")
+passes = c1.multiselect("Passes at test time", sweep_choices(trained), default=sweep.passes, key="sweep_passes")
+examples = c2.select_slider("Held-out examples per depth", SWEEP_EXAMPLES, value=sweep.examples, key="sweep_examples")
 if not passes:
     st.info("Pick at least one number of passes.")
     st.stop()
+st.query_params.update(SweepView(sorted(passes), examples).params())  # the URL reopens this sweep
 bar = st.progress(0.0, text="Evaluating…")
 rows = []
 for i, p in enumerate(sorted(passes)):
