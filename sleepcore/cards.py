@@ -102,7 +102,8 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
         "- A small model on a synthetic task, trained on 2 CPU cores: it shows the mechanism, not the paper's "
         "scale. Compare models of one task at matched optimizer steps (same data, same order); "
         "`checkpoints/RESULTS.md` puts them side by side.",
-        "- Evaluated at the N it was trained with; `sleepcore eval --passes` tries others.",
+        f"- Evaluated at the N it was trained with; `sleepcore sweep {name}` evaluates the same weights at every "
+        "test-time N.",
     ]
     task = get_task(info["task"]["name"], **info["task"]["params"])
     if task.effective_depth_name:
