@@ -101,3 +101,11 @@ def test_an_unknown_checkpoint_warns_in_the_browser(page, url: str):
     alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
     assert any("Unknown checkpoint 'nope'" in a and "'tiny-n2'" in a for a in alerts), alerts
     wait_for_charts(page, 2)  # both states: the comparison falls back to the deeper sleeper
+
+
+def test_the_sweep_page_draws_the_test_time_passes_in_the_browser(page, url: str):
+    open_url(page, f"{url}/sweep?ckpt=tiny-n2&P=1,3&examples=25")
+    chart = first_chart(page)
+    assert "trained N = 2" in chart and "test-time passes" in chart
+    assert "P=1%2C3" in page.url or "P=1,3" in page.url, "the URL keeps the sweep"
+    assert page.locator(EXCEPTION).count() == 0
