@@ -95,7 +95,8 @@ def result_rows(names: list[str]) -> tuple[list[dict], list[str]]:
 
 def preset_rows(name: str) -> list[dict]:
     """`result_rows` of every checkpoint trained under the same preset as `name` (one task, one set of depths)."""
-    preset = checkpoint_info(name).get("preset") or checkpoint_info(name)["task"]["name"]
+    info = checkpoint_info(name)
+    preset = info.get("preset") or info["task"]["name"]
     rows, _ = result_rows(checkpoint_names())
     return [r for r in rows if r["preset"] == preset]
 

@@ -39,6 +39,11 @@ def result_rows(names: tuple[str, ...]) -> tuple[list[dict], list[str]]:
     return session.result_rows(list(names))
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def preset_rows(name: str) -> list[dict]:
+    return session.preset_rows(name)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def card(name: str) -> str:
     return session.model_card(name)

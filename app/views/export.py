@@ -5,7 +5,7 @@ import io
 import polars as pl
 import streamlit as st
 
-from analysis import export, session
+from analysis import export
 from analysis.animation import sleep_animation
 from analysis.figures import METRICS, accuracy_vs_passes, anytime_readout, results_table, state_change, state_heatmap
 from app import data, widgets
@@ -17,7 +17,7 @@ trace = data.trace(name, depth, seed, custom)
 
 
 def headline():
-    table = results_table(session.preset_rows(name))
+    table = results_table(data.preset_rows(name))
     counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
     labels = dict(table.select("metric", "metric_label").unique().iter_rows())
     metric = st.selectbox("Count", counts, format_func=labels.get, key="count")
