@@ -41,7 +41,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 def _probe(args) -> int:
     from analysis.probes import format_probes, probe_checkpoint
 
-    return _table_command(
+    _table_command(
         args,
         lambda: probe_checkpoint(
             args.checkpoint,
@@ -53,10 +53,12 @@ def _probe(args) -> int:
         ),
         format_probes,
     )
+    return 0
 
 
-def _table_command(args, make, describe) -> int:
-    """Run `make()` on args.threads CPU threads, print describe(table), and write it to args.out as Parquet."""
+def _table_command(args, make, describe):
+    """Run `make()` on args.threads CPU threads, print describe(table), write it to args.out as Parquet; returns
+    the table."""
     import torch
 
     from sleepcore.checkpoint import atomic_write
@@ -69,7 +71,7 @@ def _table_command(args, make, describe) -> int:
     if args.out:
         atomic_write(Path(args.out), df.write_parquet)
         print(f"wrote {len(df)} rows to {args.out}")
-    return 0
+    return df
 
 
 def _attribute_parser(sub) -> None:
@@ -93,7 +95,7 @@ def _attribute_parser(sub) -> None:
 def _attribute(args) -> int:
     from analysis.attribution import attribute_checkpoint, format_attributions
 
-    return _table_command(
+    _table_command(
         args,
         lambda: attribute_checkpoint(
             args.checkpoint,
@@ -106,6 +108,7 @@ def _attribute(args) -> int:
         ),
         format_attributions,
     )
+    return 0
 
 
 def _sweep_parser(sub) -> None:
@@ -124,7 +127,7 @@ def _sweep_parser(sub) -> None:
 
 
 def _sweep(args) -> int:
-    from analysis.figures import accuracy_vs_test_passes, format_sweep, results_table
+    from analysis.figures import accuracy_vs_test_passes, format_sweep, headline_metric, results_table
     from sleepcore.checkpoint import read_info
     from sleepcore.results import sweep_checkpoint
 
@@ -135,32 +138,21 @@ def _sweep(args) -> int:
         raise ValueError(f"--examples must be >= 1; got {args.examples}")
     trained = read_info(args.checkpoint)["sleep"]["passes"]
     passes = list(args.passes or range(1, 2 * trained + 1))
-    table = {}
-
-    def make():
-        rows = sweep_checkpoint(args.checkpoint, passes, args.examples, args.seed, progress=not args.no_progress)
-        table["df"] = results_table(rows)
-        return table["df"]
-
-    _table_command(args, make, format_sweep)
+    progress = not args.no_progress
+    make = lambda: results_table(sweep_checkpoint(args.checkpoint, passes, args.examples, args.seed, progress))  # noqa: E731
+    df = _table_command(args, make, format_sweep)
     if figure is not None:
-        fig = accuracy_vs_test_passes(table["df"], _headline_metric(table["df"]))
-        if figure.suffix == ".html":
+        fig = accuracy_vs_test_passes(df, headline_metric(df))
+        if figure.suffix == ".html":  # plotly.js inside: the file opens offline
             from sleepcore.checkpoint import atomic_write
 
-            atomic_write(figure, lambda tmp: fig.write_html(tmp, include_plotlyjs="cdn"))
+            atomic_write(figure, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
         else:
             from analysis.export import export_figure
 
             export_figure(fig, figure, figure.suffix.lstrip("."))
         print(f"wrote {figure}")
     return 0
-
-
-def _headline_metric(df) -> str:
-    """The count a task is judged on: its effective depth (gsm: the question alone) where it has one, else per
-    answer."""
-    return "effective" if "effective" in df["metric"].to_list() else "answers"
 
 
 FORMATS = ("svg", "pdf", "png")

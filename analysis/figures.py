@@ -239,6 +239,12 @@ def accuracy_vs_passes(
     return fig
 
 
+def headline_metric(results: pl.DataFrame) -> str:
+    """The count a task is judged on: the depth an answer really needs where the task has one (gsm: the question
+    alone; Depo where k wraps: k mod n), else per answer."""
+    return "effective" if results.filter(pl.col("metric") == "effective").height else "answers"
+
+
 def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", title: str | None = None) -> go.Figure:
     """One checkpoint evaluated with P sleep passes at test time (`sleepcore sweep`): accuracy against P, one line
     per depth with 95% intervals, the N it was trained with as a dotted vertical line, chance as a dotted one."""

@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from analysis.figures import METRICS, accuracy_vs_test_passes, results_table
+from analysis.figures import METRICS, accuracy_vs_test_passes, headline_metric, results_table
 from app import data
 from app.state import SWEEP_EXAMPLES, SweepView, parse_sweep, sweep_choices
 
@@ -36,8 +36,7 @@ bar.empty()
 table = results_table(rows)
 counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
 labels = dict(table.select("metric", "metric_label").unique().iter_rows())
-headline = "effective" if "effective" in counts else "answers"  # gsm is judged on the question alone
-metric = st.radio("Count", counts, index=counts.index(headline), format_func=labels.get, horizontal=True)
+metric = st.radio("Count", counts, index=counts.index(headline_metric(table)), format_func=labels.get, horizontal=True)
 st.plotly_chart(accuracy_vs_test_passes(table, metric), key="sweep_figure")
 cells = table.filter(pl.col("metric") == metric).with_columns(
     cell=pl.struct("acc", "lo", "hi").map_elements(
