@@ -16,6 +16,8 @@ import polars as pl
 import torch
 from plotly.subplots import make_subplots
 
+from sleepcore.results import cell_text
+
 # Okabe & Ito (2008), yellow last: it is the hardest to read on white.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
 SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon"]  # shape backs up colour
@@ -229,10 +231,7 @@ def accuracy_vs_passes(
                     meta={"variant": variant, "depth": depth},
                 )
                 fig.add_trace(trace)
-    if "chance" in results.columns:
-        chance = results["chance"].drop_nulls().unique().to_list()
-        if len(chance) == 1:
-            fig.add_hline(y=chance[0], line=dict(dash="dot", width=2, color="#666666"), annotation_text="chance")
+    _chance_line(fig, results)
     passes = sorted(results["passes"].unique().to_list())
     fig.update_xaxes(title_text="sleep passes N", tickvals=passes)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
@@ -265,31 +264,46 @@ def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", titl
         annotation_text=f"trained N = {trained}",
         annotation_position="bottom right",
     )
-    chance = results["chance"].drop_nulls().unique().to_list() if "chance" in results.columns else []
-    if len(chance) == 1:
-        fig.add_hline(y=chance[0], line=dict(dash="dot", width=2, color="#666666"), annotation_text="chance")
+    _chance_line(fig, results)
     fig.update_xaxes(title_text="sleep passes at test time", tickvals=sorted(results["passes"].unique().to_list()))
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
     return fig
 
 
+def sweep_table(results: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """One count of a sweep (`results_table` rows of one checkpoint at several test-time N): one row per N
+    (`passes`), one column per depth ("depth d"), each cell accuracy and its 95% interval as text."""
+    counted = results.filter(pl.col("metric") == metric)
+    text = [cell_text(c) for c in counted.select("acc", "lo", "hi").iter_rows(named=True)]
+    return (
+        counted.with_columns(cell=pl.Series(text, dtype=pl.String))
+        .pivot(on="depth", index="passes", values="cell", sort_columns=True)
+        .sort("passes")
+        .rename(lambda c: c if c == "passes" else f"depth {c}")
+    )
+
+
 def format_sweep(results: pl.DataFrame) -> str:
-    """A `results_table` of one checkpoint at several test-time N as text: per count, one row per N, one column
-    per depth (accuracy and its 95% interval)."""
+    """A sweep as text: per count (`sweep_table`), one row per test-time N, the trained N starred."""
     blocks = []
     for metric in METRICS:
-        m = results.filter(pl.col("metric") == metric)
-        if not m.height:
+        counted = results.filter(pl.col("metric") == metric)
+        if not counted.height:
             continue
-        depths = m["depth"].unique().sort().to_list()
-        trained = m["trained_passes"][0]
-        lines = [m["metric_label"][0], "  N  " + "".join(f"{'depth ' + str(d):>22}" for d in depths)]
-        for n in m["passes"].unique().sort().to_list():
-            cells = {r["depth"]: r for r in m.filter(pl.col("passes") == n).iter_rows(named=True)}
-            text = [f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]" if (c := cells.get(d)) else "—" for d in depths]
-            lines.append(f"{n:>3}{'*' if n == trained else ' '} " + "".join(f"{t:>22}" for t in text))
+        table, trained = sweep_table(results, metric), counted["trained_passes"][0]
+        lines = [counted["metric_label"][0], "  N  " + "".join(f"{c:>22}" for c in table.columns[1:])]
+        for row in table.iter_rows():
+            n, cells = row[0], [c or "—" for c in row[1:]]
+            lines.append(f"{n:>3}{'*' if n == trained else ' '} " + "".join(f"{c:>22}" for c in cells))
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n(* the N it was trained with)"
+
+
+def _chance_line(fig: go.Figure, results: pl.DataFrame) -> None:
+    """Chance as a dotted line, where the rows share one chance level."""
+    chance = results["chance"].drop_nulls().unique().to_list() if "chance" in results.columns else []
+    if len(chance) == 1:
+        fig.add_hline(y=chance[0], line=dict(dash="dot", width=2, color="#666666"), annotation_text="chance")
 
 
 def _with_errors(d: pl.DataFrame, name: str, colour: str, symbol: str, mode: str) -> go.Scatter:

@@ -217,10 +217,11 @@ def _section(heading: str, intro: list[str], results: list[dict], key: str, colu
     out = ["", heading, ""] + (intro + [""] if intro else [])
     out += ["| checkpoint | variant | N | " + " | ".join(labels) + " |", "|---|---|---|" + "---|" * len(labels)]
     for r in results:
-        cells = [_cell(r.get(key, {}).get(c)) for c in columns]
+        cells = [cell_text(r.get(key, {}).get(c)) for c in columns]
         out.append(f"| {r['checkpoint']} | {r['variant']} | {r['passes']} | " + " | ".join(cells) + " |")
     return out
 
 
-def _cell(c: dict | None) -> str:
+def cell_text(c: dict | None) -> str:
+    """One result cell as text: accuracy and its 95% interval ("—" for none)."""
     return "—" if not c else f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]"

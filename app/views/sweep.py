@@ -3,7 +3,7 @@
 import polars as pl
 import streamlit as st
 
-from analysis.figures import METRICS, accuracy_vs_test_passes, headline_metric, results_table
+from analysis.figures import METRICS, accuracy_vs_test_passes, headline_metric, results_table, sweep_table
 from app import data
 from app.state import SWEEP_EXAMPLES, SweepView, parse_sweep, sweep_choices
 
@@ -38,17 +38,7 @@ counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
 labels = dict(table.select("metric", "metric_label").unique().iter_rows())
 metric = st.radio("Count", counts, index=counts.index(headline_metric(table)), format_func=labels.get, horizontal=True)
 st.plotly_chart(accuracy_vs_test_passes(table, metric), key="sweep_figure")
-cells = table.filter(pl.col("metric") == metric).with_columns(
-    cell=pl.struct("acc", "lo", "hi").map_elements(
-        lambda c: f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]", return_dtype=pl.String
-    )
-)
-wide = (
-    cells.pivot(on="depth", index="passes", values="cell", sort_columns=True)
-    .sort("passes")
-    .rename(lambda c: c if c == "passes" else f"depth {c}")
-)
-st.dataframe(wide, hide_index=True, width="stretch")
+st.dataframe(sweep_table(table, metric), hide_index=True, width="stretch")
 st.caption(
     f"95% Wilson intervals; {examples} sequences per depth, seed 777 (the test split). Each P is evaluated once and "
     "cached, so changing the selection only evaluates what is new."
