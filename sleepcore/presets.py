@@ -140,6 +140,18 @@ PRESETS["rule110-long"] = dataclasses.replace(
     continues="rule110-mini",
 )
 
+# Longer training for gsm-chain-1w: does N = 1 learn the operations given twice the steps, and does seed 1's N = 4
+# (still improving at 4,000 steps) catch up? Each model continues from its shipped gsm-chain-1w checkpoint at the same
+# N and variant (pass --set train.init_from=NAME for another seed's) for 4,000 more steps on batches 4,000..7,999, at
+# every operation count from the start, with a fresh AdamW, a 200-step warm-up to half the first run's peak rate and
+# a cosine decay, as rule110-long does.
+PRESETS["gsm-chain-1w-long"] = dataclasses.replace(
+    PRESETS["gsm-chain-1w"],
+    train=dict(GSM_CHAIN_TRAIN, lr=1e-3, data_offset=4000),
+    about="gsm-chain-1w trained 4,000 steps more, from its shipped checkpoint at the same N and variant",
+    continues="gsm-chain-1w",
+)
+
 VARIANTS = ("hybrid", "attn-only", "full-attention", "wide")
 
 
