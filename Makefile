@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: test app setup chromium lint clean
+.PHONY: test app setup chromium lint clean device-wheels
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ app: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sleepcore analysis app tests
+
+# flash-linear-attention for `sleepcore bench ops` on the lent GPU machine, which cannot download (scripts/device_check.sh)
+device-wheels: $(STAMP)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -d .whl flash-linear-attention==0.5.2 fla-core==0.5.2
 
 clean:
 	rm -rf $(VENV) .pytest_cache
