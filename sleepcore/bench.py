@@ -4,7 +4,8 @@
   (a) a sleep model under hard eviction: its cache is one window of KV plus the fixed-size fast-weight state, and
   (b) a full-attention transformer of the same width and depth, whose KV cache holds the whole context;
   and times one sleep (N passes over a window) for N = 1, 2, 4, 8.
-`sleepcore bench train` measures training tokens/s on the CPU for the mini presets, chunk against naive backend.
+`sleepcore bench train` measures training tokens/s on the CPU for the mini presets, chunk against naive backend,
+  and with the op replaced by a stand-in that costs nothing (`none`): the most any backend could speed a step up.
 
 Timings are medians of per-call wall-clock times (`*_ms`) and of this process's CPU time (`cpu_ms`, all its
 threads): the wall clock includes waiting for a core on a busy machine; CPU time does not.
@@ -32,7 +33,7 @@ from sleepcore.train import batch_at, loss_and_accuracy, make_optimizer
 LATENCY_COLUMNS = "model context median_ms p90_ms cpu_ms tokens kv_bytes state_bytes cache_bytes rss_mb".split()
 SLEEP_COLUMNS = ["passes", "window", "sleep_ms", "cpu_ms", "per_token_ms"]
 TRAIN_COLUMNS = "preset passes backend batch_size seq_len steps step_ms step_cpu_ms tokens_per_s".split()
-SPEEDUP_COLUMNS = "preset passes chunk_tokens_per_s naive_tokens_per_s speedup speedup_cpu".split()
+SPEEDUP_COLUMNS = "preset passes chunk_tokens_per_s naive_tokens_per_s speedup speedup_cpu bound bound_cpu".split()
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class LatencySettings:
 class TrainSettings:
     presets: tuple[str, ...] = ("rule110-mini", "depo-mini", "gsm-mini")
     passes: tuple[int, ...] = (1, 2, 4)
-    backends: tuple[str, ...] = ("chunk", "naive")
+    backends: tuple[str, ...] = ("chunk", "naive", "none")  # none: the op costs nothing (free_op), a bound
     steps: int = 3  # timed optimizer steps, after the warm-up
     warmup: int = 1
     batch_size: int | None = None  # None: the preset's
@@ -222,7 +223,27 @@ def train_throughput(s: TrainSettings, progress: bool = True) -> list[dict]:
     return rows
 
 
+def free_op(q, k, v, g, beta, *, initial_state=None, **_):
+    """A stand-in for the fast-weight op that costs nothing: o = v, the state passed through (zeros without one).
+
+    No real op is cheaper: it does no arithmetic, and no gradient reaches q, k, g or beta, so their projections'
+    backward is skipped too. A step with it is faster than with any backend of the op, so naive / that step bounds
+    the speedup any backend can give the whole step (Amdahl), whatever it does.
+    """
+    B, _, H, K = k.shape
+    state = initial_state if initial_state is not None else v.new_zeros(B, H, K, v.shape[-1])
+    return v, state
+
+
 def _train_row(preset: str, passes: int, backend: str, s: TrainSettings) -> dict:
+    if backend == "none":
+        import sleepcore.layers as layers
+
+        real, layers.fast_weight = layers.fast_weight, free_op
+        try:
+            return _train_row(preset, passes, "chunk", s) | {"backend": "none"}
+        finally:
+            layers.fast_weight = real
     model_cfg, sleep_cfg, task_cfg, cfg = build(preset, passes, batch_size=s.batch_size)
     model_cfg = dataclasses.replace(model_cfg, backend=backend)
     task = get_task(task_cfg.name, **task_cfg.params)
@@ -255,11 +276,12 @@ def _train_row(preset: str, passes: int, backend: str, s: TrainSettings) -> dict
 
 
 def speedups(rows: list[dict]) -> list[dict]:
-    """chunk over naive tokens/s, per preset and N, by wall time (speedup) and by CPU time (speedup_cpu)."""
+    """chunk over naive tokens/s, per preset and N, by wall time (speedup) and by CPU time (speedup_cpu); where the
+    free-op rows were measured, the most any backend could give over naive (bound, bound_cpu), else empty."""
     by = {(r["preset"], r["passes"], r["backend"]): r for r in rows}
     out = []
     for preset, n in dict.fromkeys((r["preset"], r["passes"]) for r in rows):
-        chunk, naive = by.get((preset, n, "chunk")), by.get((preset, n, "naive"))
+        chunk, naive, free = (by.get((preset, n, b)) for b in ("chunk", "naive", "none"))
         if chunk and naive:
             out.append(
                 {
@@ -269,6 +291,8 @@ def speedups(rows: list[dict]) -> list[dict]:
                     "naive_tokens_per_s": naive["tokens_per_s"],
                     "speedup": round(chunk["tokens_per_s"] / naive["tokens_per_s"], 2),
                     "speedup_cpu": round(naive["step_cpu_ms"] / chunk["step_cpu_ms"], 2),
+                    "bound": round(free["tokens_per_s"] / naive["tokens_per_s"], 2) if free else "",
+                    "bound_cpu": round(naive["step_cpu_ms"] / free["step_cpu_ms"], 2) if free else "",
                 }
             )
     return out
@@ -301,6 +325,10 @@ def run(which: str, out: Path, quick: bool = False, threads: int = 1) -> int:
         write_csv(out / "train_speedup.csv", speedups(rows), SPEEDUP_COLUMNS)
         print(f"\nTraining throughput ({note})\n" + table(rows, TRAIN_COLUMNS))
         print("\nChunk backend over naive\n" + table(speedups(rows), SPEEDUP_COLUMNS))
+        print(
+            "bound: naive over the step with the op replaced by one that costs nothing (backend none: o = v, no\n"
+            "gradient into q, k, g, beta): no backend of the op can speed the whole step up by more (Amdahl)"
+        )
     elif which == "ops":
         from sleepcore.bench_ops import run_ops
 

@@ -6,18 +6,21 @@ import sys
 import pytest
 import torch
 
+import sleepcore.layers
 from sleepcore.bench import (
     LATENCY_COLUMNS,
     SLEEP_COLUMNS,
     SPEEDUP_COLUMNS,
     TRAIN_COLUMNS,
     LatencySettings,
+    free_op,
     latency_ratios,
     table,
 )
 from sleepcore.bench_ops import OPS_COLUMNS, PASSES, OpsSettings, chunk_flops, min_bytes, ops_bench, shipped_shapes
 from sleepcore.checkpoint import available
 from sleepcore.cli import main
+from sleepcore.ops import fast_weight
 
 
 def read(path) -> list[dict]:
@@ -55,16 +58,29 @@ def test_bench_train_writes_its_tables(tmp_path, capsys):
     columns, rows = read(tmp_path / "train.csv")
     assert columns == TRAIN_COLUMNS
     assert [(r["preset"], r["passes"], r["backend"]) for r in rows] == [
-        ("tiny", n, b) for n in ("1", "2") for b in ("chunk", "naive")
+        ("tiny", n, b) for n in ("1", "2") for b in ("chunk", "naive", "none")
     ]
     assert all(float(r["tokens_per_s"]) > 0 and r["batch_size"] == "4" for r in rows)
     columns, speed = read(tmp_path / "train_speedup.csv")
     assert columns == SPEEDUP_COLUMNS and [r["passes"] for r in speed] == ["1", "2"]
+    tokens_per_s = {(r["passes"], r["backend"]): float(r["tokens_per_s"]) for r in rows}
     for r in speed:
         assert float(r["speedup_cpu"]) > 0 and float(r["speedup"]) == pytest.approx(
             float(r["chunk_tokens_per_s"]) / float(r["naive_tokens_per_s"]), 0.01
         )
+        n = r["passes"]
+        assert float(r["bound"]) == pytest.approx(tokens_per_s[n, "none"] / tokens_per_s[n, "naive"], 0.01)
     assert "Chunk backend over naive" in capsys.readouterr().out
+    assert sleepcore.layers.fast_weight is fast_weight  # the stand-in is gone after the benchmark
+
+
+def test_free_op_passes_v_and_the_state_through():
+    q, k, v = torch.randn(3, 2, 5, 3, 4)
+    g, beta, s0 = torch.randn(2, 5, 3), torch.rand(2, 5, 3), torch.randn(2, 3, 4, 4)
+    o, S = free_op(q, k, v, g, beta, rule="delta", initial_state=s0, backend="chunk", chunk_size=64)
+    assert o is v and S is s0
+    o, S = free_op(q, k, v[..., :2], g, beta, initial_state=None)
+    assert S.shape == (2, 3, 4, 2) and not S.any()
 
 
 def test_ratios_and_table_formatting():
