@@ -181,3 +181,23 @@ def test_fla_absent_skips_its_rows_with_a_note(monkeypatch):
     rows, notes, _, _ = ops_bench(TINY, "cpu", progress=False)
     assert {r["backend"] for r in rows} == {"chunk"} and len(rows) == 2 * len(PASSES)
     assert len(notes) == 1 and "flash-linear-attention is not importable" in notes[0]
+
+
+def test_device_check_script_is_valid_and_names_what_exists():
+    """scripts/device_check.sh runs only on a lent GPU machine; here: its shell parses, its embedded Python
+    compiles, and every test file and preset it names exists."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from sleepcore.presets import PRESETS
+
+    script = Path(__file__).parents[1] / "scripts" / "device_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    for path in re.findall(r"tests/\w+\.py", text):
+        assert (script.parents[1] / path).is_file(), path
+    embedded = text.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    compile(embedded, "device_check.sh:model", "exec")
+    for preset in re.findall(r'build\("([\w-]+)"', embedded):
+        assert preset in PRESETS
