@@ -174,8 +174,9 @@ def accuracy_vs_passes(
     and chance are used when present). trained_only keeps models evaluated at the N they were trained with (the
     paper compares separately trained models). Hybrid rows make the lines; other variants (the baselines) are
     separate markers at their own N, in their depth's colour, one symbol per variant; chance is a dotted line.
-    Where a model was trained again with other seeds (train_seed), the line follows the lowest seed and the
-    replicas are open circles just left of it.
+    Where models were trained with other seeds (train_seed), the solid line follows the lowest seed of these
+    results, and every other seed is a dotted line of open circles just left of it (an N trained only with another
+    seed is on that seed's line alone, never on the first seed's).
     """
     _require(results, ["checkpoint", "variant", "passes", "depth", "acc", "lo", "hi"], "accuracy_vs_passes")
     if "metric" in results.columns:
@@ -191,7 +192,7 @@ def accuracy_vs_passes(
             f"several hybrid results for the same (depth, N, train_seed): {twice.rows()}; pick one checkpoint per N "
             "and seed"
         )
-    first_seed = pl.col("train_seed") == pl.col("train_seed").min().over("depth", "passes")
+    first_seed = pl.col("train_seed") == hybrid["train_seed"].min() if hybrid.height else pl.lit(True)
     hybrid, replicas = hybrid.filter(first_seed), hybrid.filter(~first_seed)
     label = results["metric_label"][0] if "metric_label" in results.columns and results.height else None
     fig = _figure(title or f"Accuracy vs sleep passes ({label or METRIC_LABELS.get(metric, metric)})")
@@ -203,15 +204,19 @@ def accuracy_vs_passes(
         legend = dict(size=12, color="#666666", symbol="circle-open")
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="other seeds", marker=legend))
         for i, depth in enumerate(depths):
-            d = replicas.filter(pl.col("depth") == depth)
-            if d.height:
-                trace = _with_errors(d, f"other seeds, depth {depth}", _colour(i), "circle-open", mode="markers")
+            for seed in replicas["train_seed"].unique().sort().to_list():
+                d = replicas.filter((pl.col("depth") == depth) & (pl.col("train_seed") == seed))
+                if not d.height:
+                    continue
+                name = f"seed {seed}, depth {depth}"
+                trace = _with_errors(d, name, _colour(i), "circle-open", mode="lines+markers")
                 trace.update(
                     x=[x - 0.08 for x in trace.x],
                     legendgroup="other seeds",
                     showlegend=False,
                     marker=dict(size=12, line=dict(width=2)),
-                    meta={"variant": "hybrid", "depth": depth, "replica": True},
+                    line=dict(dash="dot", width=2),
+                    meta={"variant": "hybrid", "depth": depth, "replica": True, "train_seed": seed},
                 )
                 fig.add_trace(trace)
     baselines = results.filter(pl.col("variant") != "hybrid").sort("variant", "depth")

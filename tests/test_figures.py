@@ -90,6 +90,22 @@ def test_a_seed_replica_is_an_open_marker_beside_the_line_of_the_first_seed():
     assert marks[0].marker.symbol == "circle-open" and any(t.name == "other seeds" for t in fig.data)
 
 
+def test_an_n_trained_only_with_another_seed_is_on_that_seeds_dotted_line():
+    """Seed 0 at N = 1, seed 1 at N = 1 and 4 (a continued preset): the solid line is seed 0's alone; seed 1's
+    two models make one dotted line, never joined to seed 0's."""
+    rows = [
+        {**eval_result("h1", 1, "hybrid", {4: 0.3}), "train_seed": 0},
+        {**eval_result("h1s1", 1, "hybrid", {4: 0.2}), "train_seed": 1},
+        {**eval_result("h4s1", 4, "hybrid", {4: 0.9}), "train_seed": 1},
+    ]
+    fig = figures.accuracy_vs_passes(figures.results_table(rows))
+    line = next(t for t in fig.data if t.name == "depth 4")
+    assert list(line.x) == [1] and list(line.y) == [0.3]
+    (seed1,) = [t for t in fig.data if t.meta and t.meta.get("replica")]
+    assert seed1.name == "seed 1, depth 4" and list(seed1.x) == [0.92, 3.92] and list(seed1.y) == [0.2, 0.9]
+    assert seed1.mode == "lines+markers" and seed1.line.dash == "dot"
+
+
 def test_every_count_of_an_evaluation_is_charted_under_its_own_name():
     """gsm's headline is the question alone (its effective depth); Depo's, the first query: each is a metric."""
     gsm = {
