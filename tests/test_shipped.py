@@ -59,16 +59,16 @@ def test_shipped_checkpoint_matches_the_preset_its_command_names(name):
     """The card's training command reproduces the checkpoint only while its preset still builds the same configs."""
     from dataclasses import asdict
 
+    from sleepcore.cli import parse_settings
     from sleepcore.config import from_dict
     from sleepcore.presets import build
 
     info = read_info(name)
-    if "--set" in info["command"]:
-        pytest.skip("trained with --set overrides")
     argv = shlex.split(info["command"])
     flags = {"--seed": "seed", "--data-seed": "data_seed", "--max-steps": "steps"}  # the command's train overrides
     given = {key: int(argv[argv.index(flag) + 1]) for flag, key in flags.items() if flag in argv}
-    built = build(info["preset"], passes=info["sleep"]["passes"], variant=info.get("variant", "hybrid"), **given)
+    settings = parse_settings([argv[i + 1] for i, a in enumerate(argv) if a == "--set"])
+    built = build(info["preset"], info["sleep"]["passes"], info.get("variant", "hybrid"), overrides=settings, **given)
     for section, cfg in zip(("model", "sleep", "task", "train"), built, strict=True):
         want = json.loads(json.dumps(asdict(cfg)))  # tuples become lists, as in config.json
         have = json.loads(json.dumps(asdict(from_dict(type(cfg), info[section]))))  # settings added since: defaults
