@@ -192,8 +192,8 @@ def accuracy_vs_passes(
             f"several hybrid results for the same (depth, N, train_seed): {twice.rows()}; pick one checkpoint per N "
             "and seed"
         )
-    lowest = hybrid["train_seed"].min()
-    hybrid, replicas = hybrid.filter(pl.col("train_seed") == lowest), hybrid.filter(pl.col("train_seed") != lowest)
+    first_seed = pl.col("train_seed") == pl.col("train_seed").min()
+    hybrid, replicas = hybrid.filter(first_seed), hybrid.filter(~first_seed)
     label = results["metric_label"][0] if "metric_label" in results.columns and results.height else None
     fig = _figure(title or f"Accuracy vs sleep passes ({label or METRIC_LABELS.get(metric, metric)})")
     depths = sorted(results["depth"].unique().to_list())
