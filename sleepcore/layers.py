@@ -65,19 +65,12 @@ class FastWeight(nn.Module):
         if cfg.conv_size:
             self.conv = nn.Conv1d(3 * H * K, 3 * H * K, cfg.conv_size, groups=3 * H * K, padding=cfg.conv_size - 1)
 
-    def _causal_conv(self, x: torch.Tensor) -> torch.Tensor:
-        """`self.conv` (depthwise, causal) on x [B, T, C] as a sum of shifted copies: y_t = b + Σ_j w_j x_{t-j}.
+    def _causal_conv(self, x: torch.Tensor, silu: bool = False) -> torch.Tensor:
+        """`self.conv` (depthwise, causal) on x [B, T, C], then SiLU if `silu`: y_t = b + Σ_j w_j x_{t-j}.
 
-        Equal to `self.conv` on the transposed input (tested), and about 3× faster forward and backward on the CPU
-        at the mini presets' shapes, where mkldnn's depthwise conv backward took a quarter of a training step.
+        Equal to `self.conv` on the transposed input (tested), through `CausalConv`'s hand-written backward.
         """
-        T, taps = x.shape[1], self.conv.weight.shape[-1]
-        w = self.conv.weight[:, 0, :]  # [C, taps]; tap taps-1 multiplies x_t, tap 0 multiplies x_{t-taps+1}
-        padded = F.pad(x, (0, 0, taps - 1, 0))
-        y = self.conv.bias + padded[:, :T] * w[:, 0]
-        for j in range(1, taps):
-            y = y + padded[:, j : j + T] * w[:, j]
-        return y
+        return CausalConv.apply(x, self.conv.weight[:, 0, :], self.conv.bias, silu)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None, rec=NULL, where: str = ""):
         """x [B, T, D], state [B, H, K, V] or None -> (y [B, T, D], new state [B, H, K, V])."""
@@ -86,7 +79,7 @@ class FastWeight(nn.Module):
         q, k, v = self.q(x), self.k(x), self.v(x)
         if self.cfg.conv_size:
             # causal within the call: the conv restarts every window, since only S crosses an eviction
-            q, k, v = F.silu(self._causal_conv(torch.cat([q, k, v], -1))).split(H * K, dim=-1)
+            q, k, v = self._causal_conv(torch.cat([q, k, v], -1), silu=True).split(H * K, dim=-1)
         q, k, v = (t.view(B, T, H, K) for t in (q, k, v))
         if self.cfg.rule == "delta":  # the delta rule is only stable with unit-norm keys
             q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
@@ -110,6 +103,41 @@ class FastWeight(nn.Module):
             rec.record(f"{where}/fw.g", g)
         y = self.out_norm(o) * F.silu(self.gate(x).view(B, T, H, K))
         return self.out(y.reshape(B, T, H * K)), new_state
+
+
+class CausalConv(torch.autograd.Function):
+    """Causal depthwise conv over time, optionally followed by SiLU, with a hand-written backward.
+
+    x [B, T, C], w [C, taps] (tap taps−1 multiplies x_t, tap 0 multiplies x_{t−taps+1}), b [C]:
+    a_t = b + Σ_{j<taps} w[:, taps−1−j] · x_{t−j} (x_{<0} = 0), y = silu(a) or a.
+
+    Autograd through shifted slices of a padded copy allocates a zeroed padded gradient per tap and sums them;
+    here each tap is one in-place multiply-add on the overlapping rows, forward and backward, and SiLU's backward
+    is fused in. At the mini presets' shapes that halves the conv's share of a CPU training step.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, silu: bool) -> torch.Tensor:
+        T, taps = x.shape[1], w.shape[1]
+        a = torch.addcmul(b, x, w[:, taps - 1])
+        for j in range(1, min(taps, T)):
+            a[:, j:].addcmul_(x[:, : T - j], w[:, taps - 1 - j])
+        ctx.silu = silu
+        ctx.save_for_backward(x, w, a if silu else None)
+        return F.silu(a) if silu else a
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor):
+        x, w, a = ctx.saved_tensors
+        T, taps = x.shape[1], w.shape[1]
+        ga = torch.ops.aten.silu_backward(gy, a) if ctx.silu else gy
+        gx = ga * w[:, taps - 1]
+        gw = torch.zeros_like(w)
+        gw[:, taps - 1] = (ga * x).sum((0, 1))
+        for j in range(1, min(taps, T)):
+            gx[:, : T - j].addcmul_(ga[:, j:], w[:, taps - 1 - j])
+            gw[:, taps - 1 - j] = (ga[:, j:] * x[:, : T - j]).sum((0, 1))
+        return gx, gw, ga.sum((0, 1)), None
 
 
 class MLP(nn.Module):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sleepcore.config import ModelConfig, SleepConfig
 from sleepcore.model import SleepModel
@@ -153,19 +154,26 @@ def test_bad_input_gets_a_clear_error():
         SleepModel(ModelConfig(vocab_size=V), SleepConfig(feed="dream"))
 
 
-@pytest.mark.parametrize("taps", [1, 2, 4])
-def test_causal_conv_equals_the_depthwise_conv1d_it_replaces(taps):
+@pytest.mark.parametrize("silu", [False, True])
+@pytest.mark.parametrize(("taps", "length"), [(1, 7), (2, 7), (4, 7), (4, 3), (4, 1)])
+def test_causal_conv_equals_the_depthwise_conv1d_it_replaces(taps, length, silu):
     torch.manual_seed(1)
     cfg = ModelConfig(vocab_size=V, d_model=32, layers="fw", fw_heads=2, head_dim=16, max_positions=T, conv_size=taps)
     fw = SleepModel(cfg, SleepConfig(passes=1, window=L)).blocks[0].mixer
-    x = torch.randn(3, 7, 3 * 2 * 16, requires_grad=True)
-    ours = fw._causal_conv(x)
+    with torch.no_grad():
+        fw.conv.bias.normal_()  # initialised to zero: a wrong bias gradient would go unseen
+    x = torch.randn(3, length, 3 * 2 * 16, requires_grad=True)
+    ours = fw._causal_conv(x, silu=silu)
     ref = fw.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)  # nn.Conv1d, padded left by taps - 1
+    ref = F.silu(ref) if silu else ref
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     grads = torch.autograd.grad(ours.square().sum(), [x, fw.conv.weight, fw.conv.bias])
     refs = torch.autograd.grad(ref.square().sum(), [x, fw.conv.weight, fw.conv.bias])
     for a, b in zip(grads, refs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    if length < 5:
+        return
     x2 = x.detach().clone()
     x2[:, 4:] += 1.0  # a later token never reaches an earlier output
-    assert torch.equal(fw._causal_conv(x2)[:, :4], ours[:, :4].detach())
+    ours = ours.detach()
+    assert torch.equal(fw._causal_conv(x2, silu=silu)[:, :4], ours[:, :4])
