@@ -17,6 +17,7 @@ import csv
 import dataclasses
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +60,7 @@ class TrainSettings:
     presets: tuple[str, ...] = ("rule110-mini", "depo-mini", "gsm-mini")
     passes: tuple[int, ...] = (1, 2, 4)
     backends: tuple[str, ...] = ("chunk", "naive", "none")  # none: the op costs nothing (free_op), a bound
-    steps: int = 3  # timed optimizer steps, after the warm-up
+    steps: int = 5  # timed optimizer steps per backend, after the warm-up; backends take turns step by step
     warmup: int = 1
     batch_size: int | None = None  # None: the preset's
 
@@ -212,14 +213,22 @@ def latency_figure(rows: list[dict], path: Path) -> bool:
 
 # --- training throughput ------------------------------------------------------------------------------------
 def train_throughput(s: TrainSettings, progress: bool = True) -> list[dict]:
-    """Training tokens/s (forward, backward through sleep, AdamW step) per preset, N and backend."""
+    """Training tokens/s (forward, backward through sleep, AdamW step) per preset, N and backend.
+
+    The backends of one preset and N are timed in turn, one step each per round, so a slow spell of a shared
+    machine slows them alike and their ratios hold; each has its own model, optimizer and batches.
+    """
     rows = []
     for preset in s.presets:
         for n in s.passes:
-            for backend in s.backends:
-                rows.append(_train_row(preset, n, backend, s))
-                if progress:
-                    print(f"  {preset} N={n} {backend}: {rows[-1]['tokens_per_s']:,.0f} tokens/s", flush=True)
+            rows += _train_rows(preset, n, s)
+            if progress:
+                print(
+                    f"  {preset} N={n}: "
+                    + ", ".join(f"{r['backend']} {r['tokens_per_s']:,.0f}" for r in rows[-len(s.backends) :])
+                    + " tokens/s",
+                    flush=True,
+                )
     return rows
 
 
@@ -235,22 +244,27 @@ def free_op(q, k, v, g, beta, *, initial_state=None, **_):
     return v, state
 
 
-def _train_row(preset: str, passes: int, backend: str, s: TrainSettings) -> dict:
-    if backend == "none":
-        import sleepcore.layers as layers
+@contextmanager
+def _op_of(backend: str):
+    """The fast-weight op the model layers call while timing `backend`: free_op for none, else the real one."""
+    import sleepcore.layers as layers
 
-        real, layers.fast_weight = layers.fast_weight, free_op
-        try:
-            return _train_row(preset, passes, "chunk", s) | {"backend": "none"}
-        finally:
-            layers.fast_weight = real
+    real = layers.fast_weight
+    layers.fast_weight = free_op if backend == "none" else real
+    try:
+        yield
+    finally:
+        layers.fast_weight = real
+
+
+def _train_setup(preset: str, passes: int, backend: str, s: TrainSettings):
+    """(one training step as a function of a batch, the batches made untimed) for `backend` (none: chunk's model)."""
     model_cfg, sleep_cfg, task_cfg, cfg = build(preset, passes, batch_size=s.batch_size)
-    model_cfg = dataclasses.replace(model_cfg, backend=backend)
+    model_cfg = dataclasses.replace(model_cfg, backend="chunk" if backend == "none" else backend)
     task = get_task(task_cfg.name, **task_cfg.params)
     torch.manual_seed(cfg.seed)
     model = SleepModel(model_cfg, sleep_cfg).train()
     opt = make_optimizer(model, cfg)
-    batches = [collate(batch_at(step, cfg, task)) for step in range(s.warmup + s.steps)]  # data made untimed
 
     def train_step(batch: dict) -> None:
         loss, _ = loss_and_accuracy(model, batch)
@@ -259,20 +273,35 @@ def _train_row(preset: str, passes: int, backend: str, s: TrainSettings) -> dict
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
 
-    times = [_timed(train_step, batch) for batch in batches][s.warmup :]
-    step_ms, cpu_ms = statistics.median(t[0] for t in times), statistics.median(t[1] for t in times)
-    B, T = batches[0]["tokens"].shape
-    return {
-        "preset": preset,
-        "passes": passes,
-        "backend": backend,
-        "batch_size": B,
-        "seq_len": T,
-        "steps": s.steps,
-        "step_ms": round(step_ms, 2),
-        "step_cpu_ms": round(cpu_ms, 2),
-        "tokens_per_s": round(1e3 * B * T / step_ms, 1),
-    }
+    return train_step, [collate(batch_at(step, cfg, task)) for step in range(s.warmup + s.steps)]
+
+
+def _train_rows(preset: str, passes: int, s: TrainSettings) -> list[dict]:
+    setups = {b: _train_setup(preset, passes, b, s) for b in s.backends}
+    times: dict[str, list[tuple[float, float]]] = {b: [] for b in s.backends}
+    for i in range(s.warmup + s.steps):
+        for backend, (train_step, batches) in setups.items():
+            with _op_of(backend):
+                times[backend].append(_timed(train_step, batches[i]))
+    rows = []
+    for backend, (_, batches) in setups.items():
+        kept = times[backend][s.warmup :]
+        step_ms, cpu_ms = statistics.median(t[0] for t in kept), statistics.median(t[1] for t in kept)
+        B, T = batches[0]["tokens"].shape
+        rows.append(
+            {
+                "preset": preset,
+                "passes": passes,
+                "backend": backend,
+                "batch_size": B,
+                "seq_len": T,
+                "steps": s.steps,
+                "step_ms": round(step_ms, 2),
+                "step_cpu_ms": round(cpu_ms, 2),
+                "tokens_per_s": round(1e3 * B * T / step_ms, 1),
+            }
+        )
+    return rows
 
 
 def speedups(rows: list[dict]) -> list[dict]:

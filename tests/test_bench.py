@@ -1,11 +1,13 @@
 """The benchmarks run on tiny settings and write the tables they promise (structure only: speed is not tested)."""
 
 import csv
+import dataclasses
 import sys
 
 import pytest
 import torch
 
+import sleepcore.bench as bench
 import sleepcore.layers
 from sleepcore.bench import (
     LATENCY_COLUMNS,
@@ -13,6 +15,7 @@ from sleepcore.bench import (
     SPEEDUP_COLUMNS,
     TRAIN_COLUMNS,
     LatencySettings,
+    TrainSettings,
     free_op,
     latency_ratios,
     table,
@@ -72,6 +75,22 @@ def test_bench_train_writes_its_tables(tmp_path, capsys):
         assert float(r["bound"]) == pytest.approx(tokens_per_s[n, "none"] / tokens_per_s[n, "naive"], 0.01)
     assert "Chunk backend over naive" in capsys.readouterr().out
     assert sleepcore.layers.fast_weight is fast_weight  # the stand-in is gone after the benchmark
+
+
+def test_bench_train_backends_take_turns_and_only_none_gets_the_stand_in(monkeypatch):
+    """One step of each backend per round, so a slow spell of the machine slows all of them alike."""
+    seen, timed = [], bench._timed
+
+    def spy(fn, *args):
+        seen.append(sleepcore.layers.fast_weight is free_op)
+        return timed(fn, *args)
+
+    monkeypatch.setattr(bench, "_timed", spy)
+    s = dataclasses.replace(TrainSettings.quick(), passes=(1,), steps=2)
+    rows = bench.train_throughput(s, progress=False)
+    assert [r["backend"] for r in rows] == ["chunk", "naive", "none"] and all(r["steps"] == 2 for r in rows)
+    assert seen == [False, False, True] * (s.warmup + s.steps)
+    assert sleepcore.layers.fast_weight is fast_weight
 
 
 def test_free_op_passes_v_and_the_state_through():
