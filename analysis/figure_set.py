@@ -1,8 +1,9 @@
 """The whole figure set from checkpoints, for talks: `sleepcore figures --out DIR --format svg,pdf,png`.
 
 Per task: accuracy vs N by depth (per answer, and exact where the task has it). Per checkpoint: its probe curves
-(when probes.parquet ships beside it) and, on one held-out example at the task's middle depth, the fast-weight state
-after the last pass, the state across sleep, an attention map, the anytime readout and an attribution strip.
+(when probes.parquet ships beside it), accuracy against test-time passes (when sweep.parquet does) and, on one
+held-out example at the task's middle depth, the fast-weight state after the last pass, the state across sleep, an
+attention map, the anytime readout and an attribution strip.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from analysis import session
 from analysis.figures import (
     METRICS,
     accuracy_vs_passes,
+    accuracy_vs_test_passes,
     anytime_readout,
     attention_map,
     attribution_strip,
+    headline_metric,
     probe_curves,
     results_table,
     state_change,
@@ -48,6 +51,9 @@ def checkpoint_figures(name: str, seed: int = 0) -> Iterator[tuple[str, go.Figur
                 f"{name}-probes-{fact}",
                 probe_curves(session.sleep_curve(probes), fact=fact, title=f"{name}: probe accuracy ({fact})"),
             )
+    sweep = session.shipped_sweep(name)
+    if sweep is not None:
+        yield f"{name}-test-time-passes", accuracy_vs_test_passes(sweep, headline_metric(sweep))
     loaded = session.load(name)
     task = loaded.task
     example = session.seeded_example(task, task.depths[len(task.depths) // 2], seed)

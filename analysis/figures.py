@@ -116,7 +116,9 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
     metric ("answers" | "exact" | "effective" | "first", see METRICS), metric_label (what the count is: the task's
     name for its effective depth, e.g. gsm's "operations, the question alone"), depth, acc, lo, hi, n, chance (per
     answer; null for exact), train_seed (the initialisation seed: models trained again with other seeds are
-    replicas). Compare models within one preset: presets of one task can ask different depths of different problems.
+    replicas), and where the input says (`sleepcore.results` evaluations do) weights_sha256, per_depth (sequences
+    per depth) and eval_seed (the held-out examples' seed), else null. Compare models within one preset: presets of
+    one task can ask different depths of different problems.
     """
     rows = []
     for r in eval_results:
@@ -140,6 +142,9 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
                         "n": cell["n"],
                         "chance": r.get("chance", {}).get(str(depth)) if metric != "exact" else None,
                         "train_seed": r.get("train_seed", 0),
+                        "weights_sha256": r.get("weights_sha256"),
+                        "per_depth": r.get("per_depth"),
+                        "eval_seed": r.get("seed"),
                     }
                 )
     schema = {
@@ -158,6 +163,9 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
         "n": pl.Int32,
         "chance": pl.Float64,
         "train_seed": pl.Int64,
+        "weights_sha256": pl.String,
+        "per_depth": pl.Int32,
+        "eval_seed": pl.Int64,
     }
     return pl.DataFrame(rows, schema=schema).sort("variant", "checkpoint", "passes", "metric", "depth")
 

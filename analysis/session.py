@@ -200,6 +200,14 @@ def shipped_probes(name: str):
     return pl.read_parquet(shipped) if shipped.is_file() else None
 
 
+def shipped_sweep(name: str):
+    """The test-time sweep shipped beside a checkpoint (sweep.parquet, a `results_table`), or None.
+    ValueError for a file that is not a sweep of this checkpoint's weights (`sleepcore.results.read_sweep`)."""
+    from sleepcore.results import read_sweep
+
+    return read_sweep(_folder(name))
+
+
 def sleep_curve(probes):
     """The trained model's probe rows at every pass: its "pass1" rows and its "trained" rows (passes 2..N)."""
     import polars as pl

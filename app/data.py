@@ -111,6 +111,15 @@ def sweep_point(name: str, passes: int, examples: int) -> dict:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
+def shipped_sweep(name: str):
+    """(the sweep shipped beside the checkpoint or None, a message if its file is unusable or None)."""
+    try:
+        return session.shipped_sweep(name), None
+    except ValueError as e:
+        return None, str(e)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
 def shipped_probes(name: str):
     return session.shipped_probes(name)
 

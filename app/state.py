@@ -106,8 +106,9 @@ def sweep_choices(trained: int) -> list[int]:
     return list(range(1, max(8, 2 * trained) + 1))
 
 
-def parse_sweep(params: Mapping[str, str], trained: int) -> SweepView:
-    """The sweep for a model trained with N = trained; a bad value gets a message and the default (1 .. 2N; 50)."""
+def parse_sweep(params: Mapping[str, str], trained: int, default_examples: int = 50) -> SweepView:
+    """The sweep for a model trained with N = trained; a bad value gets a message and the default (1 .. 2N;
+    default_examples, which a checkpoint's shipped sweep sets to its own count)."""
     choices, messages = sweep_choices(trained), []
     passes = choices[: 2 * trained]
     raw = params.get("P")
@@ -121,7 +122,7 @@ def parse_sweep(params: Mapping[str, str], trained: int) -> SweepView:
                 f"Passes {raw!r} are not test-time N this page offers (comma-separated, each in "
                 f"{choices[0]}–{choices[-1]}); showing {','.join(map(str, passes))}."
             )
-    examples = 50
+    examples = default_examples if default_examples in SWEEP_EXAMPLES else 50
     raw = params.get("examples")
     if raw is not None:
         if raw.isdecimal() and len(raw) < 6 and int(raw) in SWEEP_EXAMPLES:

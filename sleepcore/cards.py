@@ -1,7 +1,8 @@
 """Model cards written from config.json, and shipping a finished run into checkpoints/.
 
-Every number in a card comes from the checkpoint's own config.json, which `sleepcore train` wrote; the card
-says which command reproduces the model and which reproduces its table.
+Every number in a card comes from the checkpoint's own config.json, which `sleepcore train` wrote, or from the
+test-time sweep shipped beside it (sweep.parquet, which `sleepcore sweep` wrote); the card says which command
+reproduces the model and which reproduces each table.
 """
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from sleepcore.checkpoint import CHECKPOINT_ROOT, CheckpointError, atomic_write, available, load_checkpoint, read_info
+from sleepcore.checkpoint import (
+    CHECKPOINT_ROOT,
+    CheckpointError,
+    atomic_write,
+    available,
+    load_checkpoint,
+    read_info,
+    weights_sha256,
+)
+from sleepcore.results import cell_text, read_sweep, sweep_command
 from sleepcore.tasks import get_task
 
 VARIANT_TEXT = {
@@ -28,7 +38,9 @@ def _relative(command: str) -> str:
 NOTES = CHECKPOINT_ROOT / "NOTES"  # NOTES/<preset>.md: what the models of a preset reach against their targets
 
 
-def model_card(name: str, info: dict, notes: Path | None = None) -> str:
+def model_card(name: str, info: dict, notes: Path | None = None, sweep=None) -> str:
+    """The card of checkpoint `name` from its config.json `info`, its preset's notes, and its shipped sweep (a
+    `sleepcore.results.read_sweep` table) if any."""
     sleep, model, train, training = info["sleep"], info["model"], info["train"], info.get("training", {})
     variant = info.get("variant", "hybrid")
     N = sleep["passes"]
@@ -96,14 +108,20 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
                 e = exact.get(d)
                 row += f" {e['acc']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}] | {e['n']} |" if e else " — | |"
             lines.append(row)
+    if sweep is not None:
+        lines += _sweep_section(name, sweep, N)
     lines += [
         "",
         "## Limits",
         "- A small model on a synthetic task, trained on 2 CPU cores: it shows the mechanism, not the paper's "
         "scale. Compare models of one task at matched optimizer steps (same data, same order); "
         "`checkpoints/RESULTS.md` puts them side by side.",
-        f"- Evaluated at the N it was trained with; `sleepcore sweep {name}` evaluates the same weights at every "
-        "test-time N.",
+        "- Evaluated at the N it was trained with; "
+        + (
+            "the sweep above runs the same weights at other N."
+            if sweep is not None
+            else f"`sleepcore sweep {name}` evaluates the same weights at every test-time N."
+        ),
     ]
     task = get_task(info["task"]["name"], **info["task"]["params"])
     if task.effective_depth_name:
@@ -123,6 +141,32 @@ def model_card(name: str, info: dict, notes: Path | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sweep_section(name: str, sweep, trained: int) -> list[str]:
+    """The card's table of the shipped sweep: one row per test-time P, by the count the task is judged on."""
+    import polars as pl
+
+    metric = "effective" if (sweep["metric"] == "effective").any() else "answers"
+    counted = sweep.filter(pl.col("metric") == metric)
+    depths = sorted(counted["depth"].unique().to_list())
+    cells = {(r["passes"], r["depth"]): r for r in counted.iter_rows(named=True)}
+    lines = [
+        "",
+        "## Sleep at test time",
+        "",
+        f"The same weights with P sleep passes per context window instead of the N = {trained} they were trained "
+        f"with, on the same held-out sequences for every P ({sweep['per_depth'][0]} per depth, seed "
+        f"{sweep['eval_seed'][0]}); accuracy {counted['metric_label'][0]}, 95% Wilson intervals. `sweep.parquet` "
+        f"beside this card holds every count; reproduce: `{sweep_command(name, sweep, trained)}`.",
+        "",
+        "| P | " + " | ".join(f"depth {d}" for d in depths) + " |",
+        "|---|" + "---|" * len(depths),
+    ]
+    for p in sorted(counted["passes"].unique().to_list()):
+        label = f"**{p}** (trained)" if p == trained else str(p)
+        lines.append(f"| {label} | " + " | ".join(cell_text(cells.get((p, d))) for d in depths) + " |")
+    return lines
+
+
 def _continued(info: dict) -> list[str]:
     """The card's lines on a continued run: what it started from, and its steps and wall time in all."""
     base, train = info.get("continued_from"), info["train"]
@@ -139,8 +183,13 @@ def _continued(info: dict) -> list[str]:
     ]
 
 
+DERIVED = ("sweep.parquet", "probes.parquet")  # tables computed from a checkpoint's weights, shipped beside them
+
+
 def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
-    """Copy a finished run's model.safetensors and config.json into root/name and write its model card."""
+    """Copy a finished run's model.safetensors and config.json into root/name and write its model card.
+
+    Shipping other weights under a name removes the tables computed from the old ones (`DERIVED`), saying so."""
     run = Path(run)
     info = read_info(run)
     if not info.get("finished"):
@@ -148,6 +197,11 @@ def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
     load_checkpoint(run)  # validates weights against the config before anything is copied
     dest = root / name
     dest.mkdir(parents=True, exist_ok=True)
+    if (dest / "model.safetensors").is_file() and weights_sha256(dest) != weights_sha256(run):
+        for f in DERIVED:
+            if (dest / f).is_file():
+                (dest / f).unlink()
+                print(f"removed {dest / f}: it was computed from the weights this ship replaces")
     for f in ("model.safetensors", "config.json"):
         atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(run / f, tmp))
     _write_card(dest, name, info)
@@ -155,7 +209,11 @@ def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
 
 
 def _write_card(folder: Path, name: str, info: dict) -> None:
-    atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info)))
+    try:
+        sweep = read_sweep(folder)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+    atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info, sweep=sweep)))
 
 
 def refresh_cards(root: Path = CHECKPOINT_ROOT) -> list[Path]:

@@ -225,3 +225,50 @@ def _section(heading: str, intro: list[str], results: list[dict], key: str, colu
 def cell_text(c: dict | None) -> str:
     """One result cell as text: accuracy and its 95% interval ("—" for none)."""
     return "—" if not c else f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]"
+
+
+# --- a test-time sweep shipped beside a checkpoint ---------------------------------------------------------------
+SWEEP_FILE = "sweep.parquet"
+SWEEP_COLUMNS = (
+    "checkpoint", "passes", "trained_passes", "metric", "metric_label", "depth", "acc", "lo", "hi", "n", "chance",
+    "weights_sha256", "per_depth", "eval_seed",
+)  # fmt: skip
+
+
+def sweep_command(name: str, sweep, trained: int) -> str:
+    """The command that writes this checkpoint's shipped sweep (a `sleepcore sweep --out` table) again."""
+    passes = sorted(sweep["passes"].unique().to_list())
+    flag = "" if passes == list(range(1, 2 * trained + 1)) else f" --passes {','.join(map(str, passes))}"
+    per_depth, seed = sweep["per_depth"][0], sweep["eval_seed"][0]
+    return f"sleepcore sweep {name}{flag} --examples {per_depth} --seed {seed} --out checkpoints/{name}/{SWEEP_FILE}"
+
+
+def read_sweep(folder: str | Path):
+    """The test-time sweep shipped beside a checkpoint as sweep.parquet (`sleepcore sweep NAME --out
+    checkpoints/NAME/sweep.parquet`: the same weights at P = 1 .. 2N), or None where none ships.
+
+    ValueError, with the command that rewrites it, for a file that is not a readable sweep table, mixes several
+    evaluations, or was computed on other weights than the checkpoint's model.safetensors.
+    """
+    import polars as pl
+
+    folder = Path(folder)
+    path, name = folder / SWEEP_FILE, folder.name
+    if not path.is_file():
+        return None
+    redo = f"write it again with: sleepcore sweep {name} --out checkpoints/{name}/{SWEEP_FILE}"
+    try:
+        sweep = pl.read_parquet(path)
+    except Exception as e:  # polars raises several kinds for a damaged file
+        raise ValueError(f"{path} is not a readable Parquet table ({type(e).__name__}); {redo}") from None
+    missing = [c for c in SWEEP_COLUMNS if c not in sweep.columns]
+    if missing or not sweep.height:
+        raise ValueError(
+            f"{path} is not a sweep table (missing columns {missing or 'none'}, {sweep.height} rows); {redo}"
+        )
+    for column in ("weights_sha256", "per_depth", "eval_seed", "trained_passes"):
+        if sweep[column].null_count() or sweep[column].n_unique() != 1:
+            raise ValueError(f"{path} mixes evaluations ({column}: {sweep[column].unique().to_list()}); {redo}")
+    if sweep["weights_sha256"][0] != weights_sha256(folder):
+        raise ValueError(f"{path} was computed on other weights than {name}'s model.safetensors; {redo}")
+    return sweep.with_columns(checkpoint=pl.lit(name))

@@ -284,3 +284,56 @@ def test_other_tasks_trace_seeded_and_custom_examples(ckpt: str):
     at.toggle(key="use_custom").set_value(True).run()
     assert_clean(at)
     assert heatmap_z(at) != seeded, "the typed example (seed 5's text) is traced, not seed 2's"
+
+
+@pytest.fixture
+def with_a_shipped_sweep(app_checkpoints, tmp_path, monkeypatch):  # noqa: F811
+    """The app's checkpoints, tiny-n2 copied with a sweep beside it (25 per depth, P = 1..4) whose accuracies are
+    all set to 0.123, so a figure that shows them was drawn from the file and not evaluated."""
+    import shutil
+
+    import polars as pl
+    import streamlit as st
+
+    from sleepcore.cli import main
+
+    for name in ALL:
+        if name != "tiny-n2":
+            (tmp_path / name).symlink_to(app_checkpoints / name)
+    folder = tmp_path / "tiny-n2"
+    shutil.copytree(app_checkpoints / "tiny-n2", folder)
+    out = folder / "sweep.parquet"
+    assert main(["sweep", str(folder), "--examples", "25", "--no-progress", "--out", str(out)]) == 0
+    pl.read_parquet(out).with_columns(acc=pl.lit(0.123)).write_parquet(out)
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    st.cache_data.clear()
+    yield out
+    st.cache_data.clear()
+
+
+def test_the_sweep_page_reads_the_shipped_sweep_and_evaluates_only_what_it_lacks(with_a_shipped_sweep):
+    at = open_page("sweep", {"ckpt": "tiny-n2"})
+    assert_clean(at)
+    assert at.select_slider(key="sweep_examples").value == 25  # the shipped sweep's count opens first
+    lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
+    assert lines and all(t["x"] == [1, 2, 3, 4] and t["y"] == [0.123] * 4 for t in lines)
+    assert "P = 1, 2, 3, 4 come from the sweep shipped beside the checkpoint" in at.caption[0].value
+    at.multiselect(key="sweep_passes").set_value([2, 5]).run()  # P = 5 is not in the file: evaluated now
+    assert_clean(at)
+    lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
+    assert all(t["x"] == [2, 5] and t["y"][0] == 0.123 and t["y"][1] != 0.123 for t in lines)
+    at.select_slider(key="sweep_examples").set_value(50).run()  # another count: nothing comes from the file
+    assert all(0.123 not in t["y"] for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth "))
+    assert "come from the sweep shipped" not in at.caption[0].value
+
+
+def test_the_sweep_page_warns_about_an_unusable_shipped_sweep_and_evaluates(with_a_shipped_sweep):
+    with_a_shipped_sweep.write_bytes(b"not parquet")
+    at = open_page("sweep", {"ckpt": "tiny-n2"})
+    assert_clean(at)
+    (warning,) = texts(at.warning)
+    assert warning.startswith("The sweep shipped with this checkpoint is not used: ")
+    assert "is not a readable Parquet table" in warning
+    assert "sleepcore sweep tiny-n2 --out" in warning
+    lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
+    assert lines and all(t["x"] == [1, 2, 3, 4] for t in lines)

@@ -6,10 +6,11 @@ import shlex
 
 import pytest
 
-from sleepcore.checkpoint import available, read_info
-from sleepcore.results import evaluate_checkpoint
+from sleepcore.checkpoint import available, read_info, resolve
+from sleepcore.results import SWEEP_FILE, evaluate_checkpoint, read_sweep, sweep_command
 
 SHIPPED = available()
+SWEPT = [name for name in SHIPPED if (resolve(name) / SWEEP_FILE).is_file()]
 
 
 def test_checkpoints_folder_stays_small():
@@ -35,7 +36,6 @@ def test_shipped_checkpoint_reproduces_its_evaluation(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_checkpoint_has_a_model_card_with_its_table(name):
-    from sleepcore.checkpoint import resolve
 
     card = (resolve(name) / "README.md").read_text()
     assert "sleepcore train" in card and "sleepcore eval" in card
@@ -46,6 +46,16 @@ def test_shipped_checkpoint_has_a_model_card_with_its_table(name):
     task = read_info(name)["task"]
     about = get_task(task["name"], **task["params"]).first_answer_about
     assert (about is not None and f"Counting only {about}" in card) or (about is None and "Counting only" not in card)
+
+
+@pytest.mark.parametrize("name", SWEPT)
+def test_a_shipped_sweep_is_of_its_checkpoints_weights_and_in_its_card(name):
+    sweep = read_sweep(resolve(name))  # raises if it was computed on other weights
+    trained = read_info(name)["sleep"]["passes"]
+    assert sweep["trained_passes"][0] == trained
+    assert sorted(sweep["passes"].unique().to_list()) == list(range(1, 2 * trained + 1))
+    card = (resolve(name) / "README.md").read_text()
+    assert "## Sleep at test time" in card and sweep_command(name, sweep, trained) in card
 
 
 def test_the_app_opens_on_a_shipped_checkpoint():
@@ -81,8 +91,6 @@ def test_shipped_checkpoint_matches_the_preset_its_command_names(name):
 def test_a_continued_checkpoint_started_from_the_weights_shipped_under_its_base_name(name):
     """Re-shipping a base model would silently break a continuation's story; its recorded digest catches that."""
     import hashlib
-
-    from sleepcore.checkpoint import resolve
 
     base = read_info(name)["continued_from"]
     assert base["name"] in SHIPPED, f"{name} continues {base['name']}, which is not shipped"

@@ -1,12 +1,21 @@
 """`sleepcore sweep`: one checkpoint at several test-time N on the same examples; its table, figure and errors."""
 
+import shutil
+
 import polars as pl
 import pytest
 from app_fixtures import app_checkpoints  # noqa: F401
 
 from analysis.figures import accuracy_vs_test_passes, format_sweep, results_table
 from sleepcore.cli import main
-from sleepcore.results import evaluate_checkpoint, sweep_checkpoint
+from sleepcore.results import (
+    SWEEP_FILE,
+    cell_text,
+    evaluate_checkpoint,
+    read_sweep,
+    sweep_checkpoint,
+    sweep_command,
+)
 
 
 def test_a_sweep_evaluates_each_n_on_the_same_examples(app_checkpoints):  # noqa: F811
@@ -78,3 +87,86 @@ def test_the_sweep_command_writes_its_table_and_figure(app_checkpoints, tmp_path
 def test_the_sweep_command_says_what_is_wrong(app_checkpoints, tmp_path, capsys, extra, says):  # noqa: F811
     assert main(["sweep", str(app_checkpoints / "tiny-n2"), "--no-progress", *extra]) == 2
     assert says in capsys.readouterr().err
+
+
+# --- a sweep shipped beside a checkpoint (sweep.parquet) ------------------------------------------------------
+@pytest.fixture
+def with_sweep(app_checkpoints, tmp_path):  # noqa: F811
+    """A copy of tiny-n2 with its sweep (P = 1..4, 3 sequences per depth) written beside it by `sleepcore sweep`."""
+    folder = tmp_path / "tiny-n2"
+    shutil.copytree(app_checkpoints / "tiny-n2", folder)
+    args = ["sweep", str(folder), "--examples", "3", "--seed", "5", "--no-progress", "--out", str(folder / SWEEP_FILE)]
+    assert main(args) == 0
+    return folder
+
+
+def test_a_shipped_sweep_is_read_with_its_name_and_checked_against_the_weights(with_sweep):
+    sweep = read_sweep(with_sweep)
+    assert set(sweep["checkpoint"].to_list()) == {"tiny-n2"}  # the folder's name, whatever path it was swept from
+    assert sorted(sweep["passes"].unique().to_list()) == [1, 2, 3, 4]
+    assert sweep["per_depth"].unique().to_list() == [3] and sweep["eval_seed"].unique().to_list() == [5]
+    again = results_table(sweep_checkpoint(with_sweep, [3], per_depth=3, seed=5))
+    assert sweep.filter(pl.col("passes") == 3)["acc"].to_list() == again["acc"].to_list()
+    assert sweep_command("tiny-n2", sweep, 2) == (
+        "sleepcore sweep tiny-n2 --examples 3 --seed 5 --out checkpoints/tiny-n2/sweep.parquet"
+    )
+    assert "--passes 1,3" in sweep_command("x", sweep.filter(pl.col("passes").is_in([1, 3])), 2)
+    assert read_sweep(with_sweep.parent / "nothing-here") is None
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda p: p.write_bytes(b"PAR1 not really"), "is not a readable Parquet table"),
+        (lambda p: pl.DataFrame({"acc": [0.5]}).write_parquet(p), "is not a sweep table (missing columns"),
+        (
+            lambda p: (
+                pl.read_parquet(p)
+                .with_columns(eval_seed=pl.lit(1, dtype=pl.Int64))
+                .head(3)
+                .vstack(pl.read_parquet(p))
+                .write_parquet(p)
+            ),
+            "mixes evaluations (eval_seed",
+        ),  # noqa: E501
+        (lambda p: pl.read_parquet(p).with_columns(weights_sha256=pl.lit("0" * 64)).write_parquet(p), "other weights"),
+    ],
+)
+def test_a_shipped_sweep_that_cannot_be_used_says_why_and_how_to_redo_it(with_sweep, damage, says):
+    damage(with_sweep / SWEEP_FILE)
+    with pytest.raises(ValueError, match="sleepcore sweep tiny-n2 --out checkpoints/tiny-n2/sweep.parquet") as e:
+        read_sweep(with_sweep)
+    assert says in str(e.value)
+
+
+def test_the_card_tabulates_the_shipped_sweep_and_ship_drops_it_with_new_weights(with_sweep, app_checkpoints, capsys):  # noqa: F811
+    from sleepcore import cards
+    from sleepcore.checkpoint import read_info
+
+    cards.refresh_cards(with_sweep.parent)
+    card = (with_sweep / "README.md").read_text()
+    sweep = read_sweep(with_sweep)
+    assert "## Sleep at test time" in card and sweep_command("tiny-n2", sweep, 2) in card
+    rows = [line for line in card.splitlines() if line.startswith("| ") and "depth" not in line and "[" in line]
+    rows = [r for r in rows if r.split("|")[1].strip().rstrip(" (trained)").strip("*").isdigit()]
+    assert [r.split("|")[1].strip() for r in rows[-4:]] == ["1", "**2** (trained)", "3", "4"]
+    cell = sweep.filter((pl.col("metric") == "answers") & (pl.col("passes") == 3)).sort("depth").row(0, named=True)
+    assert f"| 3 | {cell_text(cell)} |" in card
+    assert "the sweep above runs the same weights at other N" in card
+    (with_sweep / "probes.parquet").write_bytes(b"derived from these weights")
+    cards.ship(app_checkpoints / "tiny-n2", "tiny-n2", root=with_sweep.parent)  # the same weights: tables stay
+    assert (with_sweep / SWEEP_FILE).is_file() and (with_sweep / "probes.parquet").is_file()
+    cards.ship(app_checkpoints / "tiny-n1", "tiny-n2", root=with_sweep.parent)  # other weights: both go
+    assert not (with_sweep / SWEEP_FILE).exists() and not (with_sweep / "probes.parquet").exists()
+    assert capsys.readouterr().out.count("computed from the weights this ship replaces") == 2
+    assert "## Sleep at test time" not in (with_sweep / "README.md").read_text()
+    assert read_info(with_sweep)["sleep"]["passes"] == 1
+
+
+def test_the_figure_set_draws_a_shipped_sweep(with_sweep, monkeypatch):
+    from analysis.figure_set import checkpoint_figures
+
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(with_sweep.parent))
+    figures = dict(checkpoint_figures("tiny-n2"))
+    fig = figures["tiny-n2-test-time-passes"]
+    assert [list(t.x) for t in fig.data if t.name == "depth 1"] == [[1, 2, 3, 4]]

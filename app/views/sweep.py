@@ -6,6 +6,9 @@ import streamlit as st
 from analysis.figures import METRICS, accuracy_vs_test_passes, headline_metric, results_table, sweep_table
 from app import data
 from app.state import SWEEP_EXAMPLES, SweepView, parse_sweep, sweep_choices
+from sleepcore.results import sweep_command
+
+SWEEP_SEED = 777  # the held-out examples' seed, as in RESULTS.md and `sleepcore sweep`
 
 st.title("Sleep at test time")
 name, shape, view = data.page_view()
@@ -16,7 +19,10 @@ st.markdown(
     "the deep answers out; more than it was trained with shows whether the consolidation keeps going or drifts. "
     "`sleepcore sweep` does the same from the command line."
 )
-sweep = parse_sweep(st.query_params, trained)
+shipped, problem = data.shipped_sweep(name)
+if problem:
+    st.warning(f"The sweep shipped with this checkpoint is not used: {problem}")
+sweep = parse_sweep(st.query_params, trained, shipped["per_depth"][0] if shipped is not None else 50)
 for message in sweep.messages:
     st.warning(message)
 c1, c2 = st.columns(2)
@@ -26,20 +32,30 @@ if not passes:
     st.info("Pick at least one number of passes.")
     st.stop()
 st.query_params.update(SweepView(sorted(passes), examples).params())  # the URL reopens this sweep
-bar = st.progress(0.0, text="Evaluating…")
+# P values the shipped sweep holds at this many examples (and the page's seed) are read from it, not evaluated
+usable = shipped is not None and shipped["per_depth"][0] == examples and shipped["eval_seed"][0] == SWEEP_SEED
+from_file = sorted(set(passes) & set(shipped["passes"].to_list())) if usable else []
+todo = [p for p in sorted(passes) if p not in from_file]
 rows = []
-for i, p in enumerate(sorted(passes)):
-    bar.progress(i / len(passes), text=f"Evaluating at P = {p} ({i + 1} of {len(passes)})…")
-    rows.append(data.sweep_point(name, p, examples))
-bar.empty()
-
-table = results_table(rows)
+if todo:
+    bar = st.progress(0.0, text="Evaluating…")
+    for i, p in enumerate(todo):
+        bar.progress(i / len(todo), text=f"Evaluating at P = {p} ({i + 1} of {len(todo)})…")
+        rows.append(data.sweep_point(name, p, examples))
+    bar.empty()
+table = pl.concat([results_table(rows), *([shipped.filter(pl.col("passes").is_in(from_file))] if from_file else [])])
 counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
 labels = dict(table.select("metric", "metric_label").unique().iter_rows())
 metric = st.radio("Count", counts, index=counts.index(headline_metric(table)), format_func=labels.get, horizontal=True)
 st.plotly_chart(accuracy_vs_test_passes(table, metric), key="sweep_figure")
 st.dataframe(sweep_table(table, metric), hide_index=True, width="stretch")
 st.caption(
-    f"95% Wilson intervals; {examples} sequences per depth, seed 777 (the test split). Each P is evaluated once and "
-    "cached, so changing the selection only evaluates what is new."
+    f"95% Wilson intervals; {examples} sequences per depth, seed {SWEEP_SEED} (the test split). Each P is evaluated "
+    "once and cached, so changing the selection only evaluates what is new."
+    + (
+        f" P = {', '.join(map(str, from_file))} come from the sweep shipped beside the checkpoint (sweep.parquet; "
+        f"reproduce: `{sweep_command(name, shipped, trained)}`)."
+        if from_file
+        else ""
+    )
 )
