@@ -327,6 +327,16 @@ def test_the_sweep_page_reads_the_shipped_sweep_and_evaluates_only_what_it_lacks
     assert "come from the sweep shipped" not in at.caption[0].value
 
 
+def test_the_export_page_offers_the_shipped_sweep(with_a_shipped_sweep):
+    option = "Accuracy vs test-time passes (the shipped sweep)"
+    assert option not in open_page("export", {"ckpt": "tiny-n1"}).selectbox(key="figure").options
+    at = open_page("export", {"ckpt": "tiny-n2"})
+    at.selectbox(key="figure").set_value(option).run()
+    assert_clean(at)
+    lines = [t for t in figure(at, "export_preview")["data"] if t["name"].startswith("depth ")]
+    assert lines and all(t["x"] == [1, 2, 3, 4] and t["y"] == [0.123] * 4 for t in lines)
+
+
 def test_the_sweep_page_warns_about_an_unusable_shipped_sweep_and_evaluates(with_a_shipped_sweep):
     with_a_shipped_sweep.write_bytes(b"not parquet")
     at = open_page("sweep", {"ckpt": "tiny-n2"})

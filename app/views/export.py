@@ -7,7 +7,16 @@ import streamlit as st
 
 from analysis import export
 from analysis.animation import sleep_animation
-from analysis.figures import METRICS, accuracy_vs_passes, anytime_readout, results_table, state_change, state_heatmap
+from analysis.figures import (
+    METRICS,
+    accuracy_vs_passes,
+    accuracy_vs_test_passes,
+    anytime_readout,
+    headline_metric,
+    results_table,
+    state_change,
+    state_heatmap,
+)
 from app import data, widgets
 
 st.title("Export")
@@ -22,6 +31,11 @@ def headline():
     labels = dict(table.select("metric", "metric_label").unique().iter_rows())
     metric = st.selectbox("Count", counts, format_func=labels.get, key="count")
     return accuracy_vs_passes(table, metric=metric), table.filter(pl.col("metric") == metric)
+
+
+def test_time():
+    sweep, _ = data.shipped_sweep(name)
+    return accuracy_vs_test_passes(sweep, headline_metric(sweep)), sweep
 
 
 def state():
@@ -51,6 +65,8 @@ FIGURES = {
 }
 # Without fast-weight layers (attention-only baselines) there is no state to draw.
 figures = FIGURES if shape.fw_layers else {k: f for k, f in FIGURES.items() if f not in (state, change, animation)}
+if data.shipped_sweep(name)[0] is not None:  # sweep.parquet beside the checkpoint (`sleepcore sweep --out`)
+    figures = {**figures, "Accuracy vs test-time passes (the shipped sweep)": test_time}
 choice = st.selectbox("Figure", list(figures), key="figure")
 fig, table = figures[choice]()
 st.plotly_chart(fig, key="export_preview")
