@@ -229,10 +229,12 @@ def cell_text(c: dict | None) -> str:
 
 # --- a test-time sweep shipped beside a checkpoint ---------------------------------------------------------------
 SWEEP_FILE = "sweep.parquet"
-SWEEP_COLUMNS = (
-    "checkpoint", "passes", "trained_passes", "metric", "metric_label", "depth", "acc", "lo", "hi", "n", "chance",
-    "weights_sha256", "per_depth", "eval_seed",
-)  # fmt: skip
+SWEEP_COLUMNS = {  # what a sweep table (`analysis.figures.results_table` of a sweep) must hold, and its types
+    **dict.fromkeys(("checkpoint", "metric", "metric_label", "weights_sha256"), "String"),
+    **dict.fromkeys(("passes", "trained_passes", "depth", "n", "per_depth"), "Int32"),
+    **dict.fromkeys(("acc", "lo", "hi", "chance"), "Float64"),
+    "eval_seed": "Int64",
+}
 
 
 def sweep_command(name: str, sweep, trained: int) -> str:
@@ -266,6 +268,11 @@ def read_sweep(folder: str | Path):
         raise ValueError(
             f"{path} is not a sweep table (missing columns {missing or 'none'}, {sweep.height} rows); {redo}"
         )
+    try:
+        sweep = sweep.cast({c: getattr(pl, t) for c, t in SWEEP_COLUMNS.items()}, strict=True)
+    except pl.exceptions.PolarsError:
+        types = {c: str(sweep[c].dtype) for c in SWEEP_COLUMNS}
+        raise ValueError(f"{path} is not a sweep table (column types {types}); {redo}") from None
     for column in ("weights_sha256", "per_depth", "eval_seed", "trained_passes"):
         if sweep[column].null_count() or sweep[column].n_unique() != 1:
             raise ValueError(f"{path} mixes evaluations ({column}: {sweep[column].unique().to_list()}); {redo}")

@@ -286,28 +286,38 @@ def test_other_tasks_trace_seeded_and_custom_examples(ckpt: str):
     assert heatmap_z(at) != seeded, "the typed example (seed 5's text) is traced, not seed 2's"
 
 
-@pytest.fixture
-def with_a_shipped_sweep(app_checkpoints, tmp_path, monkeypatch):  # noqa: F811
-    """The app's checkpoints, tiny-n2 copied with a sweep beside it (25 per depth, P = 1..4) whose accuracies are
-    all set to 0.123, so a figure that shows them was drawn from the file and not evaluated."""
+@pytest.fixture(scope="module")
+def a_doctored_sweep(app_checkpoints, tmp_path_factory):  # noqa: F811
+    """tiny-n2's sweep (25 per depth, P = 1..4) with every accuracy set to 0.123, so a figure that shows them was
+    drawn from the file and not evaluated."""
     import shutil
 
     import polars as pl
-    import streamlit as st
 
     from sleepcore.cli import main
 
-    for name in ALL:
-        if name != "tiny-n2":
-            (tmp_path / name).symlink_to(app_checkpoints / name)
-    folder = tmp_path / "tiny-n2"
+    folder = tmp_path_factory.mktemp("doctored") / "tiny-n2"
     shutil.copytree(app_checkpoints / "tiny-n2", folder)
     out = folder / "sweep.parquet"
     assert main(["sweep", str(folder), "--examples", "25", "--no-progress", "--out", str(out)]) == 0
     pl.read_parquet(out).with_columns(acc=pl.lit(0.123)).write_parquet(out)
+    return folder
+
+
+@pytest.fixture
+def with_a_shipped_sweep(app_checkpoints, a_doctored_sweep, tmp_path, monkeypatch):  # noqa: F811
+    """The app's checkpoints, with tiny-n2 replaced by a copy that ships `a_doctored_sweep`'s sweep."""
+    import shutil
+
+    import streamlit as st
+
+    for name in ALL:
+        if name != "tiny-n2":
+            (tmp_path / name).symlink_to(app_checkpoints / name)
+    shutil.copytree(a_doctored_sweep, tmp_path / "tiny-n2")
     monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
     st.cache_data.clear()
-    yield out
+    yield tmp_path / "tiny-n2" / "sweep.parquet"
     st.cache_data.clear()
 
 

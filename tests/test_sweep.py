@@ -1,6 +1,7 @@
 """`sleepcore sweep`: one checkpoint at several test-time N on the same examples; its table, figure and errors."""
 
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -90,14 +91,20 @@ def test_the_sweep_command_says_what_is_wrong(app_checkpoints, tmp_path, capsys,
 
 
 # --- a sweep shipped beside a checkpoint (sweep.parquet) ------------------------------------------------------
-@pytest.fixture
-def with_sweep(app_checkpoints, tmp_path):  # noqa: F811
+@pytest.fixture(scope="module")
+def swept(app_checkpoints, tmp_path_factory):  # noqa: F811
     """A copy of tiny-n2 with its sweep (P = 1..4, 3 sequences per depth) written beside it by `sleepcore sweep`."""
-    folder = tmp_path / "tiny-n2"
+    folder = tmp_path_factory.mktemp("swept") / "tiny-n2"
     shutil.copytree(app_checkpoints / "tiny-n2", folder)
     args = ["sweep", str(folder), "--examples", "3", "--seed", "5", "--no-progress", "--out", str(folder / SWEEP_FILE)]
     assert main(args) == 0
     return folder
+
+
+@pytest.fixture
+def with_sweep(swept, tmp_path):
+    """`swept`, copied for one test to change."""
+    return Path(shutil.copytree(swept, tmp_path / "tiny-n2"))
 
 
 def test_a_shipped_sweep_is_read_with_its_name_and_checked_against_the_weights(with_sweep):
@@ -119,6 +126,7 @@ def test_a_shipped_sweep_is_read_with_its_name_and_checked_against_the_weights(w
     [
         (lambda p: p.write_bytes(b"PAR1 not really"), "is not a readable Parquet table"),
         (lambda p: pl.DataFrame({"acc": [0.5]}).write_parquet(p), "is not a sweep table (missing columns"),
+        (lambda p: pl.read_parquet(p).with_columns(acc=pl.lit("high")).write_parquet(p), "(column types {"),
         (
             lambda p: (
                 pl.read_parquet(p)

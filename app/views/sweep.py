@@ -43,7 +43,8 @@ if todo:
         bar.progress(i / len(todo), text=f"Evaluating at P = {p} ({i + 1} of {len(todo)})…")
         rows.append(data.sweep_point(name, p, examples))
     bar.empty()
-table = pl.concat([results_table(rows), *([shipped.filter(pl.col("passes").is_in(from_file))] if from_file else [])])
+shipped_rows = [shipped.filter(pl.col("passes").is_in(from_file))] if from_file else []
+table = pl.concat([results_table(rows), *shipped_rows], how="diagonal_relaxed")  # a file may hold more columns
 counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
 labels = dict(table.select("metric", "metric_label").unique().iter_rows())
 metric = st.radio("Count", counts, index=counts.index(headline_metric(table)), format_func=labels.get, horizontal=True)
