@@ -155,7 +155,7 @@ def _sweep_section(name: str, sweep, trained: int) -> list[str]:
         "",
         f"The same weights with P sleep passes per context window instead of the N = {trained} they were trained "
         f"with, on the same held-out sequences for every P ({sweep['per_depth'][0]} per depth, seed "
-        f"{sweep['eval_seed'][0]}); accuracy {counted['metric_label'][0]}, 95% Wilson intervals. `sweep.parquet` "
+        f"{sweep['eval_seed'][0]}); accuracy ({counted['metric_label'][0]}), 95% Wilson intervals. `sweep.parquet` "
         f"beside this card holds every count; reproduce: `{sweep_command(name, sweep, trained)}`.",
         "",
         "| P | " + " | ".join(f"depth {d}" for d in depths) + " |",
