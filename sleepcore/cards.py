@@ -208,18 +208,30 @@ def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
     return dest
 
 
-def _write_card(folder: Path, name: str, info: dict) -> None:
+def _sweep_of(folder: Path):
     try:
-        sweep = read_sweep(folder)
+        return read_sweep(folder)
     except ValueError as e:
         raise CheckpointError(str(e)) from None
+
+
+def _write_card(folder: Path, name: str, info: dict, sweep=None) -> None:
+    sweep = _sweep_of(folder) if sweep is None else sweep
     atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info, sweep=sweep)))
 
 
 def refresh_cards(root: Path = CHECKPOINT_ROOT) -> list[Path]:
-    """Rewrite the model card of every checkpoint under root from its config.json (and its preset's notes)."""
-    written = []
-    for name in available(root):
-        _write_card(root / name, name, read_info(root / name))
-        written.append(root / name / "README.md")
-    return written
+    """Rewrite the model card of every checkpoint under root from its config.json (its preset's notes and its shipped
+    sweep). Every sweep is read first: one that cannot be used stops the refresh before any card is written."""
+    names = available(root)
+    sweeps, problems = {}, []
+    for name in names:
+        try:
+            sweeps[name] = _sweep_of(root / name)
+        except CheckpointError as e:
+            problems.append(str(e))
+    if problems:
+        raise CheckpointError("no card was rewritten: " + "; ".join(problems))
+    for name in names:
+        _write_card(root / name, name, read_info(root / name), sweeps[name])
+    return [root / name / "README.md" for name in names]

@@ -171,6 +171,18 @@ def test_the_card_tabulates_the_shipped_sweep_and_ship_drops_it_with_new_weights
     assert read_info(with_sweep)["sleep"]["passes"] == 1
 
 
+def test_refresh_cards_reads_every_sweep_before_it_writes_a_card(with_sweep, app_checkpoints):  # noqa: F811
+    from sleepcore import cards
+    from sleepcore.checkpoint import CheckpointError
+
+    shutil.copytree(app_checkpoints / "tiny-n1", with_sweep.parent / "a-first")
+    (with_sweep.parent / "a-first" / "README.md").write_text("stale")
+    (with_sweep / SWEEP_FILE).write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match="no card was rewritten: .*tiny-n2/sweep.parquet is not a readable"):
+        cards.refresh_cards(with_sweep.parent)
+    assert (with_sweep.parent / "a-first" / "README.md").read_text() == "stale"
+
+
 def test_the_figure_set_draws_a_shipped_sweep(with_sweep, monkeypatch):
     from analysis.figure_set import checkpoint_figures
 
