@@ -17,6 +17,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from sleepcore.results import cell_text
+from sleepcore.results import headline_metric as results_headline
 
 # Okabe & Ito (2008), yellow last: it is the hardest to read on white.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
@@ -252,9 +253,8 @@ def accuracy_vs_passes(
 
 
 def headline_metric(results: pl.DataFrame) -> str:
-    """The count a task is judged on: the depth an answer really needs where the task has one (gsm: the question
-    alone; Depo where k wraps: k mod n), else per answer."""
-    return "effective" if results.filter(pl.col("metric") == "effective").height else "answers"
+    """The count a task is judged on (`sleepcore.results.headline_metric`) among a results table's metrics."""
+    return results_headline(results["metric"].unique().to_list())
 
 
 def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", title: str | None = None) -> go.Figure:

@@ -19,7 +19,7 @@ from sleepcore.checkpoint import (
     read_info,
     weights_sha256,
 )
-from sleepcore.results import cell_text, read_sweep, sweep_command
+from sleepcore.results import cell_text, headline_metric, read_sweep, sweep_command
 from sleepcore.tasks import get_task
 
 VARIANT_TEXT = {
@@ -145,7 +145,7 @@ def _sweep_section(name: str, sweep, trained: int) -> list[str]:
     """The card's table of the shipped sweep: one row per test-time P, by the count the task is judged on."""
     import polars as pl
 
-    metric = "effective" if (sweep["metric"] == "effective").any() else "answers"
+    metric = headline_metric(sweep["metric"].unique().to_list())
     counted = sweep.filter(pl.col("metric") == metric)
     depths = sorted(counted["depth"].unique().to_list())
     cells = {(r["passes"], r["depth"]): r for r in counted.iter_rows(named=True)}
@@ -204,7 +204,7 @@ def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
                 print(f"removed {dest / f}: it was computed from the weights this ship replaces")
     for f in ("model.safetensors", "config.json"):
         atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(run / f, tmp))
-    _write_card(dest, name, info)
+    _write_card(dest, name, info, _sweep_of(dest))
     return dest
 
 
@@ -215,8 +215,7 @@ def _sweep_of(folder: Path):
         raise CheckpointError(str(e)) from None
 
 
-def _write_card(folder: Path, name: str, info: dict, sweep=None) -> None:
-    sweep = _sweep_of(folder) if sweep is None else sweep
+def _write_card(folder: Path, name: str, info: dict, sweep) -> None:
     atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info, sweep=sweep)))
 
 

@@ -222,6 +222,13 @@ def _section(heading: str, intro: list[str], results: list[dict], key: str, colu
     return out
 
 
+def headline_metric(metrics) -> str:
+    """Of the counts an evaluation holds (`metrics`: names such as "answers", "effective"), the one a task is judged
+    on: the depth an answer really needs where the task has one (gsm: the question alone; Depo where k wraps:
+    k mod n), else per answer."""
+    return "effective" if "effective" in metrics else "answers"
+
+
 def cell_text(c: dict | None) -> str:
     """One result cell as text: accuracy and its 95% interval ("—" for none)."""
     return "—" if not c else f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]"

@@ -7,8 +7,7 @@ from analysis.figures import METRICS, accuracy_vs_test_passes, headline_metric, 
 from app import data
 from app.state import SWEEP_EXAMPLES, SweepView, parse_sweep, sweep_choices
 from sleepcore.results import sweep_command
-
-SWEEP_SEED = 777  # the held-out examples' seed, as in RESULTS.md and `sleepcore sweep`
+from sleepcore.train import EVAL_SEED
 
 st.title("Sleep at test time")
 name, shape, view = data.page_view()
@@ -33,7 +32,7 @@ if not passes:
     st.stop()
 st.query_params.update(SweepView(sorted(passes), examples).params())  # the URL reopens this sweep
 # P values the shipped sweep holds at this many examples (and the page's seed) are read from it, not evaluated
-usable = shipped is not None and shipped["per_depth"][0] == examples and shipped["eval_seed"][0] == SWEEP_SEED
+usable = shipped is not None and shipped["per_depth"][0] == examples and shipped["eval_seed"][0] == EVAL_SEED
 from_file = sorted(set(passes) & set(shipped["passes"].to_list())) if usable else []
 todo = [p for p in sorted(passes) if p not in from_file]
 rows = []
@@ -51,7 +50,7 @@ metric = st.radio("Count", counts, index=counts.index(headline_metric(table)), f
 st.plotly_chart(accuracy_vs_test_passes(table, metric), key="sweep_figure")
 st.dataframe(sweep_table(table, metric), hide_index=True, width="stretch")
 st.caption(
-    f"95% Wilson intervals; {examples} sequences per depth, seed {SWEEP_SEED} (the test split). Each P is evaluated "
+    f"95% Wilson intervals; {examples} sequences per depth, seed {EVAL_SEED} (the test split). Each P is evaluated "
     "once and cached, so changing the selection only evaluates what is new."
     + (
         f" P = {', '.join(map(str, from_file))} come from the sweep shipped beside the checkpoint (sweep.parquet; "
