@@ -257,11 +257,9 @@ def _op_of(backend: str):
         layers.fast_weight = real
 
 
-def _train_setup(preset: str, passes: int, backend: str, s: TrainSettings):
-    """(one training step as a function of a batch, the batches made untimed) for `backend` (none: chunk's model)."""
-    model_cfg, sleep_cfg, task_cfg, cfg = build(preset, passes, batch_size=s.batch_size)
+def _train_step(model_cfg, sleep_cfg, cfg, backend: str):
+    """A training step of a fresh model and optimizer for `backend` (none: chunk's model), as a function of a batch."""
     model_cfg = dataclasses.replace(model_cfg, backend="chunk" if backend == "none" else backend)
-    task = get_task(task_cfg.name, **task_cfg.params)
     torch.manual_seed(cfg.seed)
     model = SleepModel(model_cfg, sleep_cfg).train()
     opt = make_optimizer(model, cfg)
@@ -273,21 +271,24 @@ def _train_setup(preset: str, passes: int, backend: str, s: TrainSettings):
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
 
-    return train_step, [collate(batch_at(step, cfg, task)) for step in range(s.warmup + s.steps)]
+    return train_step
 
 
 def _train_rows(preset: str, passes: int, s: TrainSettings) -> list[dict]:
-    setups = {b: _train_setup(preset, passes, b, s) for b in s.backends}
+    model_cfg, sleep_cfg, task_cfg, cfg = build(preset, passes, batch_size=s.batch_size)
+    steps = {b: _train_step(model_cfg, sleep_cfg, cfg, b) for b in s.backends}
+    task = get_task(task_cfg.name, **task_cfg.params)
+    batches = [collate(batch_at(step, cfg, task)) for step in range(s.warmup + s.steps)]  # the same for every backend
     times: dict[str, list[tuple[float, float]]] = {b: [] for b in s.backends}
-    for i in range(s.warmup + s.steps):
-        for backend, (train_step, batches) in setups.items():
+    for batch in batches:
+        for backend, train_step in steps.items():
             with _op_of(backend):
-                times[backend].append(_timed(train_step, batches[i]))
+                times[backend].append(_timed(train_step, batch))
+    B, T = batches[0]["tokens"].shape
     rows = []
-    for backend, (_, batches) in setups.items():
+    for backend in s.backends:
         kept = times[backend][s.warmup :]
         step_ms, cpu_ms = statistics.median(t[0] for t in kept), statistics.median(t[1] for t in kept)
-        B, T = batches[0]["tokens"].shape
         rows.append(
             {
                 "preset": preset,

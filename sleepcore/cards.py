@@ -19,7 +19,7 @@ from sleepcore.checkpoint import (
     read_info,
     weights_sha256,
 )
-from sleepcore.results import cell_text, headline_metric, read_sweep, sweep_command
+from sleepcore.results import SWEEP_FILE, cell_text, headline_metric, read_sweep, sweep_command
 from sleepcore.tasks import get_task
 
 VARIANT_TEXT = {
@@ -183,7 +183,7 @@ def _continued(info: dict) -> list[str]:
     ]
 
 
-DERIVED = ("sweep.parquet", "probes.parquet")  # tables computed from a checkpoint's weights, shipped beside them
+DERIVED = (SWEEP_FILE, "probes.parquet")  # tables computed from a checkpoint's weights, shipped beside them
 
 
 def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
