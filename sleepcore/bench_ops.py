@@ -107,9 +107,10 @@ def min_bytes(
 
 
 def chunk_flops(B: int, T: int, H: int, K: int, V: int, rule: str, chunk: int = 64) -> int:
-    """FLOPs of one forward of the chunked algorithm (sleepcore/ops/chunk.py): per chunk of C tokens,
-    hebbian: q kᵀ (2C²K), attn u (2C²V), q S (2CKV), kᵀ u (2CKV);
-    delta adds k kᵀ (2C²K), two unit-triangular solves with V and K right-hand sides (C²(K + V)) and w S (2CKV)."""
+    """FLOPs of one forward of the chunked algorithm in its leanest form (README.md, "The chunked form"): per chunk
+    of C tokens, hebbian: q kᵀ (2C²K), attn u (2C²V), q S (2CKV), kᵀ u (2CKV); delta adds k kᵀ (2C²K), two
+    unit-triangular solves with V and K right-hand sides (C²(K + V)) and w S (2CKV). chunk.py and the Triton
+    kernels form the inverse instead (more FLOPs, which the backward reuses); this count is the common yardstick."""
     C = max(1, min(chunk, T))
     per_chunk = 2 * C * C * K + 2 * C * C * V + 4 * C * K * V
     if rule == "delta":

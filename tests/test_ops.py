@@ -127,3 +127,53 @@ def test_bad_input_is_named():
 def test_output_final_state_false_returns_none():
     inputs, _ = make_inputs(1, 5, 1, 16, 16, "hebbian")
     assert fast_weight(*inputs, rule="hebbian", output_final_state=False)[1] is None
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+@pytest.mark.parametrize("T,chunk,state", [(7, 3, True), (7, 3, False), (5, 8, True), (5, 8, False), (6, 3, True)])
+def test_chunk_backward_passes_gradcheck(rule, T, chunk, state):
+    # The chunk backend's backward is written out (ChunkFastWeight): check it against finite differences in fp64,
+    # over several chunks, a padded last chunk and a single short chunk, with and without an initial state.
+    inputs, s0 = make_inputs(1, T, 2, 3, 4, rule, seed=T, dtype=torch.float64, state=state)
+    leaves = [x.clone().requires_grad_() for x in inputs] + ([s0.clone().requires_grad_()] if state else [])
+
+    def op(*xs):
+        return fast_weight(
+            *xs[:5], rule=rule, initial_state=xs[5] if state else None, backend="chunk", chunk_size=chunk
+        )
+
+    assert torch.autograd.gradcheck(op, leaves)
+
+
+@pytest.mark.parametrize("used", ["o", "state"])
+def test_chunk_gradient_when_only_one_result_is_used(used):
+    inputs, s0 = make_inputs(1, 20, 2, 8, 8, "delta", seed=3)
+    grads = {}
+    for backend in ("naive", "chunk"):
+        leaves = [x.clone().requires_grad_() for x in inputs]
+        s = s0.clone().requires_grad_()
+        o, S = fast_weight(*leaves, rule="delta", initial_state=s, backend=backend, chunk_size=8)
+        (o if used == "o" else S).sum().backward()
+        grads[backend] = [torch.zeros_like(x) if x.grad is None else x.grad for x in leaves + [s]]
+    for a, b in zip(grads["chunk"], grads["naive"]):
+        assert (a - b).abs().max() <= 1e-4 * b.abs().max().clamp_min(1.0)  # q gets none from the state alone
+
+
+def test_chunk_gradient_for_some_inputs_only():
+    # Only v and the state need gradients (as when q, k, g, beta come from frozen layers).
+    inputs, s0 = make_inputs(2, 30, 2, 8, 8, "delta", seed=4)
+    out = {}
+    for backend in ("naive", "chunk"):
+        q, k, v, g, beta = inputs
+        v = v.clone().requires_grad_()
+        s = s0.clone().requires_grad_()
+        o, S = fast_weight(q, k, v, g, beta, rule="delta", initial_state=s, backend=backend, chunk_size=16)
+        (o.square().sum() + S.sum()).backward()
+        out[backend] = (v.grad, s.grad)
+    assert rel(out["chunk"][0], out["naive"][0]) < 1e-4 and rel(out["chunk"][1], out["naive"][1]) < 1e-4
+
+
+def test_chunk_of_no_tokens_keeps_the_state():
+    inputs, s0 = make_inputs(1, 0, 2, 8, 8, "delta")
+    o, S = fast_weight(*inputs, rule="delta", initial_state=s0, backend="chunk")
+    assert o.shape == (1, 0, 2, 8) and torch.equal(S, s0)
