@@ -46,9 +46,8 @@ def _to_chunks(x: torch.Tensor, C: int, ct: torch.dtype) -> torch.Tensor:
     if n * C != T:
         x = F.pad(x, (0, 0) * (x.dim() - 2) + (0, n * C - T))
     x = x.reshape(B, n, C, H, *x.shape[3:])
-    return (
-        x.permute(0, 3, 1, 2, 4) if x.dim() == 5 else x.permute(0, 3, 1, 2)
-    ).contiguous()  # one copy, not one per product
+    x = x.permute(0, 3, 1, 2, 4) if x.dim() == 5 else x.permute(0, 3, 1, 2)
+    return x.contiguous()  # one copy here, not one in every product that reads it
 
 
 def _from_chunks(x: torch.Tensor, T: int) -> torch.Tensor:
@@ -151,8 +150,12 @@ class ChunkFastWeight(torch.autograd.Function):
                 dS = dS - kG[:, :, i].transpose(-1, -2) @ dU
         dh = torch.stack(dhs, 2)  # [B, H, n, K, V]
         dU = torch.stack(dUs, 2)  # dU (hebbian) or dR (delta) [B, H, n, C, V]
-        zero = [i for i, x in enumerate(hs) if x is None]
-        h = torch.stack([dS.new_zeros(dS.shape) if x is None else x for x in hs], 2) if len(zero) < n else None
+        # the chunk-start states [B, H, n, K, V]; None when the only chunk starts from zero
+        h = (
+            None
+            if n == 1 and hs[0] is None
+            else torch.stack([dS.new_zeros(dS.shape) if x is None else x for x in hs], 2)
+        )
 
         # Everything else, all chunks at once. W collects ∂L/∂(M ⊙ Q̃Kᵀ) and, for delta, ∂L/∂(M ⊙ KKᵀ): each entry
         # (t, j) is β_j times them, so it gives dβ_j by column sums and dγ (row sums minus column sums) through β.
