@@ -36,7 +36,6 @@ def test_shipped_checkpoint_reproduces_its_evaluation(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_checkpoint_has_a_model_card_with_its_table(name):
-
     card = (resolve(name) / "README.md").read_text()
     assert "sleepcore train" in card and "sleepcore eval" in card
     first = next(iter(read_info(name)["eval"]["answers"].values()))

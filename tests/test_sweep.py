@@ -136,7 +136,7 @@ def test_a_shipped_sweep_is_read_with_its_name_and_checked_against_the_weights(w
                 .write_parquet(p)
             ),
             "mixes evaluations (eval_seed",
-        ),  # noqa: E501
+        ),
         (lambda p: pl.read_parquet(p).with_columns(weights_sha256=pl.lit("0" * 64)).write_parquet(p), "other weights"),
     ],
 )

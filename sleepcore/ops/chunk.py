@@ -128,10 +128,9 @@ class ChunkFastWeight(torch.autograd.Function):
         qs, k, beta, Gam, Mb, QK, P, end, kb, qG, U, KKm, X, kG, *hs = ctx.saved_tensors
         hs = [None] * ctx.zero_start + hs  # the chunk-start states, None for zero
         delta, T = ctx.delta, ctx.T
-        B, H, n, C, K = k.shape
+        n, C = k.shape[2:4]
         ct = k.dtype
-        dO = _to_chunks(dO, C, ct) if dO is not None else U.new_zeros(U.shape)
-        dS = dS.to(ct) if dS is not None else U.new_zeros(B, H, K, U.shape[-1])
+        dO, dS = _to_chunks(dO, C, ct), dS.to(ct)  # autograd passes zeros for a result the loss did not use
         eC = Gam[..., -1, None, None]  # e^{γ_C}
         PtdO = P.transpose(-1, -2) @ dO  # the part of dU that does not wait for the state's gradient
 
