@@ -10,11 +10,11 @@ torch.set_num_threads(1)
 st.set_page_config(page_title="sleepcore: models that sleep", page_icon="🌙", layout="wide")
 
 pages = [
-    st.Page("views/overview.py", title="Overview", icon="📊", url_path="overview", default=True),
-    st.Page("views/explorer.py", title="Sleep explorer", icon="🌙", url_path="explorer"),
-    st.Page("views/probes.py", title="Probe lab", icon="🔬", url_path="probes"),
-    st.Page("views/compare.py", title="Compare", icon="⚖️", url_path="compare"),
-    st.Page("views/sweep.py", title="Sleep at test time", icon="🔁", url_path="sweep"),
-    st.Page("views/export.py", title="Export", icon="📤", url_path="export"),
+    st.Page("views/overview.py", title="Overview", icon=":material/bar_chart:", url_path="overview", default=True),
+    st.Page("views/explorer.py", title="Sleep explorer", icon=":material/bedtime:", url_path="explorer"),
+    st.Page("views/probes.py", title="Probe lab", icon=":material/biotech:", url_path="probes"),
+    st.Page("views/compare.py", title="Compare", icon=":material/balance:", url_path="compare"),
+    st.Page("views/sweep.py", title="Sleep at test time", icon=":material/repeat:", url_path="sweep"),
+    st.Page("views/export.py", title="Export", icon=":material/ios_share:", url_path="export"),
 ]
 st.navigation(pages).run()
