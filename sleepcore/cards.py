@@ -27,6 +27,9 @@ VARIANT_TEXT = {
     "attn-only": "the attention-only transformer under the same eviction (a sanity check: it must be at chance)",
     "full-attention": "the full-attention transformer that never evicts (an upper reference, not a competitor)",
     "wide": "the hybrid with a 4× wider MLP: the N = 1 capacity control that tells depth from capacity",
+    "wake-loop": "the wake-loop control: the hybrid that spends its N passes on the windows it answers from, each from"
+    " the state they began with, instead of sleeping on context (the same compute per window, paid at prediction time;"
+    " its context windows are written once)",
 }
 
 
@@ -48,8 +51,13 @@ def model_card(name: str, info: dict, notes: Path | None = None, sweep=None) -> 
         f"# {name}",
         "",
         f"{VARIANT_TEXT.get(variant, variant)}, trained on **{info['task']['name']}** "
-        f"(preset `{info.get('preset', '?')}`) with **N = {N}** sleep pass{'es' if N > 1 else ''} per context "
-        f"window{'' if sleep['window'] else ' (no eviction: one window)'}.",
+        f"(preset `{info.get('preset', '?')}`) with **N = {N}** "
+        + (
+            f"pass{'es' if N > 1 else ''} over every window it answers from, and one over each context window."
+            if sleep.get("loop", "sleep") == "wake"
+            else f"sleep pass{'es' if N > 1 else ''} per context window"
+            f"{'' if sleep['window'] else ' (no eviction: one window)'}."
+        ),
         "",
         "## How it was trained",
         f"- Command: `{_relative(info.get('command', '?'))}`, then `sleepcore ship <that --out> --name {name}`",

@@ -36,8 +36,18 @@ def main(argv: list[str] | None = None) -> int:
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a sleep model from a preset")
     p.add_argument("--preset", required=True, help="e.g. rule110-mini, depo-mini, gsm-mini (see `sleepcore presets`)")
-    p.add_argument("--passes", "-N", type=int, default=1, help="N: sleep passes per context window (1 = hybrid)")
-    p.add_argument("--variant", default="hybrid", help="hybrid, attn-only, full-attention or wide")
+    p.add_argument(
+        "--passes",
+        "-N",
+        type=int,
+        default=1,
+        help="N: sleep passes per context window (1 = hybrid; wake-loop: per read-out window)",
+    )
+    p.add_argument(
+        "--variant",
+        default="hybrid",
+        help="hybrid, attn-only, full-attention, wide, or wake-loop (the N passes run when answering, not in sleep)",
+    )
     p.add_argument("--out", required=True, help="output folder (checkpoint written there)")
     p.add_argument("--max-steps", type=int, help="train for this many optimizer steps (overrides the preset)")
     p.add_argument(

@@ -8,6 +8,7 @@ from typing import Any
 
 MIXERS = ("attn", "fw")
 FEEDS = ("hidden", "embed", "mix")
+LOOPS = ("sleep", "wake")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class SleepConfig:
     pass_embedding: bool = False  # a learned vector per pass index (passes 2..N) added to the pass input
     embed_norm: bool = False  # RMSNorm on the window's embeddings (every pass and every wake window)
     checkpoint_passes: bool = False  # recompute each pass in backward: memory no longer grows with N
+    # where the N passes run: "sleep", over every context window before it is evicted (the method); or "wake", over
+    # every window that is read out, each pass from the state S had when that window began, with context windows
+    # written once (the control that loops at prediction time, as Huginn and Ouro do: the same compute per window,
+    # paid while answering instead of offline)
+    loop: str = "sleep"
 
     def validate(self) -> None:
         if self.passes < 1:
@@ -62,6 +68,8 @@ class SleepConfig:
             raise ValueError(f"window (L) must be >= 1 or None (no eviction); got {self.window}")
         if self.feed not in FEEDS:
             raise ValueError(f"feed {self.feed!r} is unknown; valid: {', '.join(FEEDS)}")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop {self.loop!r} is unknown; valid: {', '.join(LOOPS)}")
 
 
 @dataclass(frozen=True)

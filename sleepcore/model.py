@@ -9,6 +9,12 @@ at every window boundary); only the fast-weight state S crosses a boundary. A wi
 is context: the model sleeps on it, running N passes through the block stack, each pass starting from the
 previous pass's hidden states and S, before the window is evicted. A window with scored positions gets one
 ordinary (wake) pass. N = 1 is exactly the attention–SSM hybrid under hard eviction (PAPER.md, Algorithm 1).
+
+The wake-loop control (`SleepConfig.loop = "wake"`) spends the same N passes per window at prediction time
+instead: context windows are written into S once, and every window that is read out runs N passes, each from the
+S its window began with (a pass that started from a later S would have read the window's own later tokens,
+answers included), pass n+1 fed by pass n's hidden states, read out after the last. S leaving the window is pass
+1's, so what crosses an eviction is exactly what the N = 1 hybrid writes; the extra passes only read.
 """
 
 from __future__ import annotations
@@ -103,6 +109,14 @@ class SleepModel(nn.Module):
                 rec.record(f"{name}/hidden", x)
         return x, new_state
 
+    def wake_passes(self, x: torch.Tensor, state: State, n: int, rec=NULL, w: int = 0) -> tuple[torch.Tensor, State]:
+        """n passes over a window that is read out, each from `state` (the S the window began with), pass p + 1 fed
+        by pass p's hidden states. x [B, L, D] -> (the last pass's h [B, L, D], the state after pass 1)."""
+        h, after = self.run_pass(x, state, rec, f"window.{w}/pass.1")
+        for p in range(2, n + 1):
+            h, _ = self.run_pass(self.pass_input(p, x, h), state, rec, f"window.{w}/pass.{p}")
+        return h, after
+
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(h))
 
@@ -134,15 +148,15 @@ class SleepModel(nn.Module):
             x = self.embed(tokens[:, s:e], None if embeds is None else embeds[:, s:e])
             if rec.enabled:
                 rec.record(f"window.{w}/embed", x)
-            if bool(loss_mask[:, s:e].any()):  # wake: one ordinary pass, read out
-                h, state = self.run_pass(x, state, rec, f"window.{w}/pass.1")
+            if bool(loss_mask[:, s:e].any()):  # wake: one ordinary pass (N for the wake loop), read out
+                h, state = self.wake_passes(x, state, N if self.sleep.loop == "wake" else 1, rec, w)
                 out = self.readout(h)
                 logits[:, s:e] = out
                 if rec.enabled:
                     rec.record(f"window.{w}/logits", out)
             else:  # sleep: N passes rewrite S; then h and the window's KV are discarded
                 h = None
-                for p in range(1, N + 1):
+                for p in range(1, (N if self.sleep.loop == "sleep" else 1) + 1):
                     h, state = self.run_pass(self.pass_input(p, x, h), state, rec, f"window.{w}/pass.{p}")
         return SleepOutput(logits, state)
 

@@ -31,8 +31,11 @@ class Preset:
 
 
 def shipped_name(preset: str, passes: int, variant: str = "hybrid") -> str:
-    """The checkpoint name a preset's model is shipped under: PRESET-nN for the sleep model, PRESET-VARIANT else."""
-    return f"{preset}-n{passes}" if variant == "hybrid" else f"{preset}-{variant}"
+    """The checkpoint name a preset's model is shipped under: PRESET-nN for the sleep model, PRESET-wake-loop-nN for
+    the wake-loop control, PRESET-VARIANT else."""
+    if variant in ("hybrid", "wake-loop"):
+        return f"{preset}-{'' if variant == 'hybrid' else 'wake-loop-'}n{passes}"
+    return f"{preset}-{variant}"
 
 
 # Steps are sized so N = 4 trains in about an hour on one of 2 CPU cores (rule110 ≈ 0.3 s, depo ≈ 0.45 s,
@@ -152,7 +155,7 @@ PRESETS["gsm-chain-1w-long"] = dataclasses.replace(
     continues="gsm-chain-1w",
 )
 
-VARIANTS = ("hybrid", "attn-only", "full-attention", "wide")
+VARIANTS = ("hybrid", "attn-only", "full-attention", "wide", "wake-loop")
 
 
 SECTIONS = ("model", "sleep", "task", "train")
@@ -182,6 +185,8 @@ def build(
         model["layers"] = ",".join("attn" for _ in model["layers"].split(","))
     if variant == "full-attention":
         sleep, model["max_positions"] = dict(passes=1, window=None), task.seq_len
+    if variant == "wake-loop":
+        sleep["loop"] = "wake"
     if variant == "wide":
         model["mlp_ratio"] = 4 * model.get("mlp_ratio", ModelConfig.mlp_ratio)
     train = {**p.train, **{k: v for k, v in train_overrides.items() if v is not None}}

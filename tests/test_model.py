@@ -152,6 +152,74 @@ def test_bad_input_gets_a_clear_error():
         SleepModel(ModelConfig(vocab_size=V, layers="attn,ssm"), SleepConfig())
     with pytest.raises(ValueError, match="feed"):
         SleepModel(ModelConfig(vocab_size=V), SleepConfig(feed="dream"))
+    with pytest.raises(ValueError, match="loop 'dream' is unknown; valid: sleep, wake"):
+        SleepModel(ModelConfig(vocab_size=V), SleepConfig(loop="dream"))
+
+
+# --- the wake-loop control: the N passes run on the windows that are read out ----------------------------------
+
+
+def wake_loop(passes=3):
+    return model("attn,fw,attn,fw", passes=passes, feed="mix", pass_embedding=True, conv_size=4, loop="wake")
+
+
+def test_wake_loop_runs_n_passes_on_wake_windows_and_one_on_context():
+    m = wake_loop(passes=3)
+    tokens, mask = batch()
+    rec = Recorder(include=["*/input"])
+    m(tokens, mask, rec=rec)
+    for w, expected in ((0, 1), (1, 1), (2, 3)):
+        assert sorted(k for k in rec.store if k.startswith(f"window.{w}/")) == [
+            f"window.{w}/pass.{p}/input" for p in range(1, expected + 1)
+        ]
+
+
+def test_wake_loop_equals_its_passes_written_out():
+    """Context windows written once; every wake pass from the S the window began with, fed by the previous pass's
+    hidden states; read out after the last; S leaving the window is pass 1's."""
+    m = wake_loop(passes=3)
+    tokens, mask = batch()
+    out = m(tokens, mask)
+    state = m.init_state()
+    for s, e in m.windows(T)[:2]:
+        _, state = m.run_pass(m.embed(tokens[:, s:e]), state)
+    x = m.embed(tokens[:, 2 * L :])
+    h, after = m.run_pass(x, state)
+    for p in (2, 3):
+        h, _ = m.run_pass(m.pass_input(p, x, h), state)
+    assert torch.equal(m.readout(h), out.logits[:, 2 * L :])
+    for a, b in zip(after, out.states):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
+def test_wake_loop_is_causal_inside_the_window_it_answers_from():
+    # a pass that began from the S a previous pass left would have read the window's later tokens (its answers)
+    m = wake_loop(passes=3)
+    tokens, mask = batch()
+    changed = tokens.clone()
+    changed[:, 2 * L + 4] = (changed[:, 2 * L + 4] + 1) % V
+    a, b = m(tokens, mask).logits, m(changed, mask).logits
+    assert torch.equal(a[:, : 2 * L + 4], b[:, : 2 * L + 4])
+    assert (a[:, 2 * L + 4] - b[:, 2 * L + 4]).abs().max() > 1e-6
+
+
+def test_wake_loop_at_n_1_is_the_hybrid_and_at_n_gt_1_differs_from_sleep():
+    tokens, mask = batch()
+    sleep, wake = model(passes=1), model(passes=1, loop="wake")
+    assert torch.equal(sleep(tokens, mask).logits, wake(tokens, mask).logits)
+    sleep, wake = model(passes=3), model(passes=3, loop="wake")  # the same weights (seeded init), another loop
+    assert (sleep(tokens, mask).logits - wake(tokens, mask).logits)[mask].abs().max() > 1e-6
+    # the sleep model's context passes rewrite S; the wake loop's context S is the one-pass write
+    assert torch.equal(model(passes=1)(tokens, mask).states[1], wake(tokens, mask).states[1])
+
+
+def test_wake_loop_carries_evicted_information_and_trains_every_pass():
+    m = model(passes=3, feed="mix", pass_embedding=True, loop="wake").train()
+    tokens, mask = batch()
+    a = m(tokens, mask).logits
+    assert (a[mask] - m(with_evicted_token_changed(tokens), mask).logits[mask]).abs().max() > 1e-6
+    a[mask].logsumexp(-1).sum().backward()
+    assert (m.pass_emb.grad.abs().sum(-1) > 0).all()
 
 
 @pytest.mark.parametrize("silu", [False, True])

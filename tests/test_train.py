@@ -1,5 +1,6 @@
 """Training lowers the loss, resumes exactly, keeps data order fixed across N, and rejects bad settings."""
 
+import dataclasses
 import json
 
 import pytest
@@ -180,6 +181,19 @@ def test_a_continuing_preset_names_the_shipped_checkpoint_of_its_n_and_variant()
     assert build("rule110-long", 1, "wide")[3].init_from == "rule110-mini-wide"
     assert build("rule110-long", 2)[3].data_offset == 12000 and build("rule110-mini", 2)[3].init_from is None
     assert build("rule110-long", 4)[:3] == build("rule110-mini", 4)[:3]  # the same model, sleep and task
+
+
+def test_the_wake_loop_variant_moves_the_passes_and_keeps_the_model():
+    from sleepcore.presets import shipped_name
+
+    hybrid, wake = build("depo-k4", 4), build("depo-k4", 4, "wake-loop")
+    assert wake[1].loop == "wake" and hybrid[1].loop == "sleep"
+    assert wake[0] == hybrid[0] and wake[2:] == hybrid[2:]
+    assert dataclasses.replace(wake[1], loop="sleep") == hybrid[1]
+    assert shipped_name("depo-k4", 4, "wake-loop") == "depo-k4-wake-loop-n4"
+    assert shipped_name("depo-k4", 4) == "depo-k4-n4" and shipped_name("depo-k4", 1, "wide") == "depo-k4-wide"
+    with pytest.raises(ValueError, match="unknown variant 'dream'; valid variants: .*wake-loop"):
+        build("depo-k4", 4, "dream")
 
 
 def test_a_saved_task_config_missing_a_later_parameter_reads_as_its_default():
