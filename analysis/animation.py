@@ -6,7 +6,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from analysis.figures import DIVERGING, _figure
-from sleepcore.trace import Trace
+from sleepcore.trace import Trace, sleep_passes
 
 
 def sleep_steps(trace: Trace) -> list[tuple[int, int]]:
@@ -14,7 +14,7 @@ def sleep_steps(trace: Trace) -> list[tuple[int, int]]:
     steps = []
     for w in trace.meta["windows"]:
         if w["kind"] == "context":
-            steps += [(w["index"], p) for p in range(1, trace.meta["passes"] + 1)]
+            steps += [(w["index"], p) for p in range(1, sleep_passes(trace.meta) + 1)]
     return steps
 
 

@@ -27,6 +27,7 @@ from analysis.figures import (
     state_change,
     state_heatmap,
 )
+from sleepcore.trace import sleep_passes
 
 
 def headline_figures(names: list[str]) -> Iterator[tuple[str, go.Figure]]:
@@ -58,7 +59,7 @@ def checkpoint_figures(name: str, seed: int = 0) -> Iterator[tuple[str, go.Figur
     task = loaded.task
     example = session.seeded_example(task, task.depths[len(task.depths) // 2], seed)
     trace = session.trace_example(loaded, example)
-    layers, N = trace.meta["layers"], trace.meta["passes"]
+    layers, N = trace.meta["layers"], sleep_passes(trace.meta)
     context = [w for w in trace.meta["windows"] if w["kind"] == "context"]
     fw = [i for i, m in enumerate(layers) if m == "fw"]
     attn = [i for i, m in enumerate(layers) if m == "attn"]

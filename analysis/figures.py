@@ -171,7 +171,12 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema).sort("variant", "checkpoint", "passes", "metric", "depth")
 
 
-_BASELINE_SYMBOLS = {"attn-only": "x", "full-attention": "star", "wide": "diamond-open"}
+_BASELINE_SYMBOLS = {
+    "attn-only": "x",
+    "full-attention": "star",
+    "wide": "diamond-open",
+    "wake-loop": "triangle-up-open",
+}
 
 
 def accuracy_vs_passes(

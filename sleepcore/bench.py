@@ -47,6 +47,7 @@ class LatencySettings:
     window: int = 64  # L of the sleep model
     vocab: int = 8192  # a 32k vocabulary's readout would dominate both models' step alike
     sleep_passes: tuple[int, ...] = (1, 2, 4, 8)
+    wake_loop: int = 4  # N of the wake-loop control (its N passes per token read); 0 leaves it out
     sleep_repeats: int = 5
     seed: int = 0
 
@@ -70,21 +71,23 @@ class TrainSettings:
 
 
 # --- latency ------------------------------------------------------------------------------------------------
-def latency_models(s: LatencySettings) -> tuple[SleepModel, SleepModel]:
-    """(sleep model: attn, fw, attn, fw under hard eviction; transformer: 4 attention layers, no eviction)."""
+def latency_models(s: LatencySettings) -> dict[str, SleepModel]:
+    """{name: model}: the sleep model (attn, fw, attn, fw under hard eviction), the wake-loop control of the same
+    shape with N = s.wake_loop (if > 0), and the transformer (4 attention layers, no eviction)."""
     torch.manual_seed(s.seed)
     common = dict(vocab_size=s.vocab, d_model=s.d_model, attn_heads=s.heads, fw_heads=s.heads)
     head = s.d_model // s.heads
-    sleeper = SleepModel(
-        ModelConfig(**common, layers="attn,fw,attn,fw", head_dim=head, conv_size=4, max_positions=s.window),
-        SleepConfig(passes=1, window=s.window),
-    )
+    hybrid = ModelConfig(**common, layers="attn,fw,attn,fw", head_dim=head, conv_size=4, max_positions=s.window)
+    models = {f"sleep (L={s.window})": SleepModel(hybrid, SleepConfig(passes=1, window=s.window))}
+    if s.wake_loop:
+        wake = SleepConfig(passes=s.wake_loop, window=s.window, loop="wake")
+        models[f"wake loop (L={s.window}, N={s.wake_loop})"] = SleepModel(hybrid, wake)
     longest = max(s.contexts) + s.warmup + s.tokens
-    transformer = SleepModel(
+    models["full attention"] = SleepModel(
         ModelConfig(**common, layers="attn,attn,attn,attn", head_dim=head, max_positions=longest),
         SleepConfig(passes=1, window=None),
     )
-    return sleeper.eval(), transformer.eval()
+    return {name: m.eval() for name, m in models.items()}
 
 
 def fill_context(dec: Decoder, context: int, gen: torch.Generator, room: int = 0) -> None:
@@ -128,8 +131,8 @@ def time_decoding(dec: Decoder, s: LatencySettings, gen: torch.Generator) -> tup
         if i >= s.warmup:
             times.append(wall)
             cpu.append(used)
-        kv_peak = max(kv_peak, sum(c.nbytes for c in dec.kv if c is not None))
-        state_peak = max(state_peak, sum(t.numel() * t.element_size() for t in dec.state + dec.conv if t is not None))
+        kv_peak = max(kv_peak, dec.kv_bytes())
+        state_peak = max(state_peak, dec.state_bytes())
     return times, cpu, kv_peak, state_peak
 
 
@@ -145,13 +148,13 @@ def time_sleep(model: SleepModel, passes: int, s: LatencySettings, gen: torch.Ge
 def latency(s: LatencySettings, progress: bool = True) -> tuple[list[dict], list[dict]]:
     """(per-token latency rows, one per model and context; sleep-cost rows, one per N)."""
     gen = torch.Generator().manual_seed(s.seed)
-    sleeper, transformer = latency_models(s)
-    names = {f"sleep (L={s.window})": sleeper, "full attention": transformer}
+    names = latency_models(s)
+    sleeper = names[f"sleep (L={s.window})"]
     rows = []
     for name, model in names.items():
         dec = Decoder(model, 1)
         for context in s.contexts:
-            if model is transformer:
+            if model.sleep.window is None:  # the transformer: a fresh cache of each length
                 dec = Decoder(model, 1)
             fill_context(dec, context, gen, room=s.warmup + s.tokens)
             times, cpu, kv, state = time_decoding(dec, s, gen)

@@ -117,7 +117,7 @@ def model_card(name: str, info: dict, notes: Path | None = None, sweep=None) -> 
                 row += f" {e['acc']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}] | {e['n']} |" if e else " — | |"
             lines.append(row)
     if sweep is not None:
-        lines += _sweep_section(name, sweep, N)
+        lines += _sweep_section(name, sweep, N, sleep.get("loop", "sleep"))
     lines += [
         "",
         "## Limits",
@@ -149,7 +149,7 @@ def model_card(name: str, info: dict, notes: Path | None = None, sweep=None) -> 
     return "\n".join(lines) + "\n"
 
 
-def _sweep_section(name: str, sweep, trained: int) -> list[str]:
+def _sweep_section(name: str, sweep, trained: int, loop: str = "sleep") -> list[str]:
     """The card's table of the shipped sweep: one row per test-time P, by the count the task is judged on."""
     import polars as pl
 
@@ -157,11 +157,12 @@ def _sweep_section(name: str, sweep, trained: int) -> list[str]:
     counted = sweep.filter(pl.col("metric") == metric)
     depths = sorted(counted["depth"].unique().to_list())
     cells = {(r["passes"], r["depth"]): r for r in counted.iter_rows(named=True)}
+    where = "sleep passes per context window" if loop == "sleep" else "passes per window read out"
     lines = [
         "",
-        "## Sleep at test time",
+        "## Sleep at test time" if loop == "sleep" else "## Wake passes at test time",
         "",
-        f"The same weights with P sleep passes per context window instead of the N = {trained} they were trained "
+        f"The same weights with P {where} instead of the N = {trained} they were trained "
         f"with, on the same held-out sequences for every P ({sweep['per_depth'][0]} per depth, seed "
         f"{sweep['eval_seed'][0]}); accuracy ({counted['metric_label'][0]}), 95% Wilson intervals. `sweep.parquet` "
         f"beside this card holds every count; reproduce: `{sweep_command(name, sweep, trained)}`.",

@@ -12,6 +12,8 @@ Nothing here changes the model; the decoder reads its modules' weights. Letters 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -59,12 +61,27 @@ class KVCache:
         return 2 * self.length * self.k[:, :, 0].numel() * self.k.element_size()
 
 
+@dataclass
+class _Pass:
+    """What one wake pass carries from token to token: its KV caches and conv buffers, both cleared every window,
+    and its fast-weight state S."""
+
+    kv: list[KVCache | None]
+    conv: list[torch.Tensor | None]  # [B, 3·H·K, conv_size] per fw layer
+    state: State
+
+
 class Decoder:
     """Token-by-token wake decoding of a SleepModel, with eviction and sleep at every window boundary.
 
     `step(token)` reads one token and returns the next-token logits; when the window is full, the next step
     evicts it first, sleeping on it. `evict(sleep=False)` ends a window without sleeping, as the model does on a
     window with scored positions (a wake window: its one pass stands). `decode` feeds a whole sequence this way.
+
+    The wake-loop control (`loop = "wake"`) runs its N passes on every token it reads: pass p keeps its own KV
+    caches, conv buffers and S, which starts every window from the S the window began with; pass p + 1 reads pass
+    p's hidden state at the same position, and S after pass 1 is what is carried on. It never sleeps: N times the
+    per-token work of the hybrid, and N times its KV cache.
     """
 
     def __init__(self, model: SleepModel, batch_size: int = 1, passes: int | None = None):
@@ -72,21 +89,48 @@ class Decoder:
         self.passes = model.sleep.passes if passes is None else passes
         if self.passes < 1:
             raise ValueError(f"passes (N) must be >= 1; got {self.passes}")
+        wake_loop = model.sleep.loop == "wake"
+        self.sleep_passes = 1 if wake_loop else self.passes  # per context window, when it is evicted
         self.window = model.sleep.window  # L; None: never evict
         self.B = batch_size
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
         cfg = model.cfg
         Dh, capacity = cfg.d_model // cfg.attn_heads, self.window or 64
-        self.kv = [
-            KVCache(batch_size, cfg.attn_heads, Dh, capacity, self.device, self.dtype) if b.kind == "attn" else None
-            for b in model.blocks
-        ]
-        self.state: State = model.init_state()  # S after every token read so far
+
+        def new_pass() -> _Pass:
+            kv = [
+                KVCache(batch_size, cfg.attn_heads, Dh, capacity, self.device, self.dtype) if b.kind == "attn" else None
+                for b in model.blocks
+            ]
+            return _Pass(kv, [None] * len(model.blocks), model.init_state())
+
+        self.wake = [new_pass() for _ in range(self.passes if wake_loop else 1)]  # pass 1 (.. N for the wake loop)
         self.start: State = self.state  # S when the current window began: what sleep starts from
         self.tokens: list[torch.Tensor] = []  # the current window's tokens, [B] each: what sleep reads again
         self.seen = 0  # tokens read so far, every window
-        self.conv: list[torch.Tensor | None] = [None] * len(model.blocks)  # [B, 3·H·K, conv_size] per fw layer
+
+    @property
+    def state(self) -> State:
+        """S after every token read so far (pass 1's: the one that crosses an eviction)."""
+        return self.wake[0].state
+
+    @state.setter
+    def state(self, value: State) -> None:
+        self.wake[0].state = value
+
+    @property
+    def kv(self) -> list[KVCache | None]:
+        """Pass 1's KV caches, one per block (None for fast-weight blocks)."""
+        return self.wake[0].kv
+
+    def kv_bytes(self) -> int:
+        return sum(c.nbytes for w in self.wake for c in w.kv if c is not None)
+
+    def state_bytes(self) -> int:
+        """Bytes of the fast-weight states and conv buffers of every wake pass."""
+        held = [t for w in self.wake for t in w.state + w.conv if t is not None]
+        return sum(t.numel() * t.element_size() for t in held)
 
     @property
     def full(self) -> bool:
@@ -100,20 +144,23 @@ class Decoder:
         t = len(self.tokens)
         if t >= self.model.cfg.max_positions:
             raise ValueError(f"position {t} is past the model's max_positions={self.model.cfg.max_positions}")
-        x = self.model.tok(token)[:, None] + self.model.pos.weight[t]  # [B, 1, D]
+        e = self.model.tok(token)[:, None] + self.model.pos.weight[t]  # [B, 1, D]
         if self.model.embed_norm is not None:
-            x = self.model.embed_norm(x)
-        new_state = []
-        for i, block in enumerate(self.model.blocks):
-            h = block.norm1(x)
-            if block.kind == "attn":
-                y, s = self._attend(i, block.mixer, h), None
-            else:
-                y, s = self._fast_weight(i, block.mixer, h, self.state[i])
-            x = x + y
-            x = x + block.mlp(block.norm2(x))
-            new_state.append(s)
-        self.state = new_state
+            e = self.model.embed_norm(e)
+        x = None
+        for p, wake in enumerate(self.wake, 1):
+            x = self.model.pass_input(p, e, x)
+            new_state = []
+            for i, block in enumerate(self.model.blocks):
+                h = block.norm1(x)
+                if block.kind == "attn":
+                    y, s = self._attend(wake.kv[i], block.mixer, h), None
+                else:
+                    y, s = self._fast_weight(wake, i, block.mixer, h)
+                x = x + y
+                x = x + block.mlp(block.norm2(x))
+                new_state.append(s)
+            wake.state = new_state
         self.tokens.append(token)
         self.seen += 1
         return self.model.readout(x)[:, 0]
@@ -124,15 +171,15 @@ class Decoder:
 
         With N = 1 the one pass is the wake pass the tokens already made, so S stays as it is.
         """
-        if sleep and self.tokens and self.passes > 1:
+        if sleep and self.tokens and self.sleep_passes > 1:
             self.state = self.sleep_on(torch.stack(self.tokens, dim=1), self.start)
         self._reset_window()
 
     @torch.no_grad()
     def sleep_on(self, tokens: torch.Tensor, state: State) -> State:
-        """N passes over one window (tokens [B, n]) from state; the state after the last pass."""
+        """N passes over one window (tokens [B, n]) from state (one for the wake loop); the state after the last."""
         x, h = self.model.embed(tokens), None  # [B, n, D]
-        for p in range(1, self.passes + 1):
+        for p in range(1, self.sleep_passes + 1):
             h, state = self.model.run_pass(self.model.pass_input(p, x, h), state)
         return state
 
@@ -149,33 +196,32 @@ class Decoder:
             self.evict(sleep=True)
         for s in range(0, tokens.shape[1], self.window):
             self.state = self.sleep_on(tokens[:, s : s + self.window], self.state)
-            self.start = self.state
+        self._reset_window()
         self.seen += tokens.shape[1]
 
     def cache_bytes(self) -> int:
         """Bytes the decoder carries between tokens: KV caches, fast-weight states, conv buffers, window tokens."""
-        tensors = [s for s in self.state if s is not None] + [c for c in self.conv if c is not None]
-        held = sum(t.numel() * t.element_size() for t in tensors)
-        return held + sum(c.nbytes for c in self.kv if c is not None) + sum(t.numel() * 8 for t in self.tokens)
+        return self.state_bytes() + self.kv_bytes() + sum(t.numel() * 8 for t in self.tokens)
 
     # --- one token through one mixer ----------------------------------------------------------------------
-    def _attend(self, i: int, mixer: Attention, h: torch.Tensor) -> torch.Tensor:
+    def _attend(self, cache: KVCache, mixer: Attention, h: torch.Tensor) -> torch.Tensor:
         """h [B, 1, D] -> attention output [B, 1, D] over the window's cached keys and values plus this token's."""
         B, _, D = h.shape
         q, k, v = mixer.qkv(h).view(B, 1, 3, mixer.heads, D // mixer.heads).permute(2, 0, 3, 1, 4)  # [B, H, 1, Dh]
-        keys, values = self.kv[i].append(k, v)
+        keys, values = cache.append(k, v)
         y = F.scaled_dot_product_attention(q, keys, values)  # no mask: every cached position precedes this token
         return mixer.out(y.transpose(1, 2).reshape(B, 1, D))
 
     def _fast_weight(
-        self, i: int, mixer: FastWeight, h: torch.Tensor, state: torch.Tensor | None
+        self, wake: _Pass, i: int, mixer: FastWeight, h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """h [B, 1, D], state [B, H, K, V] or None -> (y [B, 1, D], state after this token); FastWeight at T = 1."""
+        """h [B, 1, D] -> (y [B, 1, D], block i's S after this token): FastWeight at T = 1, from `wake`'s S and conv."""
+        state = wake.state[i]  # [B, H, K, V] or None
         cfg = mixer.cfg
         B, H, K = h.shape[0], cfg.fw_heads, cfg.head_dim
         q, k, v = mixer.q(h), mixer.k(h), mixer.v(h)  # [B, 1, H·K]
         if cfg.conv_size:
-            qkv = self._conv_step(i, mixer.conv, torch.cat([q, k, v], -1)[:, 0])  # [B, 3·H·K]
+            qkv = self._conv_step(wake, i, mixer.conv, torch.cat([q, k, v], -1)[:, 0])  # [B, 3·H·K]
             q, k, v = F.silu(qkv)[:, None].split(H * K, dim=-1)
         q, k, v = (t.reshape(B, 1, H, K) for t in (q, k, v))
         if cfg.rule == "delta":
@@ -187,23 +233,26 @@ class Decoder:
         y = mixer.out_norm(o) * F.silu(mixer.gate(h).view(B, 1, H, K))
         return mixer.out(y.reshape(B, 1, H * K)), new_state
 
-    def _conv_step(self, i: int, conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    def _conv_step(self, wake: _Pass, i: int, conv: torch.nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
         """The causal depthwise conv at the newest position: x [B, C] -> [B, C], from a rolling buffer [B, C, k].
 
         The buffer starts at zeros each window, as the conv's left padding does in the model.
         """
-        buf = self.conv[i]
+        buf = wake.conv[i]
         if buf is None:
             buf = x.new_zeros(*x.shape, conv.kernel_size[0])
         buf = torch.cat([buf[..., 1:], x[..., None]], dim=-1)
-        self.conv[i] = buf
+        wake.conv[i] = buf
         return (buf * conv.weight[:, 0]).sum(-1) + conv.bias
 
     def _reset_window(self) -> None:
-        for c in self.kv:
-            if c is not None:
-                c.clear()
-        self.conv = [None] * len(self.model.blocks)
+        """A new window: empty caches and conv buffers; every wake pass starts from the S the window begins with."""
+        for wake in self.wake:
+            for c in wake.kv:
+                if c is not None:
+                    c.clear()
+            wake.conv = [None] * len(self.model.blocks)
+            wake.state = self.state
         self.tokens = []
         self.start = self.state
 

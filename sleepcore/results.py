@@ -164,6 +164,13 @@ def results_markdown(per_depth: int = 1000, seed: int = 777, results: list[dict]
             "The wide model (N = 1 with a 4× wider MLP) is the capacity control: it tells what more sleep passes buy",
             "from what more parameters buy.",
         ]
+    if "wake-loop" in variants:
+        out += [
+            "The wake-loop model is the recurrence control: the same N passes per window, spent on the windows it",
+            "answers from (each from the state that window began with) instead of sleeping on the context, which it",
+            "writes once. It tells what sleep buys from what looping at prediction time buys, at N times the wake",
+            "latency (`sleepcore bench latency`).",
+        ]
     replicas = [r for results in rows.values() for r in results if r.get("train_seed", 0) != 0]
     if replicas:
         out += [

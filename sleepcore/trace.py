@@ -165,6 +165,7 @@ def record_trace(
         "split": _split(task, examples),
         "passes": N,
         "trained_passes": info["sleep"]["passes"],
+        "loop": model.sleep.loop,  # sleep: the N passes run on context windows; wake: on the windows read out
         "window": windows[0]["end"] - windows[0]["start"],
         "layers": model.cfg.mixers,
         "windows": windows,
@@ -172,7 +173,7 @@ def record_trace(
     }
     tables = {
         "tokens": tokens_table(examples, windows, task),
-        "state": state_table(record, windows, meta["layers"], N),
+        "state": state_table(record, windows, meta["layers"], N, meta["loop"]),
         "hidden": hidden_table(record, windows),
         "anytime": anytime_table(examples, batch["loss_mask"], logits, task),
     }
@@ -200,8 +201,15 @@ def _windows(model, loss_mask: torch.Tensor) -> list[dict]:
     ]
 
 
-def _passes(window: dict, N: int) -> int:
-    return N if window["kind"] == "context" else 1
+def _passes(window: dict, N: int, loop: str = "sleep") -> int:
+    """Passes the model runs over a window: N over context windows (over the windows read out for the wake loop)."""
+    return N if (window["kind"] == "context") == (loop == "sleep") else 1
+
+
+def sleep_passes(meta: dict) -> int:
+    """Passes a trace holds per context window: its N, or 1 for the wake loop (its N passes run on the windows read
+    out). Traces written before the wake loop existed hold no "loop": theirs is sleep."""
+    return meta["passes"] if meta.get("loop", "sleep") == "sleep" else 1
 
 
 def _split(task: Task, examples: list[Example]) -> str:
@@ -259,17 +267,21 @@ def _block(name: str, columns: dict[str, int | str | list | torch.Tensor]) -> pl
     return pl.DataFrame(rows, schema={c: SCHEMAS[name][c] for c in rows})
 
 
-def state_table(record: dict[str, torch.Tensor], windows: list[dict], layers: list[str], N: int) -> pl.DataFrame:
+def state_table(
+    record: dict[str, torch.Tensor], windows: list[dict], layers: list[str], N: int, loop: str = "sleep"
+) -> pl.DataFrame:
     """One row per (example, window, pass, layer, head) of fast-weight layers.
 
     delta at pass p is ‖S_p − S_{p−1}‖ with S_0 the state entering the window: zeros before the first window,
-    else the previous window's last-pass state, so pass 1 of a window shows what that window wrote.
+    else the state the previous window carried on (its last pass's; pass 1's after a wake loop), so pass 1 of a
+    window shows what that window wrote.
     """
     blocks = []
     for layer in (i for i, m in enumerate(layers) if m == "fw"):
-        prev = None
+        carried = None
         for w in windows:
-            for p in range(1, _passes(w, N) + 1):
+            prev = carried
+            for p in range(1, _passes(w, N, loop) + 1):
                 S = record[f"window.{w['index']}/pass.{p}/layer.{layer}/fw.state"].double()  # [K, H, K, V]
                 before = torch.zeros_like(S) if prev is None else prev
                 norm = torch.linalg.norm(S, dim=(-2, -1))  # [K, H]
@@ -279,6 +291,8 @@ def state_table(record: dict[str, torch.Tensor], windows: list[dict], layers: li
                 cols |= {"delta": delta, "rel_delta": delta / norm.clamp_min(1e-12)}
                 blocks.append(_block("state", cols))
                 prev = S
+                if loop == "sleep" or p == 1:
+                    carried = S
     return _concat("state", blocks)
 
 

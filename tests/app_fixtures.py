@@ -1,9 +1,9 @@
 """Fixtures for the app's tests: tiny checkpoints trained into a temporary folder (seconds), served by name.
 
-Two Rule 110 sleep models (N = 1 and N = 2), the two attention-only baselines (which have no fast weights), and
-an N = 2 sleep model of each other task (Depo, gsm), so every page is tested on each kind of checkpoint and task;
-their RESULTS.json (every count, 8 examples per depth) as `sleepcore eval --all --results-json` writes it. The
-tests never read the shipped checkpoints/.
+Two Rule 110 sleep models (N = 1 and N = 2), the two attention-only baselines (which have no fast weights), an
+N = 2 sleep model of each other task (Depo, gsm), and the N = 2 wake-loop control, so every page is tested on
+each kind of checkpoint and task; their RESULTS.json (every count, 8 examples per depth) as `sleepcore eval --all
+--results-json` writes it. The tests never read the shipped checkpoints/.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ APP = str(MAIN)
 SLEEPERS = ("tiny-n1", "tiny-n2")
 BASELINES = ("tiny-attn-only", "tiny-full-attention")
 OTHER_TASKS = ("tiny-depo-n2", "tiny-gsm-n2")
-ALL = SLEEPERS + BASELINES + OTHER_TASKS
+WAKE_LOOP = ("tiny-wake-loop-n2",)  # the control that spends its passes when answering
+ALL = SLEEPERS + BASELINES + OTHER_TASKS + WAKE_LOOP
 CARD = "# {name}\n\nA {variant} {preset} model (N = {passes}) trained for 6 steps to test the app. Not a result.\n"
 
 
@@ -41,6 +42,7 @@ def make_tiny_checkpoints(root: Path) -> Path:
         train_tiny(root / f"tiny-n{n}", passes=n)
     for variant in ("attn-only", "full-attention"):
         train_tiny(root / f"tiny-{variant}", variant=variant)
+    train_tiny(root / WAKE_LOOP[0], passes=2, variant="wake-loop")
     for name, preset in zip(OTHER_TASKS, ("depo-mini", "gsm-mini"), strict=True):
         train_tiny(root / name, passes=2, preset=preset)
     write_results_json(root / "RESULTS.json", evaluate_all(8, 777, root=root, progress=False), 8, 777)

@@ -7,7 +7,16 @@ import json
 import pytest
 
 # The fixtures are used by name: pytest finds them in this module.
-from app_fixtures import ALL, APP, BASELINES, OTHER_TASKS, SLEEPERS, app_checkpoints, with_a_broken_checkpoint  # noqa: F401
+from app_fixtures import (  # noqa: F401
+    ALL,
+    APP,
+    BASELINES,
+    OTHER_TASKS,
+    SLEEPERS,
+    WAKE_LOOP,
+    app_checkpoints,
+    with_a_broken_checkpoint,
+)
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.usefixtures("app_checkpoints")
@@ -51,7 +60,7 @@ def assert_clean(at: AppTest) -> None:
     assert not at.error, f"the page shows errors: {texts(at.error)}"
 
 
-@pytest.mark.parametrize("ckpt", SLEEPERS + BASELINES + OTHER_TASKS)
+@pytest.mark.parametrize("ckpt", SLEEPERS + BASELINES + OTHER_TASKS + WAKE_LOOP)
 @pytest.mark.parametrize("page", TITLES)
 def test_every_page_loads(page: str, ckpt: str):
     at = open_page(page, {"ckpt": ckpt})
@@ -79,6 +88,20 @@ def test_the_pass_slider_changes_the_state_shown():
     assert at.query_params["pass"] == "1", "the URL follows the slider"
     at.slider(key="pass").set_value(2).run()
     assert heatmap_z(at) == after_two, "stepping back shows the same state again"
+
+
+def test_the_wake_loop_explorer_shows_its_one_write_and_steps_its_wake_passes():
+    at = open_page("explorer", {"ckpt": WAKE_LOOP[0]})
+    assert_clean(at)
+    assert any("wake-loop control" in i for i in texts(at.info))
+    assert at.slider(key="pass").label == "Wake pass" and at.slider(key="pass").value == 2
+    assert "pass 1" in figure(at, "state_heatmap")["layout"]["title"]["text"], "its context has one pass"
+    at.segmented_control(key="view").set_value("If it woke now").run()
+    assert_clean(at)
+    assert at.metric[0].label == "Answers right after 2 wake pass(es)"
+    at.slider(key="pass").set_value(1).run()
+    assert_clean(at)
+    assert at.metric[0].label == "Answers right after 1 wake pass(es)"
 
 
 def test_query_parameters_restore_a_view():

@@ -39,7 +39,9 @@ def test_bench_latency_writes_its_tables(tmp_path, capsys):
     columns, rows = read(tmp_path / "latency.csv")
     assert columns == LATENCY_COLUMNS
     assert [(r["model"], int(r["context"])) for r in rows] == [
-        (m, c) for m in (f"sleep (L={s.window})", "full attention") for c in s.contexts
+        (m, c)
+        for m in (f"sleep (L={s.window})", f"wake loop (L={s.window}, N={s.wake_loop})", "full attention")
+        for c in s.contexts
     ]
     for r in rows:
         assert float(r["median_ms"]) > 0 and int(r["tokens"]) == s.tokens
@@ -49,6 +51,9 @@ def test_bench_latency_writes_its_tables(tmp_path, capsys):
     # hard eviction: at most one window of KV whatever the context; full attention holds all of it
     assert len({r["kv_bytes"] for r in sleep_rows}) == 1 and int(sleep_rows[0]["state_bytes"]) > 0
     assert int(full[1]["kv_bytes"]) > int(full[0]["kv_bytes"]) > int(sleep_rows[0]["kv_bytes"])
+    # the wake loop holds one window's KV and S per pass, also whatever the context
+    loop_rows = [r for r in rows if r["model"].startswith("wake loop")]
+    assert {int(r["kv_bytes"]) for r in loop_rows} == {s.wake_loop * int(sleep_rows[0]["kv_bytes"])}
     columns, sleeps = read(tmp_path / "sleep.csv")
     assert columns == SLEEP_COLUMNS and [int(r["passes"]) for r in sleeps] == list(s.sleep_passes)
     assert (tmp_path / "latency.html").stat().st_size > 0

@@ -53,6 +53,8 @@ def wake_positions(model: SleepModel, mask: torch.Tensor) -> torch.Tensor:
         (3, 4, INJECT),
         (2, 0, dict(feed="embed", norm_between=True)),
         (2, 4, dict(rule="hebbian")),
+        (3, 4, dict(INJECT, loop="wake")),  # the wake loop: three passes per token read, each with its own caches
+        (2, 0, dict(loop="wake")),
     ],
 )
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-5), (torch.float32, 1e-4)])
@@ -84,6 +86,24 @@ def test_sleep_is_what_makes_them_match():
         dec.evict(sleep=False)
     keep = wake_positions(model, mask)
     assert (logits[:, keep] - ref[:, keep]).abs().max() > 1e-2
+
+
+def test_the_wake_loop_carries_n_caches_and_no_sleep():
+    model, hybrid = make(3, 4, **dict(INJECT, loop="wake")), make(3, 4, **INJECT)
+    tokens, _ = sequence(scored_windows=())
+    dec, one = Decoder(model, batch_size=2), Decoder(hybrid, batch_size=2, passes=1)
+    for t in range(5):
+        dec.step(tokens[:, t])
+        one.step(tokens[:, t])
+    assert dec.kv_bytes() == 3 * one.kv_bytes() > 0 and dec.state_bytes() == 3 * one.state_bytes() > 0
+    # evicting a context window keeps pass 1's S: what the forward writes, once, on a context window
+    ref = model(tokens[:, :L], torch.zeros(2, L, dtype=torch.bool)).states
+    for t in range(5, L):
+        dec.step(tokens[:, t])
+    dec.evict(sleep=True)
+    for s, r in zip(dec.state, ref):
+        assert (s is None and r is None) or torch.allclose(s, r, atol=1e-5)
+    assert all(w.state is dec.state for w in dec.wake)  # every pass starts the next window from it
 
 
 def test_full_attention_never_evicts():

@@ -44,6 +44,9 @@ RUNS = {
         "train_seed": 1,
         "data_seed": 4321,
     },
+    "depo-k4-wake-loop-n4": fake(
+        "depo-k4-wake-loop-n4", "depo-k4", "depo", "wake-loop", 4, {"1": 0.9, "4": 0.3}, first={"1": 1, "4": 0.2}
+    ),
     "r-wide": fake("r-wide", "rule110-mini", "rule110", "wide", 1, {"1": 0.95}),
     "r-n4": fake("r-n4", "rule110-mini", "rule110", "hybrid", 4, {"1": 0.97}),
 }
@@ -72,7 +75,12 @@ def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
     assert "Only the first query of each sequence." in first
     assert "| depo-k4-n1 | hybrid | 1 | 1.000 [0.99, 1.01] | 0.100 [0.09, 0.11] |" in first
     assert "another initialisation and data seed" in text and "depo-k4-n4-s1 (seed 1, data seed 4321)." in text
-    assert k4.index("| depo-k4-n4 |") < k4.index("| depo-k4-n4-s1 |")
+    assert (
+        k4.index("| depo-k4-n4 |")
+        < k4.index("| depo-k4-n4-s1 |")
+        < k4.index("| depo-k4-wake-loop-n4 | wake-loop | 4 |")
+    )
+    assert "recurrence control" in text
     r110 = text.split("## rule110-mini (rule110)")[1]
     assert r110.index("| r-n4 | hybrid |") < r110.index("| r-wide | wide |")  # the sleep models, then baselines
     assert "capacity control" in text and "Not shipped yet: the attn-only, full-attention baseline(s)" in text

@@ -4,6 +4,7 @@ import hashlib
 import json
 from collections import Counter
 
+import polars as pl
 import pytest
 import torch
 
@@ -13,14 +14,14 @@ from sleepcore.data import collate
 from sleepcore.model import SleepModel
 from sleepcore.presets import build
 from sleepcore.tasks import get_task
-from sleepcore.trace import TraceError, load_trace, record_trace, sample_examples, write_trace
+from sleepcore.trace import TraceError, load_trace, record_trace, sample_examples, sleep_passes, write_trace
 from sleepcore.train import train
 
 N = 3
 
 
-def setup(preset="tiny", passes=N):
-    configs = build(preset, passes)
+def setup(preset="tiny", passes=N, variant="hybrid"):
+    configs = build(preset, passes, variant)
     torch.manual_seed(0)
     model = SleepModel(configs[0], configs[1]).eval()
     task = get_task(configs[2].name, **configs[2].params)
@@ -224,6 +225,28 @@ def test_states_chain_across_context_windows_and_a_mini_trace_is_small(tmp_path)
         torch.testing.assert_close(col(row, "delta").view(8, 2), expected, rtol=1e-6, atol=1e-9)
     meta = write_trace(t, tmp_path)
     assert sum((tmp_path / n).stat().st_size for n in [*meta["files"], "meta.json"]) < 50e6
+
+
+def test_a_wake_loop_trace_holds_its_passes_on_the_window_it_answers_from():
+    model, info, examples = setup("gsm-mini", passes=3, variant="wake-loop")  # two context windows, then wake
+    t = record_trace(model, info, examples, checkpoint="gsm-mini-wake-loop-n3", seed=0)
+    assert t.meta["loop"] == "wake" and t.meta["passes"] == 3 and sleep_passes(t.meta) == 1
+    state = t.tables["state"]
+    passes = state.group_by("window").agg(pl.col("pass").max()).sort("window")["pass"].to_list()
+    assert passes == [1, 1, 3]
+    for layer in (1, 3):
+        rows = state.filter((state["window"] == 2) & (state["layer"] == layer)).sort("pass", "example", "head")
+        before = [t.state(1, 1, layer), t.state(2, 1, layer), t.state(2, 2, layer)]  # S_{p−1}, S_0 = window 1's
+        for p in (1, 2, 3):
+            expected = torch.linalg.norm(t.state(2, p, layer) - before[p - 1], dim=(-2, -1)).double()
+            torch.testing.assert_close(col(rows.filter(rows["pass"] == p), "delta").view(8, 2), expected)
+    out, _ = run(model, examples)
+    torch.testing.assert_close(t.state(2, 1, 3), out.states[3], rtol=1e-5, atol=1e-6)  # pass 1's S is carried on
+    assert (t.state(2, 3, 3) - out.states[3]).abs().max() > 1e-4  # and not the last pass's
+    for n in (1, 2, 3):  # the anytime readout at n is the wake loop truncated at n passes
+        out, batch = run(model, examples, passes=n)
+        rows = t.anytime.filter(t.anytime["n"] == n).sort("example", "position")
+        assert rows["predicted"].to_list() == out.logits[batch["loss_mask"]].argmax(-1).tolist()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import streamlit as st
 from analysis.figures import state_heatmap
 from app import data, widgets
 from app.state import parse_view
+from sleepcore.trace import sleep_passes
 
 st.title("Compare")
 left_name = data.pick_checkpoint("ckpt", "Left checkpoint")
@@ -44,7 +45,7 @@ for message in view.messages:
     st.warning(message)
 depth, seed, custom = widgets.pick_example(left_name, view)
 traces = {n: data.trace(n, depth, seed, custom) for n in (left_name, right_name)}
-most = max(t.meta["passes"] for t in traces.values())
+most = max(sleep_passes(t.meta) for t in traces.values())
 pass_ = (
     st.slider(
         "Sleep pass (each model shows its own last pass if it has fewer)", 1, most, min(view.pass_, most), key="pass"
@@ -57,9 +58,10 @@ st.html(widgets.token_strip(traces[left_name].tables["tokens"], None))
 
 for col, (n, trace) in zip(st.columns(2), traces.items()):
     with col:
-        N = trace.meta["passes"]
+        N = sleep_passes(trace.meta)
         p = min(pass_, N)
-        st.subheader(f"{n} (N = {N})")
+        loop = " passes when answering: the wake loop" if trace.meta.get("loop", "sleep") == "wake" else ""
+        st.subheader(f"{n} (N = {trace.meta['passes']}{loop})")
         context = [w["index"] for w in trace.meta["windows"] if w["kind"] == "context"]
         fw = [i for i, m in enumerate(trace.meta["layers"]) if m == "fw"]
         if fw:

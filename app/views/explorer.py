@@ -14,6 +14,7 @@ from analysis.figures import (
     state_heatmap,
 )
 from app import data, widgets
+from sleepcore.trace import sleep_passes
 
 st.title("Sleep explorer")
 name, shape, view = data.page_view()
@@ -25,6 +26,7 @@ depth, seed, custom = widgets.pick_example(name, view)
 trace = data.trace(name, depth, seed, custom)
 tokens = trace.tables["tokens"]
 N = trace.meta["passes"]
+wake_loop = trace.meta.get("loop", "sleep") == "wake"
 layers = trace.meta["layers"]
 context = [w["index"] for w in trace.meta["windows"] if w["kind"] == "context"]
 
@@ -36,11 +38,19 @@ window = (
     if len(context) > 1
     else context[0]
 )
-pass_ = c2.slider("Sleep pass", 1, N, view.pass_, key="pass") if N > 1 else 1
+pass_ = c2.slider("Wake pass" if wake_loop else "Sleep pass", 1, N, view.pass_, key="pass") if N > 1 else 1
+shown_pass = min(pass_, sleep_passes(trace.meta))  # the context window's pass the state and attention views show
 layer = c3.selectbox("Fast-weight layer", shape.fw_layers, index=shape.fw_layers.index(view.layer), key="layer")
 head = c4.selectbox("Head", list(range(shape.heads)), index=view.head, key="head")
 st.query_params.update({"window": str(window), "pass": str(pass_), "layer": str(layer), "head": str(head)})
 
+if wake_loop:
+    st.info(
+        f"{name} is the wake-loop control: it writes each context window into S once and spends its N = {N} passes "
+        "on the window it answers from, each from the S that window began with. So there is no sleep to step "
+        "through: the state and attention views show that one write, and the pass slider sets how many wake passes "
+        "'If it woke now' and 'Attributions' run."
+    )
 st.html(widgets.token_strip(tokens, window))
 
 VIEWS = ["Fast-weight state", "Attention", "If it woke now", "Attributions", "Probes"]
@@ -49,20 +59,21 @@ shown_view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="view") o
 
 if shown_view == "Fast-weight state":
     left, right = st.columns(2)
-    S = trace.state(window, pass_, layer)[0]  # [H, K, V]
+    S = trace.state(window, shown_pass, layer)[0]  # [H, K, V]
     with left:
         st.plotly_chart(
-            state_heatmap(S[head : head + 1], title=f"S after window {window}, pass {pass_}"), key="state_heatmap"
+            state_heatmap(S[head : head + 1], title=f"S after window {window}, pass {shown_pass}"), key="state_heatmap"
         )
     with right:
-        prev = trace.state(window, pass_ - 1, layer)[0] if pass_ > 1 else None
+        prev = trace.state(window, shown_pass - 1, layer)[0] if shown_pass > 1 else None
         if prev is not None:
             st.plotly_chart(
-                state_heatmap((S - prev)[head : head + 1], title=f"Change from pass {pass_ - 1}"), key="state_delta"
+                state_heatmap((S - prev)[head : head + 1], title=f"Change from pass {shown_pass - 1}"),
+                key="state_delta",
             )
         else:
             st.plotly_chart(state_change(trace.tables["state"].filter(pl.col("layer") == layer)), key="state_change")
-    st.plotly_chart(sleep_animation(trace, layer, head, start=(window, pass_)), key="state_animation")
+    st.plotly_chart(sleep_animation(trace, layer, head, start=(window, shown_pass)), key="state_animation")
 
 if shown_view == "Attention":
     attn_layers = [i for i, m in enumerate(layers) if m == "attn"]
@@ -74,7 +85,9 @@ if shown_view == "Attention":
         words = tokens.filter(pl.col("example") == 0).sort("position")["token"][start["start"] : start["end"]].to_list()
         st.plotly_chart(
             attention_map(
-                trace.attn(window, pass_, a_layer)[0], words, title=f"Window {window}, pass {pass_}, layer {a_layer}"
+                trace.attn(window, shown_pass, a_layer)[0],
+                words,
+                title=f"Window {window}, pass {shown_pass}, layer {a_layer}",
             ),
             key="attention",
         )
@@ -84,9 +97,13 @@ if shown_view == "If it woke now":
     now = anytime.filter(pl.col("n") == pass_)
     right_now = int(now["correct"].sum())
     st.metric(
-        f"Answers right if every context window slept {pass_} pass(es)",
+        f"Answers right after {pass_} wake pass(es)"
+        if wake_loop
+        else f"Answers right if every context window slept {pass_} pass(es)",
         f"{right_now} / {now.height}",
-        help="The anytime readout: sleep truncated at this pass on every context window.",
+        help="The anytime readout: the wake loop truncated at this pass."
+        if wake_loop
+        else "The anytime readout: sleep truncated at this pass on every context window.",
     )
     shown = now.sort("position").select(["position", "depth", "target_token", "predicted_token", "p_target", "correct"])
     st.dataframe(shown, hide_index=True, width="stretch")
@@ -97,7 +114,11 @@ if shown_view == "If it woke now":
 if shown_view == "Attributions":
     st.caption(
         "Integrated gradients of the answer logit with respect to the evicted tokens' embeddings, through "
-        f"the sleep passes, with sleep truncated at pass {pass_}."
+        + (
+            f"the wake loop, truncated at pass {pass_}."
+            if wake_loop
+            else f"the sleep passes, with sleep truncated at pass {pass_}."
+        )
     )
     positions = tokens.filter(pl.col("scored") & (pl.col("example") == 0))["position"].to_list()
     a_pos = st.selectbox("Answer position", positions, key="attr_position")

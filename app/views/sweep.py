@@ -12,12 +12,20 @@ from sleepcore.train import EVAL_SEED
 st.title("Sleep at test time")
 name, shape, view = data.page_view()
 trained = shape.passes
-st.markdown(
-    f"**{name}** was trained to sleep **N = {trained}** passes on each context window before it is evicted. Here "
-    "the same weights sleep **P** passes instead, on the same held-out examples for every P: too few passes leave "
-    "the deep answers out; more than it was trained with shows whether the consolidation keeps going or drifts. "
-    "`sleepcore sweep` does the same from the command line."
-)
+if data.info(name)["sleep"].get("loop", "sleep") == "wake":
+    st.markdown(
+        f"**{name}** is the wake-loop control: it was trained to run **N = {trained}** passes over each window it "
+        "answers from (its context windows are written once, without sleep). Here the same weights run **P** such "
+        "passes instead, on the same held-out examples for every P. `sleepcore sweep` does the same from the "
+        "command line."
+    )
+else:
+    st.markdown(
+        f"**{name}** was trained to sleep **N = {trained}** passes on each context window before it is evicted. "
+        "Here the same weights sleep **P** passes instead, on the same held-out examples for every P: too few passes "
+        "leave the deep answers out; more than it was trained with shows whether the consolidation keeps going or "
+        "drifts. `sleepcore sweep` does the same from the command line."
+    )
 shipped, problem = data.shipped_sweep(name)
 if problem:
     st.warning(f"The sweep shipped with this checkpoint is not used: {problem}")
