@@ -173,7 +173,8 @@ def latency(s: LatencySettings, progress: bool = True) -> tuple[list[dict], list
                 }
             )
             if progress:
-                print(f"  {name:<16} context {context:>6}: {rows[-1]['median_ms']:.3f} ms/token", flush=True)
+                width = max(map(len, names))
+                print(f"  {name:<{width}} context {context:>6}: {rows[-1]['median_ms']:.3f} ms/token", flush=True)
     sleeps = []
     for n in s.sleep_passes:
         ms, cpu = time_sleep(sleeper, n, s, gen)
