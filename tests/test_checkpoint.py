@@ -139,6 +139,18 @@ def test_a_card_carries_its_presets_notes_and_in_repo_paths_relative(ckpt, tmp_p
     assert "Command: `sleepcore train --preset tiny --out runs/t`" in card
 
 
+def test_a_wake_loop_card_says_where_its_passes_run(ckpt):
+    from sleepcore import cards
+    from sleepcore.checkpoint import read_info
+
+    info = read_info(ckpt)
+    hybrid = cards.model_card("x", info)
+    assert "sleep passes per context window." in hybrid and "wake-loop" not in hybrid
+    card = cards.model_card("x", {**info, "variant": "wake-loop", "sleep": {**info["sleep"], "loop": "wake"}})
+    assert card.startswith("# x\n\nthe wake-loop control: the hybrid that spends its N passes on the windows")
+    assert "with **N = 2** passes over every window it answers from, and one over each context window." in card
+
+
 def test_refresh_cards_rewrites_every_card_from_its_config(ckpt, tmp_path):
     from sleepcore import cards
     from sleepcore.checkpoint import read_info
