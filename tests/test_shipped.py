@@ -54,7 +54,9 @@ def test_a_shipped_sweep_is_of_its_checkpoints_weights_and_in_its_card(name):
     assert sweep["trained_passes"][0] == trained
     assert sorted(sweep["passes"].unique().to_list()) == list(range(1, 2 * trained + 1))
     card = (resolve(name) / "README.md").read_text()
-    assert "## Sleep at test time" in card and sweep_command(name, sweep, trained) in card
+    loop = read_info(name)["sleep"].get("loop", "sleep")
+    heading = "## Sleep at test time" if loop == "sleep" else "## Wake passes at test time"
+    assert heading in card and sweep_command(name, sweep, trained) in card
 
 
 def test_the_app_opens_on_a_shipped_checkpoint():
