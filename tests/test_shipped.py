@@ -111,3 +111,23 @@ def test_results_json_holds_every_shipped_checkpoint_and_writes_results_md():
     assert not stale, f"re-run `{doc['command']}`: RESULTS.json evaluated other weights for {stale}"
     markdown = results_markdown(doc["per_depth"], doc["seed"], doc["results"])
     assert markdown == (CHECKPOINT_ROOT / "RESULTS.md").read_text(encoding="utf-8")
+
+
+def test_every_checkpoint_the_docs_name_is_shipped():
+    """A model named in the README, RESULTS.md or a preset's notes exists under that name (a renamed or dropped
+    checkpoint leaves no stale name behind). Presets, and run folders (`runs/NAME`), are other things."""
+    import re
+
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+    from sleepcore.presets import PRESETS
+
+    docs = [
+        CHECKPOINT_ROOT.parent / "README.md",
+        CHECKPOINT_ROOT / "RESULTS.md",
+        *(CHECKPOINT_ROOT / "NOTES").glob("*.md"),
+    ]
+    prefixes = "|".join(sorted({name.split("-")[0] for name in SHIPPED}))
+    pattern = re.compile(rf"(?<![\w/-])((?:{prefixes})-[a-z0-9]+(?:-[a-z0-9]+)*)\b")
+    named = {(doc.name, m) for doc in docs for m in pattern.findall(doc.read_text())}
+    unknown = sorted((doc, m) for doc, m in named if m not in SHIPPED and m not in PRESETS)
+    assert not unknown, f"named in the docs but neither shipped nor a preset: {unknown}"
