@@ -1,6 +1,8 @@
 """Checkpoints: model.safetensors (weights only, never pickle) + config.json; written atomically, validated on load.
 
-A training directory also holds optimizer.safetensors + trainer.json so `--resume` can continue exactly.
+A training directory also holds optimizer.safetensors + trainer.json so `--resume` can continue exactly; trainer.json
+records the SHA-256 of the model and optimizer files saved with it, so a resume can tell when they do not belong
+together (a save cut off part-way, a file copied in).
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, from_dict, to_dict
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, check_together, from_dict, to_dict
 
 FORMAT = 1
+TRAINER_KEYS = ("step", "history", "wall_s", "tokens", "param_groups")  # what every trainer.json holds
 CHECKPOINT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
@@ -58,12 +61,14 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def configs_from(info: dict) -> tuple[ModelConfig, SleepConfig, TaskConfig, TrainConfig]:
     try:
-        return (
+        configs = (
             from_dict(ModelConfig, info["model"]),
             from_dict(SleepConfig, info["sleep"]),
             from_dict(TaskConfig, info["task"]),
             from_dict(TrainConfig, info["train"]),
         )
+        check_together(*configs[:3])
+        return configs
     except KeyError as e:
         raise CheckpointError(
             f"config.json has no {e.args[0]!r} section; it needs model, sleep, task and train"
@@ -97,7 +102,43 @@ def available(root: Path = CHECKPOINT_ROOT) -> list[str]:
 
 def weights_sha256(path: str | Path) -> str:
     """SHA-256 of a checkpoint's model.safetensors (hex): names the exact weights a result or a run came from."""
-    return hashlib.sha256((resolve(path) / "model.safetensors").read_bytes()).hexdigest()
+    return file_sha256(resolve(path) / "model.safetensors")
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_trainer(path: Path) -> dict:
+    """A run's trainer.json, checked to hold what a resume needs (TRAINER_KEYS; `sha256` where saved with it)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object; got {type(data).__name__}")
+    missing = [k for k in TRAINER_KEYS if k not in data]
+    if missing:
+        raise CheckpointError(f"{path} is missing {missing}; a trainer.json holds {', '.join(TRAINER_KEYS)}")
+    step, groups, hashes = data["step"], data["param_groups"], data.get("sha256", {})
+    problems = [
+        (isinstance(step, int) and not isinstance(step, bool) and step >= 0, f"step must be an int >= 0; got {step!r}"),
+        (isinstance(data["history"], list), "history must be a list"),
+        (isinstance(data["wall_s"], (int, float)), f"wall_s must be a number; got {data['wall_s']!r}"),
+        (isinstance(data["tokens"], int), f"tokens must be an int; got {data['tokens']!r}"),
+        (
+            isinstance(groups, list) and all(isinstance(g, dict) for g in groups),
+            "param_groups must be a list of objects",
+        ),
+        (isinstance(hashes, dict), "sha256 must be an object: file name -> SHA-256"),
+    ]
+    for ok, problem in problems:
+        if not ok:
+            raise CheckpointError(f"{path} is not valid: {problem}")
+    return data
 
 
 def read_info(path: str | Path) -> dict:
@@ -167,9 +208,25 @@ def save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:
 
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, param_groups: list[dict]) -> None:
-    flat = load_file(path)
+    """Restore AdamW state saved by save_optimizer; CheckpointError naming the file if it does not fit `optimizer`."""
+    try:
+        flat = load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path} cannot be read as safetensors: {e}") from None
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, t in flat.items():
-        i, name = key.split(".", 1)
+        i, dot, name = key.partition(".")
+        if not (dot and i.isdigit() and int(i) < len(params)):
+            raise CheckpointError(f"{path} has tensor {key!r}; expected INDEX.NAME for {len(params)} parameters")
+        if name != "step" and t.shape != params[int(i)].shape:
+            raise CheckpointError(
+                f"{path}: {key} has shape {tuple(t.shape)} but parameter {i} has {tuple(params[int(i)].shape)}"
+            )
         state.setdefault(int(i), {})[name] = t
-    optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": param_groups})
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(
+            f"{path} and its trainer.json param_groups do not fit this model's optimizer: {e}"
+        ) from None

@@ -28,8 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, CheckpointError, FileNotFoundError) as e:
+    except (ValueError, CheckpointError) as e:
         print(f"sleepcore {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path that cannot be read or written: name it (os.replace's target is filename2)
+        path = e.filename2 or e.filename
+        print(f"sleepcore {args.command}: error: {f'{path}: {e.strerror}' if path else e}", file=sys.stderr)
         return 2
 
 
@@ -48,7 +52,9 @@ def _train_parser(sub) -> None:
         default="hybrid",
         help="hybrid, attn-only, full-attention, wide, or wake-loop (the N passes run when answering, not in sleep)",
     )
-    p.add_argument("--out", required=True, help="output folder (checkpoint written there)")
+    p.add_argument(
+        "--out", required=True, help="output folder (checkpoint written there); one holding a run needs --resume"
+    )
     p.add_argument("--max-steps", type=int, help="train for this many optimizer steps (overrides the preset)")
     p.add_argument(
         "--set",
@@ -76,6 +82,9 @@ def _train(args) -> int:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1; got {args.nproc}")
+    for flag, value in (("--stop-after", args.stop_after), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1; got {value}")
     configs = build(
         args.preset,
         args.passes,
@@ -235,6 +244,8 @@ def _bench_parser(sub) -> None:
 def _bench(args) -> int:
     from sleepcore.bench import run
 
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {args.threads}")
     return run(args.which, Path(args.out), quick=args.quick, threads=args.threads)
 
 

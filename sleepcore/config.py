@@ -32,6 +32,7 @@ class ModelConfig:
         return [m.strip() for m in self.layers.split(",")]
 
     def validate(self) -> None:
+        check_types(self)
         bad = [m for m in self.mixers if m not in MIXERS]
         if bad or not self.mixers:
             raise ValueError(f"layers {self.layers!r} has unknown mixer(s) {bad}; valid mixers: {', '.join(MIXERS)}")
@@ -62,6 +63,7 @@ class SleepConfig:
     loop: str = "sleep"
 
     def validate(self) -> None:
+        check_types(self)
         if self.passes < 1:
             raise ValueError(f"passes (N) must be >= 1; got {self.passes}")
         if self.window is not None and self.window < 1:
@@ -80,6 +82,7 @@ class TaskConfig:
     def validate(self) -> None:
         from sleepcore.tasks import get_task
 
+        check_types(self)
         get_task(self.name, **self.params)
 
 
@@ -106,7 +109,16 @@ class TrainConfig:
     data_offset: int = 0  # batch s is drawn, and the curriculum read, at step data_offset + s
 
     def validate(self) -> None:
-        _positive(self, "steps", "batch_size", "curriculum_every", "eval_every", "eval_examples", "save_every")
+        check_types(self)
+        _positive(
+            self, "steps", "batch_size", "curriculum_every", "eval_every", "eval_examples", "save_every", "threads"
+        )
+        betas = self.betas
+        if not (isinstance(betas, tuple) and len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)):
+            shown = list(betas) if isinstance(betas, tuple) else betas
+            raise ValueError(
+                f"train.betas must be two numbers in [0, 1) (AdamW's beta1 and beta2), like [0.9, 0.95]; got {shown!r}"
+            )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
         if not isinstance(self.data_offset, int) or isinstance(self.data_offset, bool) or self.data_offset < 0:
@@ -119,6 +131,60 @@ class TrainConfig:
 
 
 CONFIG_TYPES = {"model": ModelConfig, "sleep": SleepConfig, "task": TaskConfig, "train": TrainConfig}
+
+# The JSON type each annotation asks for: (test, what to call it in a message). bool is not an int here, though Python
+# says it is; a float setting takes an int (JSON writes 2.0 as 2 in some hands). Fields not listed (train.betas) are
+# checked by their section's validate().
+_TYPES = {
+    "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
+    "float": (lambda v: _is_number(v), "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "int | None": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an int or null"),
+    "str | None": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "dict[str, Any]": (lambda v: isinstance(v, dict), "a JSON object"),
+}
+
+
+def check_types(cfg) -> None:
+    """ValueError naming the first setting whose value has the wrong type, e.g. "sleep.passes must be an int"."""
+    section = next(name for name, cls in CONFIG_TYPES.items() if isinstance(cfg, cls))
+    for f in dataclasses.fields(cfg):
+        if f.type in _TYPES:
+            ok, kind = _TYPES[f.type]
+            value = getattr(cfg, f.name)
+            if not ok(value):
+                raise ValueError(f"{section}.{f.name} must be {kind}; got {value!r}")
+
+
+def check_together(model: ModelConfig, sleep: SleepConfig, task: TaskConfig) -> None:
+    """ValueError unless the sections fit each other: the model's vocabulary is the task's, sleep evicts at the task's
+    window (or never: None, the full-attention reference), and the model has a position for every token it sees."""
+    from sleepcore.tasks import get_task
+
+    t = get_task(task.name, **task.params)
+    if model.vocab_size != len(t.vocab):
+        raise ValueError(
+            f"model.vocab_size is {model.vocab_size} but task {task.name!r} with these parameters has a vocabulary "
+            f"of {len(t.vocab)} tokens; model.vocab_size must be {len(t.vocab)}"
+        )
+    if sleep.window is not None and sleep.window != t.window:
+        raise ValueError(
+            f"sleep.window is {sleep.window} but task {task.name!r} lays its examples out in windows of {t.window} "
+            f"tokens; sleep.window must be {t.window}, or null (no eviction)"
+        )
+    seen = t.seq_len if sleep.window is None else t.window
+    if model.max_positions < seen:
+        raise ValueError(
+            f"model.max_positions is {model.max_positions} but the model reads {seen} tokens at a time "
+            f"({'the whole sequence: sleep.window is null' if sleep.window is None else 'one window'}); "
+            f"model.max_positions must be >= {seen}"
+        )
+    if sleep.window is None and sleep.passes > 1 and sleep.loop == "sleep":
+        raise ValueError(
+            f"sleep.passes is {sleep.passes} but sleep.window is null: nothing is evicted, so nothing is slept on; "
+            "N must be 1 without eviction"
+        )
 
 
 def from_dict(cls, d: dict[str, Any]):
@@ -157,8 +223,12 @@ def _is_name(text: str) -> bool:
     return bool(text) and not text.startswith(".") and all(c.isalnum() or c in "-_." for c in text)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(cfg, *names: str) -> None:
     for n in names:
         value = getattr(cfg, n)
-        if not isinstance(value, int) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{type(cfg).__name__}.{n} must be a positive integer; got {value!r}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, check_together
 from sleepcore.tasks import TASK_PRESETS, get_task
 
 # Sleep settings that made N > 1 trainable in small models (FINDINGS.md): every pass sees the window's normalised
@@ -167,7 +167,8 @@ def build(
     """(ModelConfig, SleepConfig, TaskConfig, TrainConfig) for a preset at N = passes.
 
     overrides: {"model" | "sleep" | "task" | "train": {setting: value}} over the preset's values, after the variant's
-    (task settings first, so that the vocabulary and window follow them); ValueError naming an unknown setting.
+    (task settings first, so that the vocabulary and window follow them); ValueError naming an unknown setting, or
+    sections that do not fit each other. N is `passes` alone (never sleep.passes); full-attention has no sleep: N = 1.
     """
     overrides = overrides or {}
     if set(overrides) - set(SECTIONS):
@@ -176,6 +177,12 @@ def build(
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+    if "passes" in overrides.get("sleep", {}):
+        raise ValueError("sleep.passes is N: set it with --passes N (build's `passes`), not with --set sleep.passes")
+    if variant == "full-attention" and passes != 1:
+        raise ValueError(
+            f"the full-attention variant never evicts, so it has no sleep and N must be 1; got --passes {passes}"
+        )
     p = PRESETS[preset]
     task_name, task_params = TASK_PRESETS[p.task]
     task = get_task(task_name, **{**task_params, **overrides.get("task", {})})
@@ -203,8 +210,11 @@ def build(
         if unknown:
             raise ValueError(f"unknown {section} setting(s) {unknown}; valid: {', '.join(valid)}")
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        optional = {f.name for f in dataclasses.fields(cls) if "None" in str(f.type)}
         for key, value in overrides.get(section, {}).items():
-            values[key] = _typed(f"{section}.{key}", value, values.get(key, defaults[key]))
+            values[key] = _typed(f"{section}.{key}", value, values.get(key, defaults[key]), key in optional)
+    if sleep.get("window", SleepConfig.window) is None and "max_positions" not in overrides.get("model", {}):
+        model["max_positions"] = task.seq_len  # no eviction: the model reads the whole sequence at once
     configs = (
         ModelConfig(**model),
         SleepConfig(**sleep),
@@ -213,13 +223,15 @@ def build(
     )
     for c in configs:
         c.validate()
+    check_together(*configs[:3])
     return configs
 
 
-def _typed(name: str, value, like):
+def _typed(name: str, value, like, optional: bool = False):
     """value as the type of `like` (the setting's current value): an int for a float setting becomes a float,
-    a list for a tuple a tuple; anything else of the wrong type is a ValueError naming the setting."""
-    if like is None:  # optional settings (sleep.window None = no eviction): validate() checks them
+    a list for a tuple a tuple; None where the setting is optional; anything else of the wrong type is a ValueError
+    naming the setting."""
+    if like is None or (optional and value is None):  # optional settings (sleep.window None = no eviction)
         return value
     kind = type(like)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

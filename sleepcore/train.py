@@ -31,13 +31,18 @@ from tqdm import tqdm
 
 from sleepcore.checkpoint import (
     CheckpointError,
+    check_tensors,
     checkpoint_info,
+    configs_from,
+    file_sha256,
     load_optimizer,
+    read_info,
+    read_trainer,
     save_optimizer,
     save_tensors,
     write_json,
 )
-from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, from_dict
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, check_together
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.model import SleepModel
@@ -45,6 +50,7 @@ from sleepcore.recorder import NULL
 from sleepcore.tasks import get_task
 
 EVAL_SEED = 777  # evaluation examples come from the test split with this seed, the same for every model
+HASHED = ("model.safetensors", "optimizer.safetensors")  # trainer.json records their SHA-256: a resume checks them
 
 
 def curriculum_depth(step: int, cfg: TrainConfig, task) -> int | None:
@@ -170,8 +176,21 @@ def train(
     progress: bool = True,
     eval_per_depth: int = 250,
 ) -> dict:
-    """Train into folder `out` and return its config.json contents. stop_after ends early (as a kill would)."""
+    """Train into folder `out` and return its config.json contents. stop_after ends early (as a kill would).
+
+    A folder that already holds a run is continued with resume=True and never overwritten otherwise.
+    """
     out = Path(out)
+    for c in (model_cfg, sleep_cfg, task_cfg, cfg):
+        c.validate()
+    check_together(model_cfg, sleep_cfg, task_cfg)
+    if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
+        raise ValueError(f"stop_after (--stop-after) must be a step >= 1; got {stop_after!r}")
+    if not resume and ((out / "trainer.json").exists() or (out / "config.json").exists()):
+        raise CheckpointError(
+            f"{out} already holds a run ({_held(out)}); pass --resume to continue it, or give a new --out "
+            "(nothing was written)"
+        )
     torch.set_num_threads(cfg.threads)
     ranks = init_distributed()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -187,13 +206,17 @@ def train(
     start, history, wall, tokens_seen = 0, [], 0.0, 0
     version = code_version()  # the code this run starts from; a resumed run keeps the version it started with
     if resume and (out / "trainer.json").exists():
-        start, history, wall, tokens_seen = _restore(out, model, opt, (model_cfg, sleep_cfg, task_cfg, cfg), device)
-        version = json.loads((out / "trainer.json").read_text()).get("code_version", version)
+        trainer = _restore(out, model, opt, (model_cfg, sleep_cfg, task_cfg, cfg), device, note=lead)
+        start, history, wall, tokens_seen = (trainer[k] for k in ("step", "history", "wall_s", "tokens"))
+        version = trainer.get("code_version", version)
     elif resume:
         raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
+    if stop_after is not None and stop_after <= start:
+        raise ValueError(
+            f"--stop-after {stop_after}: the run in {out} is already at step {start}, so there is nothing to train; "
+            f"give a later step (up to {cfg.steps}), or no --stop-after to finish it"
+        )
     if cfg.init_from is not None and start > 0:  # a resumed continuation holds its own weights and its base's record
-        from sleepcore.checkpoint import read_info
-
         extra = {**(extra or {}), "continued_from": read_info(out)["continued_from"]}
     elif cfg.init_from is not None:
         weights, record = _base(cfg.init_from, (model_cfg, sleep_cfg, task_cfg), device)
@@ -317,6 +340,7 @@ def _save(
         "tokens": tokens,
         "param_groups": groups,
         "code_version": version,
+        "sha256": {name: file_sha256(out / name) for name in HASHED},
     }
     info = checkpoint_info(
         *configs,
@@ -340,23 +364,61 @@ def _save(
     return info
 
 
-def _restore(out, model, opt, configs, device):
+def _held(out: Path) -> str:
+    """The step of the run in `out`, in words, read from trainer.json else config.json, whatever state they are in."""
+    for name in ("trainer.json", "config.json"):
+        try:
+            step = json.loads((out / name).read_text()).get("step")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(step, int):
+            return f"at step {step}"
+    return "its step cannot be read"
+
+
+def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
+    """Load the run in `out` into model and opt; its trainer.json. CheckpointError unless its config is this run's
+    and its files were saved together: config.json at trainer.json's step, model and optimizer with the SHA-256
+    trainer.json recorded (a run saved before hashes were recorded resumes unchecked, with a note)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from sleepcore.checkpoint import check_tensors, read_info
-
+    trainer = read_trainer(out / "trainer.json")
+    missing = [name for name in ("config.json", *HASHED) if not (out / name).is_file()]
+    if missing:
+        raise CheckpointError(f"--resume: {out} has no {' or '.join(missing)}; it cannot continue: use a new --out")
     saved = read_info(out)
-    for (name, cls), cfg in zip(
-        (("model", ModelConfig), ("sleep", SleepConfig), ("task", TaskConfig), ("train", TrainConfig)), configs
-    ):
-        if from_dict(cls, saved[name]) != cfg:
+    for name, mine, theirs in zip(("model", "sleep", "task", "train"), configs, configs_from(saved)):
+        if mine != theirs:
             raise CheckpointError(f"--resume: the {name} config in {out} differs from this run's; use a new --out")
-    tensors = load_file(out / "model.safetensors", device=str(device))
+    step, cut = trainer["step"], "a save was cut off part-way, or a file was copied in"
+    if saved.get("step") != step:
+        raise CheckpointError(
+            f"--resume: {out / 'config.json'} is at step {saved.get('step')} but trainer.json at step {step} "
+            f"({cut}); the run cannot continue exactly: start it again with a new --out"
+        )
+    if "sha256" not in trainer:
+        if note:
+            print(
+                f"note: {out / 'trainer.json'} was saved before runs recorded their files' SHA-256, so "
+                f"{' and '.join(HASHED)} cannot be checked to be step {step}'s; resuming without that check",
+                file=sys.stderr,
+            )
+    else:
+        for name in HASHED:
+            if file_sha256(out / name) != trainer["sha256"].get(name):
+                raise CheckpointError(
+                    f"--resume: {out / name} is not the file trainer.json was saved with at step {step} (its SHA-256 "
+                    f"differs: {cut}); the run cannot continue exactly: start it again with a new --out"
+                )
+    try:
+        tensors = load_file(out / "model.safetensors", device=str(device))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{out / 'model.safetensors'} cannot be read as safetensors: {e}") from None
     check_tensors(model.state_dict(), tensors, out / "model.safetensors")
     model.load_state_dict(tensors)
-    trainer = json.loads((out / "trainer.json").read_text())
     load_optimizer(out / "optimizer.safetensors", opt, trainer["param_groups"])
-    return trainer["step"], trainer["history"], trainer["wall_s"], trainer["tokens"]
+    return trainer
 
 
 def _base(name: str, configs, device) -> tuple[dict, dict]:

@@ -85,6 +85,68 @@ def test_wrong_config_is_reported(broken, edit, message):
         load_checkpoint(broken)
 
 
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("sleep", "passes", "4", "sleep.passes must be an int; got '4'"),
+        ("sleep", "passes", 4.0, "sleep.passes must be an int; got 4.0"),
+        ("sleep", "passes", True, "sleep.passes must be an int; got True"),
+        ("sleep", "window", "17", "sleep.window must be an int or null; got '17'"),
+        ("sleep", "embed_norm", 1, "sleep.embed_norm must be true or false; got 1"),
+        ("model", "mlp_ratio", "2", "model.mlp_ratio must be a number; got '2'"),
+        ("model", "norm_eps", "x", "model.norm_eps must be a number; got 'x'"),
+        ("model", "layers", 5, "model.layers must be a string; got 5"),
+        ("model", "d_model", True, "model.d_model must be an int; got True"),
+        ("train", "lr", "x", "train.lr must be a number; got 'x'"),
+        ("train", "threads", 0, r"TrainConfig.threads must be a positive integer; got 0"),
+        ("train", "betas", [0.9], r"train.betas must be two numbers in \[0, 1\) .*; got \[0.9\]"),
+        ("train", "betas", [0.9, 0.95, 0.99], r"train.betas must be two numbers in \[0, 1\)"),
+        ("task", "params", [1], r"task.params must be a JSON object; got \[1\]"),
+        ("task", "name", 7, r"task.name must be a string; got 7"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_is_named(broken, section, key, value, message):
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg[section][key] = value
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="config.json is not valid: " + message):
+        load_checkpoint(broken)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c["model"].update(vocab_size=3), r"model.vocab_size is 3 but task 'rule110' .* must be 12"),
+        (  # t9..t12 join the vocabulary: the model has no embedding for them
+            lambda c: c["task"]["params"].update(max_depth=12),
+            r"model.vocab_size is 12 but task 'rule110' with these parameters has a vocabulary of 16 tokens",
+        ),
+        (lambda c: c["sleep"].update(window=12), r"sleep.window is 12 but task 'rule110' lays .* windows of 17"),
+        (lambda c: c["sleep"].update(window=None), r"model.max_positions is 17 but the model reads 34 tokens"),
+        (
+            lambda c: c["sleep"].update(window=None) or c["model"].update(max_positions=34),
+            r"sleep.passes is 2 but sleep.window is null: nothing is evicted",
+        ),
+    ],
+)
+def test_sections_that_do_not_fit_each_other_are_reported(broken, edit, message):
+    cfg = json.loads((broken / "config.json").read_text())
+    edit(cfg)
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="config.json is not valid: " + message):
+        load_checkpoint(broken)
+
+
+def test_every_shipped_checkpoint_still_loads():
+    from sleepcore.checkpoint import CHECKPOINT_ROOT, available
+
+    names = available(CHECKPOINT_ROOT)
+    assert len(names) >= 54
+    for name in names:
+        model, info = load_checkpoint(name)
+        assert info["step"] > 0, name
+
+
 def test_config_that_is_not_json_is_reported(broken):
     (broken / "config.json").write_text("{ half a file")
     with pytest.raises(CheckpointError, match="not valid JSON"):

@@ -2,11 +2,14 @@
 
 import dataclasses
 import json
+import re
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from sleepcore.checkpoint import CheckpointError
 from sleepcore.cli import main
 from sleepcore.presets import build
 from sleepcore.tasks import get_task
@@ -151,7 +154,8 @@ def test_a_continued_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, mon
     configs = tiny(steps=20, passes=2, init_from="tiny-n2", data_offset=12)
     whole = train(tmp_path / "whole", *configs, progress=False, eval_per_depth=4)
     train(tmp_path / "broken", *configs, stop_after=9, progress=False, eval_per_depth=4)
-    _ship_tiny(tmp_path / "shipped", "tiny-n2", steps=5)  # the base is replaced: the resumed run keeps its record
+    shutil.rmtree(tmp_path / "shipped" / "tiny-n2")  # the base is replaced: the resumed run keeps its record
+    _ship_tiny(tmp_path / "shipped", "tiny-n2", steps=5)
     broken = train(tmp_path / "broken", *configs, resume=True, progress=False, eval_per_depth=4)
     a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(tmp_path / "broken" / "model.safetensors")
     for k in a:
@@ -203,3 +207,155 @@ def test_a_saved_task_config_missing_a_later_parameter_reads_as_its_default():
     full = build("gsm-mini", 1)[2]
     old = {k: v for k, v in full.params.items() if k != "max_constant"}
     assert from_dict(TaskConfig, {"name": "gsm", "params": old}) == full
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A tiny run (6 steps) stopped at step 2, and the same run stopped at step 4: files of two different steps."""
+    root = tmp_path_factory.mktemp("stopped")
+    for stop in (2, 4):
+        train(root / f"at{stop}", *tiny(steps=6), stop_after=stop, progress=False)
+    return root
+
+
+@pytest.fixture
+def run(stopped, tmp_path):
+    """A copy of the run stopped at step 2, free to damage."""
+    shutil.copytree(stopped / "at2", tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_train_refuses_to_overwrite_a_run_without_resume(run, capsys):
+    before = _files(run)
+    with pytest.raises(
+        CheckpointError, match=r"already holds a run \(at step 2\); pass --resume to continue it, or give"
+    ):
+        train(run, *tiny(steps=6), progress=False)
+    argv = ["train", "--preset", "tiny", "--passes", "2", "--max-steps", "6", "--out", str(run), "--no-progress"]
+    assert main(argv) == 2
+    assert "already holds a run (at step 2); pass --resume" in capsys.readouterr().err
+    (run / "trainer.json").unlink()  # config.json alone (a checkpoint) is a run too
+    with pytest.raises(CheckpointError, match=r"already holds a run \(at step 2\)"):
+        train(run, *tiny(steps=6), progress=False)
+    del before["trainer.json"]
+    assert _files(run) == before
+
+
+@pytest.mark.parametrize(
+    "mix, message",
+    [
+        ("model.safetensors", r"model.safetensors is not the file trainer.json was saved with at step 2"),
+        ("optimizer.safetensors", r"optimizer.safetensors is not the file trainer.json was saved with at step 2"),
+        ("config.json", r"config.json is at step 4 but trainer.json at step 2 \(a save was cut off part-way"),
+    ],
+)
+def test_resume_refuses_files_saved_at_different_steps(stopped, run, mix, message):
+    shutil.copy(stopped / "at4" / mix, run / mix)  # as a kill part-way through a save, or a file copied in, leaves it
+    before = _files(run)
+    with pytest.raises(CheckpointError, match=message):
+        train(run, *tiny(steps=6), resume=True, progress=False)
+    assert _files(run) == before
+
+
+def test_a_run_saved_before_hashes_resumes_with_a_note(stopped, run, capsys):
+    trainer = json.loads((run / "trainer.json").read_text())
+    assert set(trainer["sha256"]) == {"model.safetensors", "optimizer.safetensors"}
+    del trainer["sha256"]  # what the code before hashes wrote
+    (run / "trainer.json").write_text(json.dumps(trainer))
+    info = train(run, *tiny(steps=6), resume=True, stop_after=4, progress=False)
+    assert "saved before runs recorded their files' SHA-256" in capsys.readouterr().err
+    assert info["step"] == 4 and "sha256" in json.loads((run / "trainer.json").read_text())
+    a, b = load_file(stopped / "at4" / "model.safetensors"), load_file(run / "model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def _drop_hashes(run):
+    trainer = json.loads((run / "trainer.json").read_text())
+    del trainer["sha256"]
+    (run / "trainer.json").write_text(json.dumps(trainer))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda r: (r / "trainer.json").write_text("{ half"), r"trainer.json is not valid JSON"),
+        (lambda r: (r / "trainer.json").write_text('{"step": 2}'), r"trainer.json is missing \['history', 'wall_s'"),
+        (lambda r: (r / "trainer.json").write_text("[]"), r"trainer.json must hold a JSON object; got list"),
+        (lambda r: (r / "config.json").write_text("{ half"), r"config.json is not valid JSON"),
+        (lambda r: (r / "optimizer.safetensors").unlink(), r"has no optimizer.safetensors; it cannot continue"),
+        (
+            lambda r: _drop_hashes(r) or (r / "model.safetensors").write_bytes(b"\0" * 40),
+            r"model.safetensors cannot be read as safetensors",
+        ),
+        (
+            lambda r: _drop_hashes(r) or (r / "optimizer.safetensors").write_bytes(b"\0" * 40),
+            r"optimizer.safetensors cannot be read as safetensors",
+        ),
+    ],
+)
+def test_resume_names_the_damaged_file(run, damage, message):
+    damage(run)
+    with pytest.raises(CheckpointError, match=message):
+        train(run, *tiny(steps=6), resume=True, progress=False)
+
+
+def test_a_trainer_json_missing_its_param_groups_is_named(run):
+    trainer = json.loads((run / "trainer.json").read_text())
+    del trainer["param_groups"]
+    (run / "trainer.json").write_text(json.dumps(trainer))
+    with pytest.raises(CheckpointError, match=r"trainer.json is missing \['param_groups'\]; a trainer.json holds step"):
+        train(run, *tiny(steps=6), resume=True, progress=False)
+
+
+def test_stop_after_must_be_a_step_still_to_train(run, capsys):
+    for bad in ("0", "-1"):
+        assert main(["train", "--preset", "tiny", "--out", str(run / "new"), "--stop-after", bad]) == 2
+        assert f"--stop-after must be >= 1; got {bad}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"stop_after \(--stop-after\) must be a step >= 1; got 0"):
+        train(run / "new", *tiny(steps=6), stop_after=0, progress=False)
+    assert not (run / "new").exists()
+    before = _files(run)
+    with pytest.raises(ValueError, match=r"--stop-after 2: the run in .* is already at step 2, so there is nothing"):
+        train(run, *tiny(steps=6), resume=True, stop_after=2, progress=False)
+    assert _files(run) == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--threads", "0"], "--threads must be >= 1; got 0"),
+        (["--set", "train.threads=0"], r"TrainConfig.threads must be a positive integer; got 0"),
+        (["--set", "train.betas=[0.9]"], r"train.betas must be two numbers in \[0, 1\) .*; got \[0.9\]"),
+        (["--set", "train.betas=[0.9, 0.95, 0.99]"], r"train.betas must be two numbers in \[0, 1\)"),
+        (["--set", "train.betas=[0.9, 1.0]"], r"train.betas must be two numbers in \[0, 1\)"),
+        (["--set", "sleep.passes=2"], r"sleep.passes is N: set it with --passes N"),
+        (["--variant", "full-attention", "--passes", "4"], r"full-attention variant never evicts.*N must be 1; got"),
+        (["--set", "model.vocab_size=3"], r"model.vocab_size is 3 but task 'rule110' .* must be 12"),
+        (["--set", "sleep.window=12"], r"sleep.window is 12 but task 'rule110' lays .* windows of 17 tokens"),
+        (["--set", "sleep.window=null", "--passes", "2"], r"sleep.passes is 2 but sleep.window is null"),
+        (["--set", "model.max_positions=8"], r"model.max_positions is 8 but the model reads 17 tokens"),
+    ],
+)
+def test_train_rejects_settings_that_cannot_train(argv, message, tmp_path, capsys):
+    out = tmp_path / "x"
+    assert main(["train", "--preset", "tiny", "--out", str(out), "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sleepcore train: error: ")
+    assert re.search(message, err), err
+    assert not out.exists()
+
+
+def test_sleep_window_null_is_full_attention_over_the_whole_sequence():
+    model, sleep, task, _ = build("tiny", 1, overrides={"sleep": {"window": None}})
+    assert sleep.window is None and model.max_positions == get_task(task.name, **task.params).seq_len
+    assert build("tiny", 1, "full-attention")[0] == dataclasses.replace(model, layers="attn,attn")
+
+
+def test_bench_rejects_zero_threads(capsys):
+    assert main(["bench", "recorder", "--threads", "0"]) == 2
+    assert "--threads must be >= 1; got 0" in capsys.readouterr().err
