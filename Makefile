@@ -1,10 +1,10 @@
 # `make test` and `make app` set everything up on a fresh machine: a .venv with the pinned requirements,
 # the project installed into it, and (as root, where missing) Chromium for figure export and browser tests.
-VENV   := .venv
-PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
-HOST   ?= 127.0.0.1
-PORT   ?= 8501
+VENV     := .venv
+PY       := $(VENV)/bin/python
+STAMP    := $(VENV)/.installed
+APP_HOST ?= 127.0.0.1
+APP_PORT ?= 8501
 
 .PHONY: test app setup chromium lint clean device-wheels
 
@@ -29,7 +29,7 @@ test: $(STAMP) chromium
 	$(PY) -m pytest -q
 
 app: $(STAMP)
-	$(VENV)/bin/sleepcore app --host $(HOST) --port $(PORT)
+	$(VENV)/bin/sleepcore app --host $(APP_HOST) --port $(APP_PORT)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sleepcore analysis app tests

@@ -75,13 +75,11 @@ def integrated_gradients(
     Returns (attr [P, T], delta [P]): attributions summed over the embedding dimension for each of the P positions,
     over all T input positions (wake window included), and captum's convergence delta per position.
     """
-    if internal_batch_size < 2:
-        raise ValueError(
-            f"internal_batch_size must be >= 2 (two IG steps per batch at least); got {internal_batch_size}"
-        )
-    bad = [p for p in positions if not example.loss_mask[p]]
+    _check_steps(n_steps, internal_batch_size)
+    scored = [p for p, m in enumerate(example.loss_mask) if m]
+    bad = [p for p in positions if p not in scored]
     if bad:
-        raise ValueError(f"positions {bad} are not scored; an answer logit exists only at scored positions")
+        raise ValueError(f"positions {bad} are not scored; an answer logit exists only at scored positions: {scored}")
     device = next(model.parameters()).device
     tokens = torch.tensor([example.tokens], device=device)  # [1, T]
     mask = torch.tensor([example.loss_mask], device=device)  # [1, T]
@@ -111,6 +109,15 @@ def integrated_gradients(
     if not attrs:
         return torch.zeros(0, len(example.tokens)), torch.zeros(0)
     return torch.cat(attrs).cpu(), torch.cat(deltas).cpu()
+
+
+def _check_steps(n_steps: int, internal_batch_size: int) -> None:
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ValueError(f"n_steps (--n-steps: integration steps) must be an integer >= 1, such as 32; got {n_steps!r}")
+    if internal_batch_size < 2:
+        raise ValueError(
+            f"internal_batch_size must be >= 2 (two IG steps per batch at least); got {internal_batch_size}"
+        )
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -179,10 +186,16 @@ def attribute(
 
 
 def _passes(model: torch.nn.Module, passes: int | Iterable[int] | None) -> list[int]:
+    """The n to run, sorted, each once: 1..N by default. An n above the trained N runs more passes than trained
+    (the last pass's parameters repeat), as a test-time sweep does."""
+    from sleepcore.results import MAX_PASSES
+
     ns = list(range(1, model.sleep.passes + 1)) if passes is None else [passes] if isinstance(passes, int) else passes
     ns = sorted(set(ns))
     if not ns or ns[0] < 1:
         raise ValueError(f"passes must be >= 1; got {ns}")
+    if ns[-1] > MAX_PASSES:
+        raise ValueError(f"passes must be at most {MAX_PASSES}; got {ns}")
     return ns
 
 
@@ -297,6 +310,7 @@ def attribute_checkpoint(
 
     if examples < 1:
         raise ValueError(f"examples must be >= 1; got {examples}")
+    _check_steps(n_steps, internal_batch_size)
     model, info = load_checkpoint(name_or_path)
     task_cfg = configs_from(info)[2]
     task = get_task(task_cfg.name, **task_cfg.params)

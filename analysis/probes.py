@@ -52,6 +52,7 @@ from sleepcore.config import ModelConfig, SleepConfig
 from sleepcore.data import collate
 from sleepcore.model import SleepModel
 from sleepcore.recorder import Recorder
+from sleepcore.results import read_table
 from sleepcore.tasks import Example, Task, get_task
 from sleepcore.tasks.gsm import evaluate as gsm_values
 from sleepcore.tasks.rule110 import rule110_step
@@ -232,6 +233,21 @@ def _chance(y_train: np.ndarray, y_test: np.ndarray) -> float:
     return float((y_test == values[counts.argmax()]).mean())
 
 
+def predict_probe(Z: torch.Tensor, variance: torch.Tensor, y: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Fit on rows `train` of principal coordinates Z [n, r] (see principal_coordinates) and predict the other rows.
+
+    y [n] labels (any ints: the classes are the values present) or [n, C] in {0, 1}. Returns the predictions for the
+    rows not in `train`, as values of y: [m] or [m, C].
+    """
+    rows = torch.as_tensor(train)
+    if y.ndim == 2:
+        W, b = fit_logistic(Z[rows], torch.as_tensor(y[train]), 2, variance)
+        return ((Z[~rows] @ W + b) > 0).long().numpy().astype(y.dtype)
+    values, y_idx = np.unique(y, return_inverse=True)
+    W, b = fit_logistic(Z[rows], torch.as_tensor(y_idx.reshape(-1)[train]), len(values), variance)
+    return values[(Z[~rows] @ W + b).argmax(-1).numpy()]
+
+
 def score_probe(
     Z: torch.Tensor, variance: torch.Tensor, y: np.ndarray, groups: np.ndarray, train: np.ndarray, seed: int
 ) -> ProbeScore:
@@ -239,19 +255,12 @@ def score_probe(
 
     y [n] labels (any ints: classes are the values present) or [n, C] in {0, 1}; groups [n] the example of each row.
     """
-    multi = y.ndim == 2
-    y_idx = y if multi else np.unique(y, return_inverse=True)[1].reshape(-1)
-    n_classes = 2 if multi else int(y_idx.max()) + 1
-    rows, test = torch.as_tensor(train), ~train
-    W, b = fit_logistic(Z[rows], torch.as_tensor(y_idx[train]), n_classes, variance)
-    out = Z[~rows] @ W + b
-    pred = ((out > 0).long() if multi else out.argmax(-1)).numpy()
-    correct, total = _per_example(pred == y_idx[test], groups[test])
+    test = ~train
+    pred = predict_probe(Z, variance, y, train)
+    correct, total = _per_example(pred == y[test], groups[test])
     lo, hi = bootstrap_ci(correct, total, seed)
     n_train = len(np.unique(groups[train]))
-    return ProbeScore(
-        float(correct.sum() / total.sum()), lo, hi, n_train, len(correct), _chance(y_idx[train], y_idx[test])
-    )
+    return ProbeScore(float(correct.sum() / total.sum()), lo, hi, n_train, len(correct), _chance(y[train], y[test]))
 
 
 def _arrays(X, y, groups) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
@@ -563,3 +572,21 @@ def format_probes(df: pl.DataFrame) -> str:
             )
         lines.append("")
     return "\n".join(lines).rstrip()
+
+
+# --- a probes table shipped beside a checkpoint -----------------------------------------------------------------
+PROBES_FILE = "probes.parquet"
+
+
+def read_probes(folder: str | Path) -> pl.DataFrame | None:
+    """The probes table shipped beside a checkpoint as probes.parquet (`sleepcore probe NAME --out
+    checkpoints/NAME/probes.parquet`), cast to SCHEMA, or None where none ships.
+
+    ValueError, with the command that rewrites it, for a file that is not a readable probes table.
+    """
+    folder = Path(folder)
+    path, name = folder / PROBES_FILE, folder.name
+    if not path.is_file():
+        return None
+    redo = f"write it again with: sleepcore probe {name} --out checkpoints/{name}/{PROBES_FILE}"
+    return read_table(path, SCHEMA, "probes table", redo)

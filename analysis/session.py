@@ -182,22 +182,25 @@ def attributions(loaded: Loaded, example: Example, n: int, positions: list[int] 
 
 
 def probes(name: str, examples: int = 256, seeds: tuple[int, ...] = (0,)):
-    """The probes table for a checkpoint: shipped beside it as probes.parquet, or computed now."""
-    import polars as pl
-
+    """The probes table for a checkpoint: shipped beside it as probes.parquet, or computed now (also where the
+    shipped file is damaged: `shipped_probes` says what is wrong with it)."""
     from analysis.probes import probe_checkpoint
 
-    shipped = _folder(name) / "probes.parquet"
-    if shipped.is_file():
-        return pl.read_parquet(shipped)
+    try:
+        shipped = shipped_probes(name)
+    except ValueError:
+        shipped = None
+    if shipped is not None:
+        return shipped
     return probe_checkpoint(_folder(name), examples=examples, seeds=seeds, progress=False)
 
 
 def shipped_probes(name: str):
-    import polars as pl
+    """The probes table shipped beside a checkpoint (probes.parquet), or None. ValueError, with the command that
+    rewrites it, for a file that is not a readable probes table (`analysis.probes.read_probes`)."""
+    from analysis.probes import read_probes
 
-    shipped = _folder(name) / "probes.parquet"
-    return pl.read_parquet(shipped) if shipped.is_file() else None
+    return read_probes(_folder(name))
 
 
 def shipped_sweep(name: str):
@@ -223,19 +226,24 @@ def query_fact(
 
     Returns a polars frame: item (what is asked), truth, probe (its answer), right.
     """
+    import numpy as np
     import polars as pl
-    import torch
 
     from analysis.probes import (
         DATA_SEED,
         context_window,
         features,
-        fit_linear_probe,
+        predict_probe,
+        principal_coordinates,
         record_states,
         task_facts,
         token_queries,
     )
 
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 2:
+        raise ValueError(
+            f"examples (held-out examples the probe is fitted on) must be an integer >= 2; got {examples!r}"
+        )
     task, model = loaded.task, loaded.model
     w = context_window(task, window)
     pool = task.sample(examples, seed=DATA_SEED, split="test")
@@ -243,25 +251,23 @@ def query_fact(
     if not facts:
         raise ValueError(f"no fact of depth {fact_depth} for this example and task")
     f = facts[0]
+    mine = f.example == len(pool)  # the example's own rows; the probe trains on every other row
+    if not mine.any():
+        raise ValueError(f"this example defines no fact of depth {fact_depth}")
     states = record_states(model, pool + [example], w)
     if (layer, pass_) not in states:
         raise ValueError(f"layer {layer} pass {pass_} is not recorded; recorded: {sorted(states)}")
     queries = None if f.token is None else token_queries(model, layer)
     X = features(states[(layer, pass_)], f, queries)
-    y = torch.as_tensor(f.label)
-    mine = torch.as_tensor(f.example == len(pool))
-    n_classes = int(y.max()) + 1 if y.dim() == 1 else 0
-    probe = fit_linear_probe(X[~mine], y[~mine], n_classes)
-    guess = probe.predict(X[mine])
-    truth = y[mine]
-    if truth.dim() == 2:  # rule110: one row of cells
+    Z, variance = principal_coordinates(X, ~mine)
+    guess, truth = predict_probe(Z, variance, f.label, ~mine), f.label[mine]
+    if truth.ndim == 2:  # rule110: one row of cells
         items = [f"cell {i}" for i in range(truth.shape[1])]
         truth_s, guess_s = [str(int(v)) for v in truth[0]], [str(int(v)) for v in guess[0]]
     else:
-        names = task.vocab.decode(f.token[mine.numpy()].tolist()) if f.token is not None else [""] * len(truth)
-        items = names
+        items = task.vocab.decode(f.token[mine].tolist())
         decode = (lambda v: task.vocab.tokens[v]) if f.fact == "successor" else str
-        truth_s, guess_s = [decode(int(v)) for v in truth], [decode(int(v)) for v in guess]
+        truth_s, guess_s = [decode(int(v)) for v in truth], [decode(int(v)) for v in np.asarray(guess)]
     return pl.DataFrame(
         {"item": items, "truth": truth_s, "probe": guess_s, "right": [a == b for a, b in zip(truth_s, guess_s)]}
     )

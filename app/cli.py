@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -12,8 +13,19 @@ MAIN = Path(__file__).resolve().parent / "main.py"
 def register(sub) -> None:
     p = sub.add_parser("app", help="serve the explorer app in the browser")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=port, default=8501, help="TCP port, 1 to 65535 (default 8501)")
     p.set_defaults(func=_serve)
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port number, 1 to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, such as 8501; got {text!r}")
+    return value
 
 
 def _serve(args) -> int:

@@ -78,17 +78,36 @@ def render(name: str, depth: int, seed: int, custom: str | None = None) -> str:
     return loaded(name).task.render(_example(name, depth, seed, custom))
 
 
-def pick_checkpoint(key: str = "ckpt", label: str = "Checkpoint", default: str | None = None, where=st.sidebar) -> str:
-    """A checkpoint chosen by name (from the URL if valid), kept in the URL; stops the page if none exist."""
+VIEW_KEYS = ("window", "pass", "layer", "head")  # URL parameters that describe a view of one checkpoint
+
+
+def pick_checkpoint(
+    key: str = "ckpt",
+    label: str = "Checkpoint",
+    default: str | None = None,
+    where=st.sidebar,
+    names: list[str] | None = None,
+) -> str:
+    """A checkpoint chosen by name (from the URL if valid; from `names`, default every checkpoint), kept in the URL;
+    stops the page if none exist. Choosing another checkpoint of the main `ckpt` drops the old one's view
+    (window, pass, layer, head, and a depth it lacks) from the URL, so the new one opens on its own defaults."""
     from app.state import choose_checkpoint
 
-    names = checkpoint_names()
+    names = checkpoint_names() if names is None else names
     chosen, messages = choose_checkpoint(st.query_params, names, key, default)
     for m in messages:
         st.warning(m)
     if chosen is None:
         st.stop()
     name = where.selectbox(label, names, index=names.index(chosen), key=f"select_{key}")
+    if name != chosen and key == "ckpt":
+        for k in VIEW_KEYS:
+            st.query_params.pop(k, None)
+        try:  # the depth carries over where the new checkpoint has it (the same task's models, compared)
+            if st.query_params.get("depth") not in {str(d) for d in shape(name).depths}:
+                st.query_params.pop("depth", None)
+        except ValueError:  # a broken checkpoint: page_view says what is wrong with it
+            pass
     st.query_params[key] = name
     return name
 

@@ -68,7 +68,13 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
             + " ".join(f"`{t}`" for t in task.vocab.tokens[:40])
             + (" …" if len(task.vocab) > 40 else "")
         )
-        text = st.text_area("Example", value=data.render(name, depth, seed), height=150, key="custom_text")
+        # The text follows the seeded example (checkpoint, depth, seed) until the user edits it; a widget's value=
+        # is read only when it is first created, so the text is set through its session state.
+        shown_for = (name, depth, seed)
+        if st.session_state.get("custom_text_for") != shown_for or "custom_text" not in st.session_state:
+            st.session_state["custom_text"] = data.render(name, depth, seed)
+            st.session_state["custom_text_for"] = shown_for
+        text = st.text_area("Example", height=150, key="custom_text")
         use = st.toggle("Use this example", key="use_custom")
     if use:
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from sleepcore.checkpoint import atomic_write
 from sleepcore.config import ModelConfig, SleepConfig
 from sleepcore.data import collate
 from sleepcore.decode import Decoder
@@ -211,7 +212,7 @@ def latency_figure(rows: list[dict], path: Path) -> bool:
         yaxis=dict(title="median latency per token (ms)", type="log"),
         template="plotly_white",
     )
-    fig.write_html(path, include_plotlyjs=True)
+    atomic_write(path, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
     return True
 
 
@@ -384,10 +385,15 @@ def run(which: str, out: Path, quick: bool = False, threads: int = 1) -> int:
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    """Rows as a CSV table with these columns, written atomically."""
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(Path(path), write)
 
 
 def table(rows: list[dict], columns: list[str]) -> str:

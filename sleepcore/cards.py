@@ -19,6 +19,7 @@ from sleepcore.checkpoint import (
     read_info,
     weights_sha256,
 )
+from sleepcore.config import _is_name
 from sleepcore.results import SWEEP_FILE, cell_text, headline_metric, read_sweep, sweep_command
 from sleepcore.tasks import get_task
 
@@ -199,6 +200,10 @@ def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
     """Copy a finished run's model.safetensors and config.json into root/name and write its model card.
 
     Shipping other weights under a name removes the tables computed from the old ones (`DERIVED`), saying so."""
+    if not isinstance(name, str) or not _is_name(name):  # a name under root, never a path out of it
+        raise ValueError(
+            f"the checkpoint name must be letters, digits, '-', '_' and '.', not starting with '.'; got {name!r}"
+        )
     run = Path(run)
     info = read_info(run)
     if not info.get("finished"):

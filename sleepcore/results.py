@@ -25,16 +25,27 @@ def sweep_checkpoint(
     """`evaluate_checkpoint` at each test-time N in `passes` (None: the trained N), on the same held-out examples:
     what the same weights answer with less sleep, or more."""
     _check_passes(passes)
+    _check_per_depth(per_depth)
     model, info = load_checkpoint(name)
     return sweep_model(
         model, info, passes, per_depth, seed, str(label or name), weights_sha256(resolve(name)), progress
     )
 
 
+MAX_PASSES = 64  # a cap on test-time N: the shipped sweeps go to 2N = 8, and each pass costs a whole sleep
+
+
 def _check_passes(passes) -> None:
     bad = [p for p in passes if p is not None and (isinstance(p, bool) or not isinstance(p, int) or p < 1)]
     if bad or not passes:
         raise ValueError(f"passes must be integers >= 1 (test-time N); got {list(passes)}")
+    if too_many := [p for p in passes if p is not None and p > MAX_PASSES]:
+        raise ValueError(f"passes must be at most {MAX_PASSES} (test-time N); got {too_many}")
+
+
+def _check_per_depth(per_depth) -> None:
+    if isinstance(per_depth, bool) or not isinstance(per_depth, int) or per_depth < 1:
+        raise ValueError(f"examples per depth (--examples) must be an integer >= 1; got {per_depth!r}")
 
 
 def sweep_model(
@@ -44,6 +55,7 @@ def sweep_model(
     from tqdm import tqdm
 
     _check_passes(passes)
+    _check_per_depth(per_depth)
     task = get_task(info["task"]["name"], **info["task"]["params"])
     examples = sample_eval(task, per_depth, seed)
     about = {
@@ -85,6 +97,7 @@ COMMAND = "sleepcore eval --all --examples {per_depth} --seed {seed} --markdown 
 
 def evaluate_all(per_depth: int = 1000, seed: int = 777, root: Path = CHECKPOINT_ROOT, progress: bool = True) -> list:
     """`evaluate_checkpoint` for every checkpoint under root (default: the shipped ones), at its trained N."""
+    _check_per_depth(per_depth)  # before the first checkpoint's evaluation, and with none under root
     return [
         evaluate_checkpoint(Path(root) / name, per_depth=per_depth, seed=seed, progress=progress, label=name)
         for name in available(root)
@@ -259,6 +272,25 @@ def sweep_command(name: str, sweep, trained: int) -> str:
     return f"sleepcore sweep {name}{flag} --examples {per_depth} --seed {seed} --out checkpoints/{name}/{SWEEP_FILE}"
 
 
+def read_table(path: Path, schema: dict, what: str, redo: str):
+    """The Parquet file at `path` cast to `schema` ({column: polars dtype}; extra columns kept). ValueError saying
+    what is wrong with it (unreadable, missing columns or rows, column types), then `redo`: how to write it again."""
+    import polars as pl
+
+    try:
+        df = pl.read_parquet(path)
+    except Exception as e:  # polars raises several kinds for a damaged file
+        raise ValueError(f"{path} is not a readable Parquet table ({type(e).__name__}); {redo}") from None
+    missing = [c for c in schema if c not in df.columns]
+    if missing or not df.height:
+        raise ValueError(f"{path} is not a {what} (missing columns {missing or 'none'}, {df.height} rows); {redo}")
+    try:
+        return df.cast(schema, strict=True)
+    except pl.exceptions.PolarsError:
+        types = {c: str(df[c].dtype) for c in schema}
+        raise ValueError(f"{path} is not a {what} (column types {types}); {redo}") from None
+
+
 def read_sweep(folder: str | Path):
     """The test-time sweep shipped beside a checkpoint as sweep.parquet (`sleepcore sweep NAME --out
     checkpoints/NAME/sweep.parquet`: the same weights at P = 1 .. 2N), or None where none ships.
@@ -273,20 +305,8 @@ def read_sweep(folder: str | Path):
     if not path.is_file():
         return None
     redo = f"write it again with: sleepcore sweep {name} --out checkpoints/{name}/{SWEEP_FILE}"
-    try:
-        sweep = pl.read_parquet(path)
-    except Exception as e:  # polars raises several kinds for a damaged file
-        raise ValueError(f"{path} is not a readable Parquet table ({type(e).__name__}); {redo}") from None
-    missing = [c for c in SWEEP_COLUMNS if c not in sweep.columns]
-    if missing or not sweep.height:
-        raise ValueError(
-            f"{path} is not a sweep table (missing columns {missing or 'none'}, {sweep.height} rows); {redo}"
-        )
-    try:
-        sweep = sweep.cast({c: getattr(pl, t) for c, t in SWEEP_COLUMNS.items()}, strict=True)
-    except pl.exceptions.PolarsError:
-        types = {c: str(sweep[c].dtype) for c in SWEEP_COLUMNS}
-        raise ValueError(f"{path} is not a sweep table (column types {types}); {redo}") from None
+    schema = {c: getattr(pl, t) for c, t in SWEEP_COLUMNS.items()}
+    sweep = read_table(path, schema, "sweep table", redo)
     for column in ("weights_sha256", "per_depth", "eval_seed", "trained_passes"):
         if sweep[column].null_count() or sweep[column].n_unique() != 1:
             raise ValueError(f"{path} mixes evaluations ({column}: {sweep[column].unique().to_list()}); {redo}")

@@ -459,8 +459,10 @@ def trace_checkpoint(name_or_path: str | Path, examples: int = 8, seed: int = 0,
     """Load a checkpoint (folder or shipped name), sample `examples` test examples from `seed`, and record a trace."""
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise ValueError(f"examples must be a positive integer; got {examples!r}")
-    if passes is not None and passes < 1:
-        raise ValueError(f"passes (N) must be >= 1; got {passes}")
+    if passes is not None:
+        from sleepcore.results import _check_passes  # the test-time N every command accepts: 1..MAX_PASSES
+
+        _check_passes([passes])
     folder = resolve(name_or_path)
     model, info = load_checkpoint(folder)
     task = get_task(info["task"]["name"], **info["task"]["params"])

@@ -75,6 +75,31 @@ def test_a_model_without_fast_weights_says_so(page: str, ckpt: str):
     at = open_page(page, {"ckpt": ckpt})
     assert_clean(at)
     assert any("no fast-weight layers" in i for i in texts(at.info))
+    if page == "explorer":  # the full-attention reference never evicts: everything crosses, nothing is consolidated
+        assert any("never evicts" in i for i in texts(at.info)) == (ckpt == "tiny-full-attention")
+
+
+@pytest.mark.parametrize("ckpt, sleeps", [("tiny-n2", 2), ("tiny-depo-n2", 2), (WAKE_LOOP[0], 1)])
+def test_the_probe_lab_reads_the_shown_example_off_the_fast_weights(ckpt: str, sleeps: int):
+    from analysis import session
+
+    at = open_page("probes", {"ckpt": ckpt})
+    at.select_slider(key="probe_examples").set_value(64)
+    at.button(key="fit_probes").click().run()
+    assert_clean(at)
+    # the wake loop writes each context window once: one state to ask, so no pass slider
+    assert [s.max for s in at.slider if s.key == "pass"] == ([sleeps] if sleeps > 1 else [])
+    at.button(key="query").click().run()
+    assert_clean(at)
+    answers = at.dataframe[-1].value
+    assert list(answers.columns) == ["item", "truth", "probe", "right"] and len(answers) > 0
+    assert at.metric[0].value == f"{int(answers['right'].sum())} / {len(answers)}"
+    loaded = session.load(ckpt)
+    fact_depth = at.selectbox(key="fact_depth").value
+    expected = session.query_fact(
+        loaded, session.seeded_example(loaded.task, at.selectbox(key="depth").value, 0), 1, sleeps, fact_depth
+    )
+    assert answers["truth"].tolist() == expected["truth"].to_list(), "the page asks the shown example"
 
 
 def test_the_pass_slider_changes_the_state_shown():
@@ -202,7 +227,7 @@ def test_compare_with_a_baseline_without_fast_weights():
     assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("-state_tiny-attn-only")]
 
 
-@pytest.mark.parametrize("ckpt, figures", [("tiny-n2", 5), ("tiny-attn-only", 2)])
+@pytest.mark.parametrize("ckpt, figures", [("tiny-n2", 5), ("tiny-attn-only", 2), (WAKE_LOOP[0], 5)])
 def test_export_offers_every_figure_that_applies(ckpt: str, figures: int):
     at = open_page("export", {"ckpt": ckpt})
     options = at.selectbox(key="figure").options
@@ -380,3 +405,53 @@ def test_the_sweep_page_warns_about_an_unusable_shipped_sweep_and_evaluates(with
     assert "sleepcore sweep tiny-n2 --out" in warning
     lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
     assert lines and all(t["x"] == [1, 2, 3, 4] for t in lines)
+
+
+def test_export_without_a_format_asks_for_one():
+    at = open_page("export", {"ckpt": "tiny-n2"})
+    at.segmented_control(key="fmt").set_value(None).run()
+    assert_clean(at)
+    assert any("Pick a figure format" in i for i in texts(at.info))
+    assert not [b for b in at.button if b.key == "render"]
+
+
+def test_the_typed_example_follows_the_seeded_one_until_edited():
+    at = open_page("explorer", {"ckpt": "tiny-n2", "seed": "0"})
+    seed0 = at.text_area(key="custom_text").value
+    at.number_input(key="seed").set_value(1).run()
+    seed1 = open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}).text_area(key="custom_text").value
+    assert seed0 != seed1 and at.text_area(key="custom_text").value == seed1
+    at.text_area(key="custom_text").input(seed0).run()
+    at.toggle(key="use_custom").set_value(True).run()
+    assert_clean(at)
+    assert at.text_area(key="custom_text").value == seed0, "an edit stays while the seeded example does not change"
+    at.selectbox(key="select_ckpt").set_value("tiny-depo-n2").run()
+    assert_clean(at)  # another task's text: no parse error from the old one
+    assert at.text_area(key="custom_text").value == session_render("tiny-depo-n2", at)
+
+
+def session_render(name: str, at: AppTest) -> str:
+    from analysis import session
+
+    task = session.load(name).task
+    return task.render(session.seeded_example(task, at.selectbox(key="depth").value, at.number_input(key="seed").value))
+
+
+def test_another_checkpoint_opens_on_its_own_view():
+    at = open_page("explorer", {"ckpt": "tiny-n2", "pass": "2", "window": "0"})
+    at.selectbox(key="select_ckpt").set_value("tiny-n1").run()
+    assert_clean(at)
+    assert not at.warning, f"the old checkpoint's view is not the user's mistake: {texts(at.warning)}"
+    assert at.query_params["ckpt"] == "tiny-n1" and at.query_params["pass"] == "1"
+    at.selectbox(key="select_ckpt").set_value("tiny-n2").run()
+    assert_clean(at)
+    assert at.slider(key="pass").value == 2, "N = 2 opens on its last pass"
+
+
+def test_compare_follows_the_left_checkpoint_to_another_task():
+    at = open_page("compare", {"ckpt": "tiny-n2", "cmp": "tiny-n1"})
+    at.selectbox(key="select_ckpt").set_value("tiny-depo-n2").run()
+    assert_clean(at)
+    assert not at.warning, texts(at.warning)
+    assert at.query_params["cmp"] == "tiny-depo-n2" and at.selectbox(key="select_cmp").options == ["tiny-depo-n2"]
+    assert any("different task" in i for i in texts(at.info))

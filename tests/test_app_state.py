@@ -251,3 +251,12 @@ def test_parse_sweep_replaces_a_bad_value_with_its_default_and_says_so(params, s
     (message,) = view.messages
     assert says in message
     assert (view.passes, view.examples) == ([1, 2], 50)  # the defaults for a model trained with N = 1
+
+
+def test_streamlit_run_by_hand_serves_this_machine_only():
+    """`streamlit run app/main.py` without flags reads .streamlit/config.toml: 127.0.0.1, as `make app` does."""
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "127.0.0.1"

@@ -230,3 +230,44 @@ def test_rule110_attributions_have_no_path_table(rule110):
         from analysis.attribution import attribute_checkpoint
 
         attribute_checkpoint("nowhere", examples=0)
+
+
+@pytest.mark.parametrize("n_steps", [0, -3])
+def test_integration_steps_must_be_positive(rule110, n_steps):
+    from analysis.attribution import attribute_checkpoint
+
+    model, task, ex = rule110
+    scored = [p for p, m in enumerate(ex.loss_mask) if m]
+    with pytest.raises(ValueError, match=r"n_steps \(--n-steps: integration steps\) must be an integer >= 1"):
+        integrated_gradients(model, ex, scored[:1], 1, n_steps=n_steps)
+    with pytest.raises(ValueError, match="must be an integer >= 1, such as 32"):
+        attribute_checkpoint("nowhere", n_steps=n_steps)  # before the checkpoint is even looked for
+
+
+def test_the_attribute_command_refuses_zero_integration_steps(capsys):
+    from sleepcore.cli import main
+
+    assert main(["attribute", "nowhere", "--n-steps", "0", "--no-progress"]) == 2
+    assert "--n-steps: integration steps) must be an integer >= 1" in capsys.readouterr().err
+
+
+def test_a_position_outside_the_example_names_the_scored_ones(rule110):
+    from analysis import session
+
+    model, task, ex = rule110
+    scored = [p for p, m in enumerate(ex.loss_mask) if m]
+    loaded = session.Loaded("m", model, {}, task, "")
+    for bad in (999, -1, 0):
+        with pytest.raises(ValueError, match=rf"positions \[{bad}\] are not scored") as e:
+            session.attributions(loaded, ex, 1, positions=[bad])
+        assert str(scored) in str(e.value)
+
+
+def test_passes_beyond_the_trained_n_run_more_sleep_up_to_the_cap(rule110):
+    model, task, ex = rule110
+    scored = [p for p, m in enumerate(ex.loss_mask) if m][:1]
+    df = attribute(model, [ex], task, n_steps=2, passes=[3, 3], positions=scored)  # trained N = 2; repeats once
+    assert df["n"].unique().to_list() == [3]
+    assert df["attribution"].abs().sum() > 0
+    with pytest.raises(ValueError, match="passes must be at most 64"):
+        attribute(model, [ex], task, passes=[1, 65])

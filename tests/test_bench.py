@@ -3,6 +3,7 @@
 import csv
 import dataclasses
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -225,3 +226,28 @@ def test_device_check_script_is_valid_and_names_what_exists():
     compile(embedded, "device_check.sh:model", "exec")
     for preset in re.findall(r'build\("([\w-]+)"', embedded):
         assert preset in PRESETS
+
+
+def test_bench_tables_and_figure_are_written_atomically(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous file as it was and no temporary file behind."""
+    import plotly.graph_objects as go
+
+    path = tmp_path / "latency.csv"
+    path.write_text("the previous table\n")
+    with pytest.raises(ValueError, match="fields not in fieldnames"):
+        bench.write_csv(path, [{"model": "m"}, {"model": "m", "stray": 1}], ["model"])  # fails on the second row
+    assert path.read_text() == "the previous table\n" and sorted(tmp_path.iterdir()) == [path]
+    bench.write_csv(path, [{"model": "m", "context": 64}], ["model", "context"])
+    assert read(path) == (["model", "context"], [{"model": "m", "context": "64"}])
+
+    html = tmp_path / "latency.html"
+    html.write_text("the previous figure")
+
+    def half_written(fig, file, **kwargs):
+        Path(file).write_text("<html>half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(go.Figure, "write_html", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        bench.latency_figure([{"model": "m", "context": 64, "median_ms": 1.0}], html)
+    assert html.read_text() == "the previous figure" and sorted(tmp_path.iterdir()) == [path, html]

@@ -4,6 +4,7 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 
+import polars as pl
 import pytest
 from app_fixtures import app_checkpoints  # noqa: F401
 
@@ -71,3 +72,51 @@ def test_headline_figures_keep_presets_of_one_task_apart(monkeypatch, tmp_path):
     assert sorted(t.name for t in figs["depo-k4-accuracy-vs-passes"].data if t.name) == [
         f"depth {d}" for d in (1, 2, 3, 4)
     ]
+
+
+def test_figures_refuses_an_output_folder_that_is_a_file(app_checkpoints, tmp_path, capsys, monkeypatch):  # noqa: F811
+    from analysis import figure_set
+
+    monkeypatch.setattr(figure_set, "headline_figures", lambda names: pytest.fail("drawn before the check"))
+    (tmp_path / "afile").write_text("")
+    assert main(["figures", "--out", str(tmp_path / "afile"), "--checkpoints", "tiny-n1"]) == 2
+    assert f"--out {tmp_path / 'afile'} is a file; give a folder path" in capsys.readouterr().err
+    assert main(["figures", "--out", str(tmp_path / "afile" / "figs"), "--checkpoints", "tiny-n1"]) == 2
+    assert f"{tmp_path / 'afile'} is a file, so no folder can be made below it" in capsys.readouterr().err
+
+
+def test_a_failed_export_is_an_error_not_a_traceback(app_checkpoints, tmp_path, capsys, monkeypatch):  # noqa: F811
+    from analysis import export
+
+    def no_browser(fig, path, fmt):
+        raise export.ExportError("figure export needs Chromium; install it with apt-get install chromium")
+
+    monkeypatch.setattr(export, "export_figure", no_browser)
+    assert main(["figures", "--out", str(tmp_path), "--format", "svg", "--checkpoints", "tiny-n1"]) == 2
+    assert capsys.readouterr().err.endswith(  # after the progress bar
+        "\nsleepcore figures: error: figure export needs Chromium; install it with apt-get install chromium\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda p: p.write_bytes(b"PAR1 garbage"), "is not a readable Parquet table"),
+        (lambda p: pl.DataFrame({"acc": [0.5]}).write_parquet(p), "missing columns ['checkpoint'"),
+    ],
+)
+def test_a_damaged_probes_table_stops_the_figures_with_the_command_that_rewrites_it(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+    damage,
+    says,
+):
+    shutil.copytree(app_checkpoints / "tiny-n2", tmp_path / "tiny-n2")
+    damage(tmp_path / "tiny-n2" / "probes.parquet")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    with pytest.raises(
+        ValueError, match="write it again with: sleepcore probe tiny-n2 --out checkpoints/tiny-n2/"
+    ) as e:
+        list(checkpoint_figures("tiny-n2"))
+    assert says in str(e.value)

@@ -6,6 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from app_fixtures import app_checkpoints  # noqa: F401
 
 from analysis import probes
 from analysis.probes import (
@@ -15,6 +16,7 @@ from analysis.probes import (
     features,
     fit_logistic,
     fit_probe,
+    predict_probe,
     principal_coordinates,
     probe_checkpoint,
     probe_models,
@@ -55,6 +57,19 @@ def test_multi_output_labels_are_decoded_with_more_features_than_examples():
     X = latent @ rng.normal(size=(8, 1000)) + 0.5 * rng.normal(size=(300, 1000))
     y = (latent > 0).astype(np.int64)  # [n, C]: 8 binary outputs
     assert fit_probe(X, y, seed=0).acc > 0.9
+
+
+def test_predictions_are_in_the_labels_own_values():
+    X, y = clusters(400, 3, 10, noise=0.5)
+    labels = np.array([7, 42, 1000])[y]  # token ids, not 0..C-1
+    train = np.arange(400) < 300
+    Z, variance = principal_coordinates(torch.as_tensor(X), train)
+    pred = predict_probe(Z, variance, labels, train)
+    assert pred.shape == (100,) and set(pred) <= {7, 42, 1000}
+    assert (pred == labels[~train]).mean() > 0.97
+    multi = np.stack([y == 0, y == 2], 1).astype(np.int64)  # [n, 2] in {0, 1}
+    pred = predict_probe(Z, variance, multi, train)
+    assert pred.shape == (100, 2) and (pred == multi[~train]).mean() > 0.97
 
 
 def test_the_fit_in_the_training_span_is_the_full_space_fit(monkeypatch):
@@ -331,3 +346,127 @@ def test_cli_writes_a_readable_parquet(tiny_checkpoint, tmp_path, capsys):
     assert set(df["seed"]) == {0, 1} and set(df["fact_depth"]) == {0, 1, 2}
     printed = capsys.readouterr().out
     assert "cell_after_steps" in printed and "l1/p2" in printed and str(out) in printed
+
+
+@pytest.mark.parametrize("fact_depth", [0, 1])
+def test_a_query_reads_the_examples_own_facts(tiny_checkpoint, monkeypatch, fact_depth):
+    """session.query_fact: one row per cell of the example after fact_depth steps, truth recomputed here."""
+    from analysis import session
+
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tiny_checkpoint.parent))
+    loaded = session.load(tiny_checkpoint.name)
+    example = session.seeded_example(loaded.task, 2, seed=3)
+    answers = session.query_fact(loaded, example, layer=1, pass_=2, fact_depth=fact_depth, examples=48)
+    rows = example.meta["rows"]
+    for _ in range(fact_depth):
+        rows = [step110(r) for r in rows]
+    cells = [str(c) for r in rows for c in r]
+    assert answers["item"].to_list() == [f"cell {i}" for i in range(len(cells))]
+    assert answers["truth"].to_list() == cells
+    assert set(answers["probe"]) <= {"0", "1"}
+    assert answers["right"].to_list() == [a == b for a, b in zip(cells, answers["probe"])]
+    with pytest.raises(ValueError, match="pass 3 is not recorded"):
+        session.query_fact(loaded, example, layer=1, pass_=3, fact_depth=fact_depth, examples=48)
+
+
+# --- a probes table shipped beside a checkpoint ---------------------------------------------------------------------
+
+
+def one_probe_row(**change) -> pl.DataFrame:
+    row = dict.fromkeys(SCHEMA, 0) | {c: "x" for c, t in SCHEMA.items() if t == pl.String} | change
+    return pl.DataFrame([row], schema=SCHEMA)
+
+
+@pytest.fixture
+def shipped(tiny_checkpoint, tmp_path, monkeypatch):
+    """A copy of the tiny checkpoint as checkpoints/tiny-n2 (SLEEPCORE_CHECKPOINTS), with a probes.parquet."""
+    import shutil
+
+    folder = tmp_path / "tiny-n2"
+    shutil.copytree(tiny_checkpoint, folder)
+    one_probe_row(baseline="trained").write_parquet(folder / "probes.parquet")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda p: p.write_bytes(b"PAR1 not really"), "is not a readable Parquet table"),
+        (
+            lambda p: pl.DataFrame({"acc": [0.5]}).write_parquet(p),
+            "is not a probes table (missing columns ['checkpoint'",
+        ),
+        (lambda p: one_probe_row().head(0).write_parquet(p), "(missing columns none, 0 rows)"),
+        (lambda p: one_probe_row().with_columns(acc=pl.lit("high")).write_parquet(p), "(column types {"),
+    ],
+)
+def test_a_damaged_shipped_probes_table_says_why_and_how_to_redo_it(shipped, damage, says):
+    from analysis import session
+    from analysis.probes import read_probes
+
+    table = session.shipped_probes("tiny-n2")
+    assert table.schema == pl.Schema(SCHEMA) and table["baseline"].to_list() == ["trained"]
+    assert read_probes(shipped.parent / "nothing-here") is None
+    damage(shipped / "probes.parquet")
+    redo = "write it again with: sleepcore probe tiny-n2 --out checkpoints/tiny-n2/probes.parquet"
+    for read in (lambda: read_probes(shipped), lambda: session.shipped_probes("tiny-n2")):
+        with pytest.raises(ValueError, match=redo) as e:
+            read()
+        assert says in str(e.value)
+
+
+def test_session_probes_computes_a_table_where_the_shipped_one_is_damaged(shipped):
+    from analysis import session
+
+    assert session.probes("tiny-n2")["baseline"].to_list() == ["trained"]  # the shipped table, as it is
+    (shipped / "probes.parquet").write_bytes(b"garbage")
+    df = session.probes("tiny-n2", examples=32)
+    assert df.schema == pl.Schema(SCHEMA) and set(df["baseline"]) == {"pass1", "trained", "random_init"}
+
+
+@pytest.mark.parametrize("examples", [0, 1, -4])
+def test_a_query_needs_examples_to_fit_the_probe_on(shipped, examples):
+    from analysis import session
+
+    loaded = session.load("tiny-n2")
+    example = session.seeded_example(loaded.task, 2, seed=3)
+    with pytest.raises(ValueError, match=f"must be an integer >= 2; got {examples}"):
+        session.query_fact(loaded, example, layer=1, pass_=2, fact_depth=0, examples=examples)
+
+
+def test_the_probe_command_names_the_flag_and_checks_its_output_first(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    from sleepcore.cli import main
+
+    assert main(["probe", str(tiny_checkpoint), "--seeds=-1,2", "--no-progress"]) == 2
+    assert "--seeds must be integers >= 0, such as 0,1,2; got [-1]" in capsys.readouterr().err
+    monkeypatch.setattr(probes, "probe_checkpoint", lambda *a, **k: pytest.fail("probed before the check"))
+    assert main(["probe", str(tiny_checkpoint), "--out", str(tmp_path), "--no-progress"]) == 2
+    assert f"--out {tmp_path} is a folder; give a file path" in capsys.readouterr().err
+
+
+def test_the_probe_lab_shows_a_damaged_table_as_an_error_and_offers_to_fit(app_checkpoints, tmp_path, monkeypatch):  # noqa: F811
+    import shutil
+
+    import streamlit as st
+    from app_fixtures import APP
+    from streamlit.testing.v1 import AppTest
+
+    shutil.copytree(app_checkpoints / "tiny-n2", tmp_path / "tiny-n2")
+    (tmp_path / "tiny-n2" / "probes.parquet").write_bytes(b"garbage")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    st.cache_data.clear()  # the app caches the checkpoint names without the folder in its key
+    try:
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.switch_page("views/probes.py")
+        at.query_params.update({"ckpt": "tiny-n2"})
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.error) == 1 and "probes.parquet is not a readable Parquet table" in at.error[0].value
+        assert "sleepcore probe tiny-n2 --out checkpoints/tiny-n2/probes.parquet" in at.error[0].value
+        at.select_slider(key="probe_examples").set_value(64)
+        at.button(key="fit_probes").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any(c.proto.id.endswith("-probe_trained") for c in at.get("plotly_chart"))
+    finally:
+        st.cache_data.clear()

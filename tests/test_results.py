@@ -148,3 +148,39 @@ def test_eval_refuses_options_that_would_be_ignored(args, says, capsys, tmp_path
     assert main(args) == 2
     assert says in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["eval", "r-n4", "--examples", "0"], "examples per depth (--examples) must be an integer >= 1; got 0"),
+        (["eval", "r-n4", "--examples", "-5"], "examples per depth (--examples) must be an integer >= 1; got -5"),
+        (["eval", "--all", "--examples", "0", "--markdown", "R.md"], "must be an integer >= 1; got 0"),
+        (["eval", "r-n4", "--passes", "100000"], "passes must be at most 64 (test-time N); got [100000]"),
+    ],
+)
+def test_eval_refuses_examples_and_passes_it_cannot_use(args, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert says in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing evaluated, nothing written
+
+
+def test_an_unwritable_output_path_is_an_error_that_names_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(results, "evaluate_all", lambda per_depth, seed: [RUNS["r-n4"]])
+    (tmp_path / "R.md").mkdir()
+    assert main(["eval", "--all", "--examples", "100", "--markdown", str(tmp_path / "R.md")]) == 2
+    assert capsys.readouterr().err == f"sleepcore eval: error: {tmp_path / 'R.md'}: Is a directory\n"
+    (tmp_path / "afile").write_text("")
+    assert main(["eval", "--all", "--examples", "100", "--results-json", str(tmp_path / "afile" / "R.json")]) == 2
+    assert f"{tmp_path / 'afile'}: File exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "0", "http"])
+def test_the_app_refuses_a_port_that_is_not_one(port, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["app", "--port", port])
+    assert e.value.code == 2
+    assert f"argument --port: expected a port number from 1 to 65535, such as 8501; got '{port}'" in (
+        capsys.readouterr().err
+    )

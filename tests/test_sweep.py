@@ -83,11 +83,73 @@ def test_the_sweep_command_writes_its_table_and_figure(app_checkpoints, tmp_path
         (["--figure", "x.gif"], "--figure must end in .html, .svg, .pdf, .png"),
         (["--passes", "0,2"], "passes must be integers >= 1"),
         (["--examples", "0"], "--examples must be >= 1"),
+        (["--passes", "1,65"], "passes must be at most 64 (test-time N); got [65]"),
     ],
 )
 def test_the_sweep_command_says_what_is_wrong(app_checkpoints, tmp_path, capsys, extra, says):  # noqa: F811
     assert main(["sweep", str(app_checkpoints / "tiny-n2"), "--no-progress", *extra]) == 2
     assert says in capsys.readouterr().err
+
+
+def test_a_repeated_n_is_swept_once(app_checkpoints, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "s.parquet"
+    args = ["sweep", str(app_checkpoints / "tiny-n2"), "--passes", "2,1,2", "--examples", "2", "--no-progress"]
+    assert main([*args, "--out", str(out)]) == 0  # as `attribute` does with a repeated n
+    df = pl.read_parquet(out)
+    assert sorted(df["passes"].unique().to_list()) == [1, 2]
+    assert df.height == df.select("passes", "metric", "depth").n_unique()  # one row per N, count and depth
+
+
+@pytest.mark.parametrize(
+    "flag, out, says",
+    [
+        ("--out", "a-folder", "--out {tmp}/a-folder is a folder; give a file path"),
+        ("--out", "a-file/s.parquet", "--out {tmp}/a-file/s.parquet: {tmp}/a-file is a file, so no file can be made"),
+        ("--out", "a-file/deeper/s.parquet", ": {tmp}/a-file is a file, so no file can be made below it"),
+        ("--figure", "a-folder.html", "--figure {tmp}/a-folder.html is a folder; give a file path"),
+        ("--figure", "a-file/s.html", "--figure {tmp}/a-file/s.html: {tmp}/a-file is a file"),
+    ],
+)
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_sweep(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    monkeypatch,
+    flag,
+    out,
+    says,
+):
+    import sleepcore.results
+
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "a-folder.html").mkdir()
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(sleepcore.results, "sweep_checkpoint", lambda *a, **k: pytest.fail("evaluated first"))
+    assert main(["sweep", str(app_checkpoints / "tiny-n2"), "--no-progress", flag, str(tmp_path / out)]) == 2
+    assert says.format(tmp=tmp_path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "passes, says",
+    [
+        (",", "argument --passes/-N: give at least one of the pass counts, such as 1,2,4; got ','"),
+        ("a,b", "argument --passes/-N: expected pass counts: comma-separated integers such as 1,2,4; got 'a,b'"),
+    ],
+)
+def test_passes_that_are_not_integers_are_refused_naming_the_flag(app_checkpoints, capsys, passes, says):  # noqa: F811
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(app_checkpoints / "tiny-n2"), "--passes", passes])
+    error = capsys.readouterr().err.splitlines()[-1]  # after the usage
+    assert e.value.code == 2 and says in error and "seed" not in error and "0," not in error
+
+
+@pytest.mark.parametrize("per_depth", [0, -1])
+def test_a_sweep_point_needs_examples(app_checkpoints, monkeypatch, per_depth):  # noqa: F811
+    from analysis import session
+
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(app_checkpoints))
+    with pytest.raises(ValueError, match=f"examples per depth .* must be an integer >= 1; got {per_depth}"):
+        session.sweep_point(session.load("tiny-n2"), 2, per_depth=per_depth)
 
 
 # --- a sweep shipped beside a checkpoint (sweep.parquet) ------------------------------------------------------
@@ -190,3 +252,15 @@ def test_the_figure_set_draws_a_shipped_sweep(with_sweep, monkeypatch):
     figures = dict(checkpoint_figures("tiny-n2"))
     fig = figures["tiny-n2-test-time-passes"]
     assert [list(t.x) for t in fig.data if t.name == "depth 1"] == [[1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize("name", ["../escaped", ".", "..", "/tmp/elsewhere", "a/b", "", ".hidden"])
+def test_ship_takes_a_name_not_a_path(app_checkpoints, tmp_path, name):  # noqa: F811
+    from sleepcore import cards
+
+    root = tmp_path / "root" / "checkpoints"
+    root.mkdir(parents=True)
+    with pytest.raises(ValueError, match="checkpoint name must be letters, digits"):
+        cards.ship(app_checkpoints / "tiny-n1", name, root=root)
+    assert not list(tmp_path.rglob("*.safetensors")) and not list(tmp_path.rglob("README.md")), "nothing written"
+    assert main(["ship", str(app_checkpoints / "tiny-n1"), "--name", "../x"]) == 2

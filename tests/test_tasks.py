@@ -177,6 +177,10 @@ def test_parse_rejects_unknown_token_wrong_length_and_empty(preset):
     words = words_of(task, train_samples(preset)[0])
     with pytest.raises(ValueError, match=r"unknown token\(s\) 'banana'.*valid tokens: <pad>"):
         task.parse(" ".join(["banana"] + words[1:]))
+    with pytest.raises(ValueError) as long_token:  # a pasted blob is shortened, the valid tokens still listed
+        task.parse(" ".join(["x" * 20_000] + words[1:]))
+    assert f"'{'x' * 24}'…" in str(long_token.value) and len(str(long_token.value)) < 2_000
+    assert "valid tokens: <pad>" in str(long_token.value)
     with pytest.raises(ValueError, match=f"expected {task.seq_len} tokens .*got {task.seq_len - 1}"):
         task.parse(" ".join(words[:-1]))
     for empty in ("", "  \n ", " | | "):

@@ -276,6 +276,7 @@ def test_cli_writes_a_trace_of_a_checkpoint(checkpoint, tmp_path, capsys):
         (["no-such-checkpoint"], "no checkpoint at 'no-such-checkpoint'"),
         (["CKPT", "--examples", "0"], "examples must be a positive integer"),
         (["CKPT", "--passes", "0"], "passes"),
+        (["CKPT", "--passes", "100000"], "passes must be at most 64"),  # refused, not run for hours
     ],
 )
 def test_cli_errors_are_one_clear_line(checkpoint, tmp_path, capsys, args, message):

@@ -27,14 +27,15 @@ default_right = max(
     others,
     key=lambda n: (infos[n].get("variant", "hybrid") == "hybrid", abs(infos[n]["sleep"]["passes"] - left_passes)),
 )
-right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right)
+asked = st.query_params.get("cmp")
+if asked in infos and infos[asked]["task"] != task:  # from the URL, or left over when the left side changed task
+    st.query_params.pop("cmp")
+    st.info(f"{asked!r} is trained on a different task from {left_name!r}; comparing with {default_right!r}.")
+right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right, names=same_task)
 try:
     right_shape = data.shape(right_name)
 except ValueError as e:
     st.error(f"Checkpoint {right_name!r} cannot be loaded: {e}")
-    st.stop()
-if data.info(right_name)["task"] != task:
-    st.warning(f"{right_name!r} is trained on a different task; pick one of: {', '.join(same_task)}.")
     st.stop()
 
 # The pass slider spans the model that sleeps most, so the URL may hold any of its passes.

@@ -19,7 +19,15 @@ from sleepcore.trace import sleep_passes
 st.title("Sleep explorer")
 name, shape, view = data.page_view()
 if not shape.fw_layers:  # attention-only baselines: no state to step through (and no layer to index)
-    st.info(f"{name} has no fast-weight layers: nothing crosses a window boundary, so there is no sleep to explore.")
+    if data.info(name)["sleep"]["window"] is None:  # the full-attention reference never evicts
+        st.info(
+            f"{name} has no fast-weight layers and never evicts: its attention sees the whole sequence, so nothing "
+            "has to be consolidated and there is no sleep to explore."
+        )
+    else:
+        st.info(
+            f"{name} has no fast-weight layers: nothing crosses a window boundary, so there is no sleep to explore."
+        )
     st.stop()
 
 depth, seed, custom = widgets.pick_example(name, view)

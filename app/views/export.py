@@ -18,6 +18,7 @@ from analysis.figures import (
     state_heatmap,
 )
 from app import data, widgets
+from sleepcore.trace import sleep_passes
 
 st.title("Export")
 name, shape, view = data.page_view()
@@ -39,8 +40,9 @@ def test_time():
 
 
 def state():
-    S = trace.state(view.window, view.pass_, view.layer)[0]
-    return state_heatmap(S, title=f"{name}: S after window {view.window}, pass {view.pass_}"), trace.tables["state"]
+    shown = min(view.pass_, sleep_passes(trace.meta))  # the wake loop writes each context window once
+    S = trace.state(view.window, shown, view.layer)[0]
+    return state_heatmap(S, title=f"{name}: S after window {view.window}, pass {shown}"), trace.tables["state"]
 
 
 def change():
@@ -73,7 +75,9 @@ st.plotly_chart(fig, key="export_preview")
 
 fmt = st.segmented_control("Figure format", ["svg", "pdf", "png"], default="svg", key="fmt")
 stem = f"{name}-{choice.split(' (')[0].lower().replace(' ', '-')}"
-if export.find_browser() is None:
+if fmt is None:  # the pill was clicked off
+    st.info("Pick a figure format (svg, pdf or png) to render the figure.")
+elif export.find_browser() is None:
     st.warning("Figure export needs Chromium (kaleido drives it): `apt-get install chromium`.")
 elif st.button("Render figure", key="render"):
     with st.spinner(f"Rendering {fmt.upper()} through kaleido…"):

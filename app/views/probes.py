@@ -13,13 +13,17 @@ if not shape.fw_layers:  # attention-only baselines: no fast weights to probe
     st.info(f"{name} has no fast-weight layers, so there are no fast weights to probe.")
     st.stop()
 
-probes = data.shipped_probes(name)
+try:
+    probes = data.shipped_probes(name)
+except ValueError as e:  # a damaged probes.parquet: say what is wrong, then offer to fit probes here as if none shipped
+    st.error(str(e))
+    probes = None
 if probes is None:
     st.info(
         "No probe table ships with this checkpoint (checkpoints/<name>/probes.parquet, written by "
         "`sleepcore probe`). Compute one here: linear probes on held-out examples, one seed."
     )
-    examples = st.select_slider("Examples", [64, 128, 256, 512], value=128)
+    examples = st.select_slider("Examples", [64, 128, 256, 512], value=128, key="probe_examples")
     if st.button("Fit probes", key="fit_probes"):
         st.session_state["probes_for"] = (name, examples)
     if st.session_state.get("probes_for") != (name, examples):
@@ -58,7 +62,9 @@ st.dataframe(table, hide_index=True, width="stretch")
 
 st.subheader("Ask the fast weights about the shown example")
 depth, seed, custom = widgets.pick_example(name, view)
-pass_ = st.slider("After sleep pass", 1, shape.passes, view.pass_, key="pass") if shape.passes > 1 else 1
+# the states a probe reads: N passes per context window, or the wake loop's one write of it
+sleeps = shape.passes if data.info(name)["sleep"].get("loop", "sleep") == "sleep" else 1
+pass_ = st.slider("After sleep pass", 1, sleeps, min(view.pass_, sleeps), key="pass") if sleeps > 1 else 1
 if st.button("Query", key="query"):
     st.session_state["query_for"] = (name, depth, seed, custom, layer, pass_, fact_depth)
 if st.session_state.get("query_for") == (name, depth, seed, custom, layer, pass_, fact_depth):

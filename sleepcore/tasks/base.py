@@ -29,7 +29,8 @@ class Vocab:
     def encode(self, words: list[str]) -> list[int]:
         unknown = [w for w in words if w not in self.index]
         if unknown:
-            shown = ", ".join(repr(w) for w in unknown[:5])
+            # each shown at most 24 characters long, so a pasted blob cannot bury the list of valid tokens
+            shown = ", ".join(repr(w) if len(w) <= 24 else repr(w[:24]) + "…" for w in unknown[:5])
             raise ValueError(f"unknown token(s) {shown}; valid tokens: {' '.join(self.tokens)}")
         return [self.index[w] for w in words]
 
