@@ -77,7 +77,10 @@ def check_out(path: str | Path, flag: str = "--out", folder: bool = False) -> No
     kind = "folder" if folder else "file"
     if path.exists() and path.is_dir() != folder:
         raise ValueError(f"{flag} {path} is {'a file' if folder else 'a folder'}; give a {kind} path")
-    above = next(p for p in path.absolute().parents if p.exists())  # the nearest that exists (/ at worst)
+    # the nearest that exists of: the folder itself (written into), then the folders above (/ at worst); a file is
+    # written through a temporary file beside it, so its own folder is what must be writable
+    here = (path.absolute(),) if folder else ()
+    above = next(p for p in (*here, *path.absolute().parents) if p.exists())
     if not above.is_dir():
         raise ValueError(f"{flag} {path}: {above} is a file, so no {kind} can be made below it; give another path")
     if not os.access(above, os.W_OK | os.X_OK):

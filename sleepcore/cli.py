@@ -96,8 +96,9 @@ def _train(args) -> int:
         threads=args.threads,
     )
     if args.nproc > 1:  # every worker runs this command without --nproc, as one rank of the group
-        from sleepcore.train import launch
+        from sleepcore.train import check_run_folder, launch
 
+        check_run_folder(args.out, args.resume, args.stop_after)  # one clear message here, not one per worker
         return launch(args.nproc, _worker_argv(args))
     extra = {
         "preset": args.preset,

@@ -186,11 +186,7 @@ def train(
     check_together(model_cfg, sleep_cfg, task_cfg)
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after (--stop-after) must be a step >= 1; got {stop_after!r}")
-    if not resume and ((out / "trainer.json").exists() or (out / "config.json").exists()):
-        raise CheckpointError(
-            f"{out} already holds a run ({_held(out)}); pass --resume to continue it, or give a new --out "
-            "(nothing was written)"
-        )
+    check_run_folder(out, resume)
     torch.set_num_threads(cfg.threads)
     ranks = init_distributed()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -364,6 +360,25 @@ def _save(
     return info
 
 
+def check_run_folder(out: str | Path, resume: bool, stop_after: int | None = None) -> None:
+    """Before anything runs (in `train`, and in `sleepcore train --nproc` before its workers start): CheckpointError
+    for a folder that holds a run without resume (it is never overwritten) or for resume of a folder that holds none;
+    ValueError for a stop_after the run to resume has already reached."""
+    out = Path(out)
+    if not resume and ((out / "trainer.json").exists() or (out / "config.json").exists()):
+        raise CheckpointError(
+            f"{out} already holds a run ({_held(out)}); pass --resume to continue it, or give a new --out "
+            "(nothing was written)"
+        )
+    if resume and not (out / "trainer.json").exists():
+        raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
+    if resume and stop_after is not None and stop_after <= (step := read_trainer(out / "trainer.json")["step"]):
+        raise ValueError(
+            f"--stop-after {stop_after}: the run in {out} is already at step {step}, so there is nothing to train; "
+            "give a later step, or no --stop-after to finish it"
+        )
+
+
 def _held(out: Path) -> str:
     """The step of the run in `out`, in words, read from trainer.json else config.json, whatever state they are in."""
     for name in ("trainer.json", "config.json"):
@@ -392,10 +407,19 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
         if mine != theirs:
             raise CheckpointError(f"--resume: the {name} config in {out} differs from this run's; use a new --out")
     step, cut = trainer["step"], "a save was cut off part-way, or a file was copied in"
-    if saved.get("step") != step:
+    # _save writes model, optimizer, trainer.json, then config.json: a kill between the last two leaves config.json
+    # one save behind files that belong together (trainer.json's hashes say so); the next save rewrites it.
+    behind = isinstance(saved.get("step"), int) and saved["step"] < step
+    if saved.get("step") != step and not behind:
         raise CheckpointError(
             f"--resume: {out / 'config.json'} is at step {saved.get('step')} but trainer.json at step {step} "
             f"({cut}); the run cannot continue exactly: start it again with a new --out"
+        )
+    if behind and note:
+        print(
+            f"note: {out / 'config.json'} is at step {saved['step']}, one save behind trainer.json's {step} (a save "
+            "was cut off before its last file); resuming from trainer.json's step, and the next save rewrites it",
+            file=sys.stderr,
         )
     if "sha256" not in trainer:
         if note:

@@ -81,16 +81,28 @@ def test_two_processes_match_one_and_resume_in_one(tmp_path):
 
 
 def test_nproc_launches_torchrun_with_this_command(monkeypatch, tmp_path):
-    calls = []
+    calls, checked = [], []
     monkeypatch.setattr(sleepcore.train.subprocess, "run", lambda cmd, check: calls.append(cmd) or _Done())
+    monkeypatch.setattr(sleepcore.train, "check_run_folder", lambda *a: checked.append(a))
     argv = ["train", "--preset", "tiny", "-N", "2", "--max-steps", "9", "--out", str(tmp_path), "--stop-after", "3"]
     assert main([*argv, "--nproc", "2", "--resume", "--no-progress"]) == 0
+    assert checked == [(str(tmp_path), True, 3)], "the run folder is checked once, before the workers start"
     (cmd,) = calls
     assert cmd[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     assert cmd[6:] == [
         "sleepcore.train", "--preset", "tiny", "--passes", "2", "--max-steps", "9", "--out", str(tmp_path),
         "--stop-after", "3", "--resume", "--no-progress",
     ]  # fmt: skip
+
+
+def test_nproc_refuses_a_folder_holding_a_run_before_any_worker_starts(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sleepcore.train.subprocess, "run", lambda cmd, check: pytest.fail("a worker was started"))
+    (tmp_path / "config.json").write_text("{}")  # a run's folder
+    argv = ["train", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "2", "--no-progress"]
+    assert main(argv) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main([*argv[:-1], "--resume", "--no-progress"]) == 2, "--resume needs a trainer.json"
+    assert "holds no trainer.json to resume from" in capsys.readouterr().err
 
 
 def test_module_entry_point_is_the_train_command(capsys):

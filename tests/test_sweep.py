@@ -264,3 +264,25 @@ def test_ship_takes_a_name_not_a_path(app_checkpoints, tmp_path, name):  # noqa:
         cards.ship(app_checkpoints / "tiny-n1", name, root=root)
     assert not list(tmp_path.rglob("*.safetensors")) and not list(tmp_path.rglob("README.md")), "nothing written"
     assert main(["ship", str(app_checkpoints / "tiny-n1"), "--name", "../x"]) == 2
+
+
+def test_check_out_looks_at_the_folder_written_into(tmp_path, monkeypatch):
+    import os
+
+    from analysis import cli
+
+    (tmp_path / "parent" / "child").mkdir(parents=True)
+    (tmp_path / "old.parquet").write_text("")
+    readonly = {tmp_path / "parent"}  # as a read-only folder holding a writable one would be to a normal user
+    real = os.access
+    monkeypatch.setattr(cli.os, "access", lambda p, mode: Path(p) not in readonly and real(p, mode))
+    cli.check_out(tmp_path / "parent" / "child", folder=True)  # written into: its parent does not matter
+    cli.check_out(tmp_path / "parent" / "child" / "new", folder=True)
+    cli.check_out(tmp_path / "old.parquet")  # an existing file is replaced through a file beside it
+    with pytest.raises(ValueError, match="the folder .*parent is not writable"):
+        cli.check_out(tmp_path / "parent" / "t.parquet")
+    with pytest.raises(ValueError, match="the folder .*parent is not writable"):
+        cli.check_out(tmp_path / "parent" / "new", folder=True)
+    readonly.add(Path("/"))
+    with pytest.raises(ValueError, match="the folder / is not writable"):  # not a StopIteration traceback
+        cli.check_out("/", folder=True)

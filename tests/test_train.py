@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sleepcore.checkpoint import CheckpointError
+from sleepcore.checkpoint import CheckpointError, read_info
 from sleepcore.cli import main
 from sleepcore.presets import build
 from sleepcore.tasks import get_task
@@ -259,6 +259,19 @@ def test_resume_refuses_files_saved_at_different_steps(stopped, run, mix, messag
     with pytest.raises(CheckpointError, match=message):
         train(run, *tiny(steps=6), resume=True, progress=False)
     assert _files(run) == before
+
+
+def test_a_save_cut_off_before_config_json_resumes_exactly(stopped, run, capsys):
+    """Killed after trainer.json, before config.json: the files of step 4 belong together, config.json says 2."""
+    for name in ("model.safetensors", "optimizer.safetensors", "trainer.json"):
+        shutil.copy(stopped / "at4" / name, run / name)
+    info = train(run, *tiny(steps=6), resume=True, stop_after=6, progress=False)
+    assert "config.json is at step 2, one save behind trainer.json's 4" in capsys.readouterr().err
+    assert info["step"] == 6 and read_info(run)["step"] == 6
+    train(run.parent / "unbroken", *tiny(steps=6), progress=False)
+    a, b = load_file(run.parent / "unbroken" / "model.safetensors"), load_file(run / "model.safetensors")
+    for k in a:  # it continued from step 4's files, as an unbroken run does
+        assert torch.equal(a[k], b[k]), k
 
 
 def test_a_run_saved_before_hashes_resumes_with_a_note(stopped, run, capsys):
