@@ -226,7 +226,6 @@ def query_fact(
 
     Returns a polars frame: item (what is asked), truth, probe (its answer), right.
     """
-    import numpy as np
     import polars as pl
 
     from analysis.probes import (
@@ -267,7 +266,7 @@ def query_fact(
     else:
         items = task.vocab.decode(f.token[mine].tolist())
         decode = (lambda v: task.vocab.tokens[v]) if f.fact == "successor" else str
-        truth_s, guess_s = [decode(int(v)) for v in truth], [decode(int(v)) for v in np.asarray(guess)]
+        truth_s, guess_s = [decode(int(v)) for v in truth], [decode(int(v)) for v in guess]
     return pl.DataFrame(
         {"item": items, "truth": truth_s, "probe": guess_s, "right": [a == b for a, b in zip(truth_s, guess_s)]}
     )
