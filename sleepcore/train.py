@@ -186,7 +186,7 @@ def train(
     check_together(model_cfg, sleep_cfg, task_cfg)
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after (--stop-after) must be a step >= 1; got {stop_after!r}")
-    check_run_folder(out, resume)
+    check_run_folder(out, resume, stop_after)
     torch.set_num_threads(cfg.threads)
     ranks = init_distributed()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -201,17 +201,10 @@ def train(
     opt = make_optimizer(model, cfg)
     start, history, wall, tokens_seen = 0, [], 0.0, 0
     version = code_version()  # the code this run starts from; a resumed run keeps the version it started with
-    if resume and (out / "trainer.json").exists():
+    if resume:  # check_run_folder found its trainer.json, and a stop_after still ahead of it
         trainer = _restore(out, model, opt, (model_cfg, sleep_cfg, task_cfg, cfg), device, note=lead)
         start, history, wall, tokens_seen = (trainer[k] for k in ("step", "history", "wall_s", "tokens"))
         version = trainer.get("code_version", version)
-    elif resume:
-        raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
-    if stop_after is not None and stop_after <= start:
-        raise ValueError(
-            f"--stop-after {stop_after}: the run in {out} is already at step {start}, so there is nothing to train; "
-            f"give a later step (up to {cfg.steps}), or no --stop-after to finish it"
-        )
     if cfg.init_from is not None and start > 0:  # a resumed continuation holds its own weights and its base's record
         extra = {**(extra or {}), "continued_from": read_info(out)["continued_from"]}
     elif cfg.init_from is not None:
