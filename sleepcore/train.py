@@ -320,8 +320,11 @@ def _save(
     world: int = 1,
     version: str = "unknown",
 ) -> dict:
-    save_tensors(out / "model.safetensors", model.state_dict())
-    groups = save_optimizer(out / "optimizer.safetensors", opt)
+    # Two phases, so that a kill at any moment leaves a run that resumes exactly: the new weights and optimizer state
+    # go to *.next files; trainer.json, naming their SHA-256, commits the save; then they replace the old files, and
+    # config.json comes last. A resume uses, for each file, whichever of the two trainer.json names (_committed).
+    save_tensors(_next(out, "model.safetensors"), model.state_dict())
+    groups = save_optimizer(_next(out, "optimizer.safetensors"), opt)
     trainer = {
         "step": step,
         "history": history,
@@ -329,7 +332,7 @@ def _save(
         "tokens": tokens,
         "param_groups": groups,
         "code_version": version,
-        "sha256": {name: file_sha256(out / name) for name in HASHED},
+        "sha256": {name: file_sha256(_next(out, name)) for name in HASHED},
     }
     info = checkpoint_info(
         *configs,
@@ -349,8 +352,29 @@ def _save(
     if result is not None:
         info["eval"] = {"split": "test", "seed": EVAL_SEED, "per_depth": eval_per_depth, **result}
     write_json(out / "trainer.json", trainer)
+    for name in HASHED:
+        os.replace(_next(out, name), out / name)
     write_json(out / "config.json", info)
     return info
+
+
+def _next(out: Path, name: str) -> Path:
+    """Where _save writes `name` before trainer.json commits it."""
+    return out / f"{name}.next"
+
+
+def _committed(out: Path, trainer: dict, name: str, cut: str) -> tuple[Path, bool]:
+    """The copy of `name` that trainer.json was saved with: the file itself, or its .next copy when a save was cut
+    off after trainer.json and before the rename (then True: the note is the caller's). CheckpointError if neither."""
+    want = trainer["sha256"].get(name)
+    if file_sha256(out / name) == want:
+        return out / name, False
+    if _next(out, name).is_file() and file_sha256(_next(out, name)) == want:
+        return _next(out, name), True
+    raise CheckpointError(
+        f"--resume: {out / name} is not the file trainer.json was saved with at step {trainer['step']} (its SHA-256 "
+        f"differs: {cut}); the run cannot continue exactly: start it again with a new --out"
+    )
 
 
 def check_run_folder(out: str | Path, resume: bool, stop_after: int | None = None) -> None:
@@ -400,8 +424,8 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
         if mine != theirs:
             raise CheckpointError(f"--resume: the {name} config in {out} differs from this run's; use a new --out")
     step, cut = trainer["step"], "a save was cut off part-way, or a file was copied in"
-    # _save writes model, optimizer, trainer.json, then config.json: a kill between the last two leaves config.json
-    # one save behind files that belong together (trainer.json's hashes say so); the next save rewrites it.
+    # _save writes config.json after trainer.json: a kill between them leaves config.json one save behind files that
+    # belong together (trainer.json's hashes say so); the next save rewrites it.
     behind = isinstance(saved.get("step"), int) and saved["step"] < step
     if saved.get("step") != step and not behind:
         raise CheckpointError(
@@ -421,20 +445,23 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
                 f"{' and '.join(HASHED)} cannot be checked to be step {step}'s; resuming without that check",
                 file=sys.stderr,
             )
-    else:
-        for name in HASHED:
-            if file_sha256(out / name) != trainer["sha256"].get(name):
-                raise CheckpointError(
-                    f"--resume: {out / name} is not the file trainer.json was saved with at step {step} (its SHA-256 "
-                    f"differs: {cut}); the run cannot continue exactly: start it again with a new --out"
-                )
+    files = {name: out / name for name in HASHED}
+    if "sha256" in trainer:
+        found = {name: _committed(out, trainer, name, cut) for name in HASHED}
+        files = {name: path for name, (path, _) in found.items()}
+        if note and any(late for _, late in found.values()):
+            print(
+                f"note: a save was cut off after {out / 'trainer.json'} recorded step {step}, before its files took "
+                "their names; resuming from the .next files it recorded, and the next save renames them",
+                file=sys.stderr,
+            )
     try:
-        tensors = load_file(out / "model.safetensors", device=str(device))
+        tensors = load_file(files["model.safetensors"], device=str(device))
     except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{out / 'model.safetensors'} cannot be read as safetensors: {e}") from None
-    check_tensors(model.state_dict(), tensors, out / "model.safetensors")
+        raise CheckpointError(f"{files['model.safetensors']} cannot be read as safetensors: {e}") from None
+    check_tensors(model.state_dict(), tensors, files["model.safetensors"])
     model.load_state_dict(tensors)
-    load_optimizer(out / "optimizer.safetensors", opt, trainer["param_groups"])
+    load_optimizer(files["optimizer.safetensors"], opt, trainer["param_groups"])
     return trainer
 
 

@@ -261,6 +261,20 @@ def test_resume_refuses_files_saved_at_different_steps(stopped, run, mix, messag
     assert _files(run) == before
 
 
+def _unbroken(stopped) -> dict[str, torch.Tensor]:
+    """The weights of the tiny run trained to step 6 in one go."""
+    folder = stopped / "unbroken"
+    if not folder.exists():
+        train(folder, *tiny(steps=6), progress=False)
+    return load_file(folder / "model.safetensors")
+
+
+def _assert_unbroken(stopped, run):
+    a, b = _unbroken(stopped), load_file(run / "model.safetensors")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_a_save_cut_off_before_config_json_resumes_exactly(stopped, run, capsys):
     """Killed after trainer.json, before config.json: the files of step 4 belong together, config.json says 2."""
     for name in ("model.safetensors", "optimizer.safetensors", "trainer.json"):
@@ -268,10 +282,46 @@ def test_a_save_cut_off_before_config_json_resumes_exactly(stopped, run, capsys)
     info = train(run, *tiny(steps=6), resume=True, stop_after=6, progress=False)
     assert "config.json is at step 2, one save behind trainer.json's 4" in capsys.readouterr().err
     assert info["step"] == 6 and read_info(run)["step"] == 6
-    train(run.parent / "unbroken", *tiny(steps=6), progress=False)
-    a, b = load_file(run.parent / "unbroken" / "model.safetensors"), load_file(run / "model.safetensors")
-    for k in a:  # it continued from step 4's files, as an unbroken run does
-        assert torch.equal(a[k], b[k]), k
+    _assert_unbroken(stopped, run)  # it continued from step 4's files, as an unbroken run does
+
+
+def test_a_save_leaves_no_next_files(stopped):
+    assert sorted(p.name for p in (stopped / "at4").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "trainer.json",
+    ]
+
+
+@pytest.mark.parametrize("renamed", [(), ("model.safetensors",)])
+def test_a_save_cut_off_after_trainer_json_resumes_from_its_next_files(stopped, run, renamed, capsys):
+    """Killed after trainer.json committed step 4, before (or between) the renames: step 4's files are .next."""
+    shutil.copy(stopped / "at4" / "trainer.json", run / "trainer.json")
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        shutil.copy(stopped / "at4" / name, run / (name if name in renamed else f"{name}.next"))
+    info = train(run, *tiny(steps=6), resume=True, stop_after=6, progress=False)
+    err = capsys.readouterr().err
+    assert "a save was cut off after" in err and "resuming from the .next files it recorded" in err
+    assert info["step"] == 6 and not list(run.glob("*.next"))
+    _assert_unbroken(stopped, run)
+
+
+def test_a_save_cut_off_before_trainer_json_resumes_from_the_last_committed_step(stopped, run, capsys):
+    """Killed before trainer.json: the new files are .next and uncommitted; step 2's files are whole."""
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        shutil.copy(stopped / "at4" / name, run / f"{name}.next")
+    info = train(run, *tiny(steps=6), resume=True, stop_after=6, progress=False)
+    assert "cut off" not in capsys.readouterr().err
+    assert info["step"] == 6 and not list(run.glob("*.next"))
+    _assert_unbroken(stopped, run)
+
+
+def test_a_next_file_that_trainer_json_did_not_record_is_not_used(stopped, run):
+    shutil.copy(stopped / "at4" / "model.safetensors", run / "model.safetensors")  # neither copy is step 2's
+    shutil.copy(stopped / "at4" / "model.safetensors", run / "model.safetensors.next")
+    with pytest.raises(CheckpointError, match=r"model.safetensors is not the file trainer.json was saved with"):
+        train(run, *tiny(steps=6), resume=True, progress=False)
 
 
 def test_a_run_saved_before_hashes_resumes_with_a_note(stopped, run, capsys):
