@@ -32,10 +32,11 @@ class Preset:
 
 def shipped_name(preset: str, passes: int, variant: str = "hybrid") -> str:
     """The checkpoint name a preset's model is shipped under: PRESET-nN for the sleep model, PRESET-wake-loop-nN for
-    the wake-loop control, PRESET-VARIANT else."""
+    the wake-loop control, PRESET-VARIANT for the other variants at N = 1 (the controls shipped), PRESET-VARIANT-nN
+    at any other N."""
     if variant in ("hybrid", "wake-loop"):
         return f"{preset}-{'' if variant == 'hybrid' else 'wake-loop-'}n{passes}"
-    return f"{preset}-{variant}"
+    return f"{preset}-{variant}" + (f"-n{passes}" if passes != 1 else "")
 
 
 # Steps are sized so N = 4 trains in about an hour on one of 2 CPU cores (rule110 ≈ 0.3 s, depo ≈ 0.45 s,

@@ -187,7 +187,7 @@ def test_a_continuing_preset_names_the_shipped_checkpoint_of_its_n_and_variant()
     assert build("rule110-long", 4)[:3] == build("rule110-mini", 4)[:3]  # the same model, sleep and task
 
 
-def test_the_wake_loop_variant_moves_the_passes_and_keeps_the_model():
+def test_the_wake_loop_variant_moves_the_passes_and_keeps_the_model(tmp_path):
     from sleepcore.presets import shipped_name
 
     hybrid, wake = build("depo-k4", 4), build("depo-k4", 4, "wake-loop")
@@ -196,6 +196,9 @@ def test_the_wake_loop_variant_moves_the_passes_and_keeps_the_model():
     assert dataclasses.replace(wake[1], loop="sleep") == hybrid[1]
     assert shipped_name("depo-k4", 4, "wake-loop") == "depo-k4-wake-loop-n4"
     assert shipped_name("depo-k4", 4) == "depo-k4-n4" and shipped_name("depo-k4", 1, "wide") == "depo-k4-wide"
+    assert shipped_name("depo-k4", 4, "wide") == "depo-k4-wide-n4", "a wide model at N = 4 is not the N = 1 control"
+    with pytest.raises(ValueError, match="init_from: no checkpoint 'rule110-mini-wide-n4'; shipped checkpoints: "):
+        train(tmp_path / "w", *build("rule110-long", 4, "wide", steps=1), progress=False)
     with pytest.raises(ValueError, match="unknown variant 'dream'; valid variants: .*wake-loop"):
         build("depo-k4", 4, "dream")
 
