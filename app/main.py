@@ -17,4 +17,12 @@ pages = [
     st.Page("views/sweep.py", title="Sleep at test time", icon=":material/repeat:", url_path="sweep"),
     st.Page("views/export.py", title="Export", icon=":material/ios_share:", url_path="export"),
 ]
-st.navigation(pages).run()
+# Streamlit clears the URL's query parameters when the user moves to another page. The view (checkpoint, example,
+# window, pass, layer, ...) follows the user instead: a page opened with none gets those the last page ended with.
+# Every page checks them as it checks a typed URL; a URL with any parameter of its own is taken as it is.
+if not st.query_params and (last := st.session_state.get("last_params")):
+    st.query_params.from_dict(last)
+try:
+    st.navigation(pages).run()
+finally:  # also when a page stops early (st.stop), as pages with nothing to show do
+    st.session_state["last_params"] = st.query_params.to_dict()

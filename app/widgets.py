@@ -43,6 +43,15 @@ def token_strip(tokens: pl.DataFrame, current_window: int | None = None, example
     return "".join(parts)
 
 
+def _keep_text(shown_for: tuple) -> None:
+    """An edit of the example's text, kept for the example it was made on (see pick_example)."""
+    st.session_state["custom_kept"] = (shown_for, st.session_state["custom_text"])
+
+
+def _keep_use() -> None:
+    st.session_state["use_kept"] = st.session_state["use_custom"]
+
+
 def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str | None]:
     """Depth and seed of a seeded example (kept in the URL), or a custom example typed as the task's text.
 
@@ -68,14 +77,17 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
             + " ".join(f"`{t}`" for t in task.vocab.tokens[:40])
             + (" …" if len(task.vocab) > 40 else "")
         )
-        # The text follows the seeded example (checkpoint, depth, seed) until the user edits it; a widget's value=
-        # is read only when it is first created, so the text is set through its session state.
+        # The text follows the seeded example (checkpoint, depth, seed) until the user edits it. Text and toggle are
+        # kept outside their widgets, which Streamlit resets on a page that does not draw them (and on another page
+        # that does), and given to them before they are drawn on every run: value= is read only at creation.
         shown_for = (name, depth, seed)
-        if st.session_state.get("custom_text_for") != shown_for or "custom_text" not in st.session_state:
-            st.session_state["custom_text"] = data.render(name, depth, seed)
-            st.session_state["custom_text_for"] = shown_for
-        text = st.text_area("Example", height=150, key="custom_text")
-        use = st.toggle("Use this example", key="use_custom")
+        kept = st.session_state.get("custom_kept")
+        if not kept or kept[0] != shown_for:
+            kept = st.session_state["custom_kept"] = (shown_for, data.render(name, depth, seed))
+        st.session_state["custom_text"] = kept[1]
+        st.session_state["use_custom"] = st.session_state.get("use_kept", False)
+        text = st.text_area("Example", height=150, key="custom_text", on_change=_keep_text, args=(shown_for,))
+        use = st.toggle("Use this example", key="use_custom", on_change=_keep_use)
     if use:
         try:
             data.trace(name, depth, seed, custom=text)

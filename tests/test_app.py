@@ -430,6 +430,38 @@ def test_the_typed_example_follows_the_seeded_one_until_edited():
     assert at.text_area(key="custom_text").value == session_render("tiny-depo-n2", at)
 
 
+def test_the_view_follows_the_user_to_another_page():
+    """Streamlit clears the URL's parameters on a page change; the checkpoint and example carry over."""
+    at = open_page("explorer", {"ckpt": "tiny-depo-n2", "seed": "3", "layer": "1"})
+    assert_clean(at)
+    for page in ("probes", "sweep", "compare", "export", "explorer"):
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, page
+        assert at.selectbox(key="select_ckpt").value == "tiny-depo-n2", page
+        assert at.query_params["ckpt"] == "tiny-depo-n2" and at.query_params["seed"] == "3", page
+    assert at.number_input(key="seed").value == 3
+    at.switch_page("views/probes.py")
+    at.query_params.update({"ckpt": "tiny-n2"})  # a URL of its own is taken as it is
+    at.run()
+    assert at.selectbox(key="select_ckpt").value == "tiny-n2"
+
+
+def test_a_typed_example_stays_across_pages():
+    """Streamlit resets a widget on a page that does not draw it, and on another page that does."""
+    at = open_page("explorer", {"ckpt": "tiny-n2", "seed": "0"})
+    seed1 = open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}).text_area(key="custom_text").value
+    at.text_area(key="custom_text").input(seed1).run()
+    at.toggle(key="use_custom").set_value(True).run()
+    for page in ("sweep", "compare", "export", "explorer"):
+        at.switch_page(f"views/{page}.py").run()
+        assert_clean(at)
+        if page != "sweep":  # the sweep page types no example
+            assert at.text_area(key="custom_text").value == seed1, page
+            assert at.toggle(key="use_custom").value, page
+    at.number_input(key="seed").set_value(2).run()  # another seeded example: the text follows it again
+    assert at.text_area(key="custom_text").value == session_render("tiny-n2", at)
+
+
 def session_render(name: str, at: AppTest) -> str:
     from analysis import session
 
