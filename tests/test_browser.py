@@ -96,6 +96,17 @@ def test_a_url_restores_the_view_in_the_browser(page, url: str):
     assert "pass 1" in first_chart(page)
 
 
+def test_the_view_follows_a_click_to_another_page_in_the_browser(page, url: str):
+    """The browser drops the URL's parameters on a page change; the app gives them back."""
+    open_url(page, f"{url}/explorer?ckpt=tiny-depo-n2&seed=3&pass=1")
+    page.get_by_role("link", name="Export").click()
+    page.wait_for_url("**/export?*")
+    wait_for_page(page)
+    assert "ckpt=tiny-depo-n2" in page.url and "seed=3" in page.url and "pass=1" in page.url, page.url
+    assert page.locator('[data-testid="stNumberInput"] input').input_value() == "3"
+    assert page.locator(EXCEPTION).count() == 0
+
+
 def test_an_unknown_checkpoint_warns_in_the_browser(page, url: str):
     open_url(page, f"{url}/compare?ckpt=tiny-n1&cmp=nope")
     alerts = page.locator('[data-testid="stAlert"]').all_inner_texts()
