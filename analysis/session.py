@@ -93,6 +93,31 @@ def result_rows(names: list[str]) -> tuple[list[dict], list[str]]:
     return rows, notes
 
 
+def one_per_seed(rows: list[dict]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """`result_rows` with at most one sleep model (hybrid) per preset, N and training seed, the rows that
+    `analysis.figures.accuracy_vs_passes` draws as one line per seed; and a message for each model left out (two
+    runs of one preset, N and seed: a model trained into the checkpoints folder beside a shipped one, or a copy),
+    as (preset, message). The one kept is RESULTS.json's, else the first by name."""
+    kept: dict[tuple, str] = {}
+    out, notes = [], []
+    for r in sorted(rows, key=lambda r: (not r.get("source", "").startswith("RESULTS.json"), r["checkpoint"])):
+        if r.get("variant", "hybrid") == "hybrid":
+            key = (r.get("preset") or r.get("task"), r["passes"], r.get("train_seed", 0))
+            if key in kept:
+                notes.append(
+                    (
+                        key[0],
+                        f"{r['checkpoint']} is not drawn: it has the preset ({key[0]}), N = {key[1]} and training seed "
+                        f"{key[2]} of {kept[key]}, and a chart draws one model per N and seed. Its model card has its "
+                        "numbers.",
+                    )
+                )
+                continue
+            kept[key] = r["checkpoint"]
+        out.append(r)
+    return out, notes
+
+
 def preset_rows(name: str) -> list[dict]:
     """`result_rows` of every checkpoint trained under the same preset as `name` (one task, one set of depths)."""
     info = checkpoint_info(name)

@@ -74,3 +74,17 @@ def with_a_broken_checkpoint(app_checkpoints: Path, tmp_path: Path, monkeypatch:
     st.cache_data.clear()  # the app caches the list of names without the folder in its key
     yield
     st.cache_data.clear()
+
+
+@pytest.fixture
+def checkpoints_like(app_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A checkpoints folder holding the tiny ones (linked), to add to: the app reads it for this test only."""
+    import streamlit as st
+
+    for name in ALL:
+        (tmp_path / name).symlink_to(app_checkpoints / name)
+    (tmp_path / "RESULTS.json").symlink_to(app_checkpoints / "RESULTS.json")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    st.cache_data.clear()  # the app caches the list of names without the folder in its key
+    yield tmp_path
+    st.cache_data.clear()

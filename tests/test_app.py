@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from app_fixtures import (  # noqa: F401
     SLEEPERS,
     WAKE_LOOP,
     app_checkpoints,
+    checkpoints_like,
     with_a_broken_checkpoint,
 )
 from streamlit.testing.v1 import AppTest
@@ -460,6 +463,43 @@ def test_a_typed_example_stays_across_pages():
             assert at.toggle(key="use_custom").value, page
     at.number_input(key="seed").set_value(2).run()  # another seeded example: the text follows it again
     assert at.text_area(key="custom_text").value == session_render("tiny-n2", at)
+
+
+@pytest.mark.usefixtures("checkpoints_like")
+def test_a_second_model_of_one_preset_n_and_seed_is_named_not_a_crash():
+    """A run trained into checkpoints/ beside a shipped one (same preset, N, seed), or a copy: one line per seed."""
+    root = Path(os.environ["SLEEPCORE_CHECKPOINTS"])  # the checkpoints_like folder
+    (copy := root / "my-tiny-n2").mkdir()
+    for f in ("config.json", "model.safetensors"):
+        (copy / f).symlink_to(root / "tiny-n2" / f)
+    note = "my-tiny-n2 is not drawn: it has the preset (tiny), N = 2 and training seed 0 of tiny-n2"
+    for page, params in (("overview", {}), ("export", {"ckpt": "my-tiny-n2"}), ("export", {"ckpt": "tiny-n1"})):
+        at = open_page(page, params)
+        assert not at.exception, (page, texts(at.exception))
+        assert any(i.startswith(note) for i in texts(at.info)), (page, texts(at.info))
+    lines = [t["name"] for t in figure(at, "export_preview")["data"]]
+    assert lines and all("my-tiny" not in n for n in lines)
+
+
+@pytest.mark.usefixtures("checkpoints_like")
+def test_export_says_when_no_evaluation_is_stored():
+    root = Path(os.environ["SLEEPCORE_CHECKPOINTS"])  # the checkpoints_like folder
+    (root / "RESULTS.json").unlink()
+    (solo := root / "solo").mkdir()
+    info = json.loads((root / "tiny-depo-n2" / "config.json").read_text())
+    del info["eval"]  # as a run stopped before its end-of-training evaluation
+    (solo / "config.json").write_text(json.dumps(info))
+    (solo / "model.safetensors").symlink_to((root / "tiny-depo-n2").resolve() / "model.safetensors")
+    (root / "tiny-depo-n2").unlink()  # the only other model of its preset
+    at = open_page("export", {"ckpt": "solo"})
+    assert not at.exception and not at.error, texts(at.exception) + texts(at.error)
+    assert any(
+        i.startswith("No evaluation is stored for solo or another checkpoint of its preset") for i in texts(at.info)
+    )
+    other = at.selectbox(key="figure").options[1]
+    at.selectbox(key="figure").set_value(other).run()  # the other figures still draw
+    assert_clean(at)
+    assert figure(at, "export_preview")["data"]
 
 
 def session_render(name: str, at: AppTest) -> str:

@@ -5,7 +5,7 @@ import io
 import polars as pl
 import streamlit as st
 
-from analysis import export
+from analysis import export, session
 from analysis.animation import sleep_animation
 from analysis.figures import (
     METRICS,
@@ -18,6 +18,7 @@ from analysis.figures import (
     state_heatmap,
 )
 from app import data, widgets
+from sleepcore.results import command
 from sleepcore.trace import sleep_passes
 
 st.title("Export")
@@ -27,8 +28,18 @@ trace = data.trace(name, depth, seed, custom)
 
 
 def headline():
-    table = results_table(data.preset_rows(name))
+    rows, left_out = session.one_per_seed(data.preset_rows(name))
+    for _, note in left_out:
+        st.info(note)
+    table = results_table(rows)
     counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
+    if not counts:  # e.g. runs stopped before their end-of-training evaluation, and none in RESULTS.json
+        st.info(
+            f"No evaluation is stored for {name} or another checkpoint of its preset (checkpoints/RESULTS.json, or "
+            f"a finished run's config.json), so there is nothing to draw: `{command(1000, 777)}` writes one. "
+            "Pick another figure above."
+        )
+        st.stop()
     labels = dict(table.select("metric", "metric_label").unique().iter_rows())
     metric = st.selectbox("Count", counts, format_func=labels.get, key="count")
     return accuracy_vs_passes(table, metric=metric), table.filter(pl.col("metric") == metric)

@@ -28,7 +28,8 @@ rows, notes = data.result_rows(tuple(names))
 for note in notes:
     st.error(note)
 
-table = results_table(rows) if rows else None
+drawn, left_out = session.one_per_seed(rows)
+table = results_table(drawn) if drawn else None
 summary = pl.DataFrame(
     [
         {
@@ -48,6 +49,8 @@ if table is not None:
     for preset in table["preset"].unique(maintain_order=True).to_list():  # a preset fixes the task and its depths
         st.subheader(f"{preset}: accuracy vs sleep passes")
         sub = table.filter(pl.col("preset") == preset)
+        for note in (note for where, note in left_out if where == preset):
+            st.info(note)
         metrics = [m for m in METRICS if sub.filter(pl.col("metric") == m).height]
         for start in range(0, len(metrics), 2):  # two charts a row
             cols = st.columns(2)
