@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
+import os  # noqa: F401  (check_out, from sleepcore.cli, reads os.access; tests patch it here as cli.os.access)
 from pathlib import Path
 
+from sleepcore.cli import check_out, check_test_passes, never_evicts, seed
 from sleepcore.results import MAX_PASSES
 
 
@@ -41,8 +42,10 @@ def _probe_parser(sub) -> None:
     p.add_argument("--examples", "-K", type=int, default=512, help="held-out examples, split 70/30 per seed")
     p.add_argument("--seeds", type=SEEDS, default=(0, 1, 2), help="probe seeds, comma-separated (default 0,1,2)")
     p.add_argument("--window", type=int, default=-1, help="the context window whose states are probed (-1 = last)")
-    p.add_argument("--max-fact-depth", type=int, help="largest fact_depth probed (default: the task's max_depth)")
-    p.add_argument("--out", help="write the table to this Parquet file")
+    p.add_argument(
+        "--max-fact-depth", type=int, help="largest fact_depth probed, at most the task's max_depth (the default)"
+    )
+    p.add_argument("--out", help="write the table to this file: .parquet or .csv")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the fits are small)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_probe)
@@ -70,21 +73,7 @@ SEEDS = _int_list("probe seeds", "0,1,2")
 PASSES = _int_list("pass counts", "1,2,4")
 
 
-def check_out(path: str | Path, flag: str = "--out", folder: bool = False) -> None:
-    """Refuse an output path that cannot be written, before any computing: a file path that is a folder (or a
-    folder that is a file), or one below a file or an unwritable folder. Missing folders are fine: writes make them."""
-    path = Path(path)
-    kind = "folder" if folder else "file"
-    if path.exists() and path.is_dir() != folder:
-        raise ValueError(f"{flag} {path} is {'a file' if folder else 'a folder'}; give a {kind} path")
-    # the nearest that exists of: the folder itself (written into), then the folders above (/ at worst); a file is
-    # written through a temporary file beside it, so its own folder is what must be writable
-    here = (path.absolute(),) if folder else ()
-    above = next(p for p in (*here, *path.absolute().parents) if p.exists())
-    if not above.is_dir():
-        raise ValueError(f"{flag} {path}: {above} is a file, so no {kind} can be made below it; give another path")
-    if not os.access(above, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: the folder {above} is not writable; give a path in a writable folder")
+PROBE_SEED_LIMIT = 2**31  # the probes table stores each probe seed in an Int32 column
 
 
 def _probe(args) -> int:
@@ -92,6 +81,11 @@ def _probe(args) -> int:
 
     if negative := [s for s in args.seeds if s < 0]:
         raise ValueError(f"--seeds must be integers >= 0, such as 0,1,2; got {negative}")
+    if too_big := [s for s in args.seeds if s >= PROBE_SEED_LIMIT]:
+        raise ValueError(
+            f"--seeds must be below 2**31 ({PROBE_SEED_LIMIT}: the probes table stores them as Int32), such as "
+            f"0,1,2; got {too_big}"
+        )
     _table_command(
         args,
         lambda: probe_checkpoint(
@@ -103,27 +97,121 @@ def _probe(args) -> int:
             progress=not args.no_progress,
         ),
         format_probes,
+        before=lambda: _check_probe_examples(args.checkpoint, args.examples, args.max_fact_depth),
     )
     return 0
 
 
-def _table_command(args, make, describe):
-    """Run `make()` on args.threads CPU threads, print describe(table), write it to args.out as Parquet; returns
-    the table."""
+PROBE_SAMPLE_LIMIT = 8192  # the most examples sampled to find how many every fact depth needs (seconds at most)
+
+
+def _check_probe_examples(checkpoint: str, examples: int, max_fact_depth: int | None) -> None:
+    """Before any model runs: refuse a --max-fact-depth beyond the task's facts, and an --examples count that
+    leaves some fact depth (from the task's first up to the largest probed) with fewer than 2 examples. A probe
+    splits whole examples into train and test, so a fact depth needs 2 (analysis.probes.split_examples), and
+    probe_models drops one with fewer without a word. The message gives the smallest count that serves every
+    depth: the probed examples are a fixed sample (seed probes.DATA_SEED) whose first n are those of any larger one."""
+    import numpy as np
+
+    from analysis.probes import DATA_SEED, task_facts
+    from sleepcore.checkpoint import configs_from, read_info
+    from sleepcore.tasks import get_task
+
+    if examples < 2:
+        raise ValueError(f"--examples must be >= 2 (they are split into train and test); got {examples}")
+    task_cfg = configs_from(read_info(checkpoint))[2]
+    task = get_task(task_cfg.name, **task_cfg.params)
+    if max_fact_depth is not None and not 0 <= max_fact_depth <= task.max_depth:
+        raise ValueError(
+            f"--max-fact-depth must be from 0 to {task.max_depth} (the deepest facts of the task, {task.name}); "
+            f"got {max_fact_depth}"
+        )
+    top = task.max_depth if max_fact_depth is None else max_fact_depth
+
+    def examples_by_depth(n: int) -> dict[int, np.ndarray]:
+        """The examples (indices, sorted) holding each fact depth, in the first n of the probed sample."""
+        facts = task_facts(task, task.sample(n, seed=DATA_SEED, split="test"), task.max_depth)
+        return {f.depth: np.unique(f.example) for f in facts}
+
+    def short_of(have: dict[int, np.ndarray]) -> list[int]:
+        return [d for d in depths if len(have.get(d, ())) < 2]
+
+    have = examples_by_depth(examples)
+    if not have:
+        raise ValueError(f"the {examples} examples hold no fact to probe; give more --examples")
+    first = min(have)  # the task's shallowest fact depth (every example holds it: t' = 0, k = 1 or a constant)
+    if first > top:
+        raise ValueError(f"--max-fact-depth {top} leaves nothing to probe: {task.name}'s facts start at depth {first}")
+    depths = range(first, top + 1)
+    if not (short := short_of(have)):
+        return
+    n = examples
+    while short_of(have) and n < PROBE_SAMPLE_LIMIT:
+        n = min(2 * n, PROBE_SAMPLE_LIMIT)
+        have = examples_by_depth(n)
+    if never := short_of(have):
+        raise ValueError(
+            f"--examples {examples} leaves fact depth(s) {', '.join(map(str, short))} with fewer than the 2 "
+            f"examples a probe needs (one to train on, one to test), and even {n} examples leave depth(s) "
+            f"{', '.join(map(str, never))} so; give a --max-fact-depth below {min(never)}"
+        )
+    need = max(int(have[d][1]) + 1 for d in depths)  # the sample's first n are those of any larger sample
+    if short_of(examples_by_depth(need)):
+        need = n  # (were they not, a count known to serve)
+    raise ValueError(
+        f"--examples {examples} leaves fact depth(s) {', '.join(map(str, short))} with fewer than the 2 examples a "
+        f"probe needs (one to train on, one to test); {checkpoint} needs --examples >= {need} for every fact depth "
+        f"from {first} to {top} (or a smaller --max-fact-depth)"
+    )
+
+
+TABLE_SUFFIXES = (".parquet", ".csv")
+
+
+def check_table_out(path: str, flag: str = "--out") -> None:
+    """check_out for a table, whose format is its suffix: .parquet or .csv (analysis.export.export_table)."""
+    check_out(path, flag)
+    if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(
+            f"{flag} must end in {' or '.join(TABLE_SUFFIXES)} (the table's format); got {Path(path).name!r}"
+        )
+
+
+def check_browser(flag: str, value: str, instead: str = "") -> None:
+    """Refuse, before any computing, a figure export (svg, pdf, png) where kaleido finds no Chromium to drive."""
+    from analysis.export import BROWSERS, find_browser
+
+    if find_browser() is None:
+        raise ValueError(
+            f"{flag} {value} needs Chromium, which kaleido drives to export figures, and none was found (looked for "
+            f"$BROWSER_PATH and {', '.join(BROWSERS)} on PATH); install it (as root: apt-get update && apt-get "
+            f"install -y chromium){instead}"
+        )
+
+
+def _table_command(args, make, describe, before=None, more=None):
+    """Check args.threads and args.out (and run `before()`, more checks) before anything is computed; then run
+    `make()` on args.threads CPU threads, print describe(table), and write it to args.out (.parquet or .csv).
+    more(table): further files, as (write, what to print) pairs, prepared before the table is written, so that a
+    failure there (a figure that will not render) leaves nothing half-written. Returns the table."""
     import torch
 
-    from sleepcore.checkpoint import atomic_write
+    from analysis.export import export_table
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1; got {args.threads}")
     if args.out:
-        check_out(args.out)
+        check_table_out(args.out)
+    if before is not None:
+        before()
     torch.set_num_threads(args.threads)
     df = make()
     print(describe(df))
-    if args.out:
-        atomic_write(Path(args.out), df.write_parquet)
-        print(f"wrote {len(df)} rows to {args.out}")
+    writes = [(lambda: export_table(df, args.out), f"wrote {len(df)} rows to {args.out}")] if args.out else []
+    writes += more(df) if more is not None else []
+    for write, said in writes:
+        write()
+        print(said)
     return df
 
 
@@ -135,7 +223,7 @@ def _attribute_parser(sub) -> None:
     )
     p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
     p.add_argument("--examples", "-K", type=int, default=16, help="held-out examples (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="the examples' seed")
+    p.add_argument("--seed", type=seed, default=0, help="the examples' seed (0 to 2**63 - 1)")
     p.add_argument(
         "--passes",
         type=PASSES,
@@ -144,14 +232,22 @@ def _attribute_parser(sub) -> None:
     )
     p.add_argument("--n-steps", type=int, default=32, help="integration steps (default 32)")
     p.add_argument("--internal-batch-size", type=int, default=16, help="bounds memory (default 16)")
-    p.add_argument("--out", help="write the attributions table to this Parquet file")
+    p.add_argument("--out", help="write the attributions table to this file: .parquet or .csv")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_attribute)
 
 
 def _attribute(args) -> int:
-    from analysis.attribution import attribute_checkpoint, format_attributions
+    from analysis.attribution import _check_steps, attribute_checkpoint, format_attributions
+
+    def before() -> None:
+        _check_steps(args.n_steps, args.internal_batch_size)  # its message first: it needs no checkpoint
+        if never_evicts(args.checkpoint):
+            raise ValueError(
+                f"{args.checkpoint} never evicts (full attention keeps the whole context), so no token is evicted "
+                "and there is nothing to attribute: attribute a model under eviction (a hybrid, attn-only, wake-loop)"
+            )
 
     _table_command(
         args,
@@ -165,6 +261,7 @@ def _attribute(args) -> int:
             progress=not args.no_progress,
         ),
         format_attributions,
+        before=before,
     )
     return 0
 
@@ -181,8 +278,10 @@ def _sweep_parser(sub) -> None:
         help=f"test-time N, comma-separated (default: 1 .. 2 × trained N; at most {MAX_PASSES})",
     )
     p.add_argument("--examples", type=int, default=250, help="held-out sequences per depth (default 250)")
-    p.add_argument("--seed", type=int, default=777, help="the examples' seed (default 777, as in RESULTS.md)")
-    p.add_argument("--out", help="write the results table (every count, per N and depth) to this Parquet file")
+    p.add_argument(
+        "--seed", type=seed, default=777, help="the examples' seed (0 to 2**63 - 1; default 777, as in RESULTS.md)"
+    )
+    p.add_argument("--out", help="write the results table (every count, per N and depth) here: .parquet or .csv")
     p.add_argument("--figure", help="write the accuracy-vs-N figure here: .html, or .svg/.pdf/.png (needs Chromium)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--no-progress", action="store_true")
@@ -195,28 +294,40 @@ def _sweep(args) -> int:
     from sleepcore.results import sweep_checkpoint
 
     figure = Path(args.figure) if args.figure else None
-    if figure is not None and figure.suffix.lstrip(".") not in ("html", *FORMATS):
+    fmt = figure.suffix.lower().lstrip(".") if figure is not None else None
+    if figure is not None and fmt not in ("html", *FORMATS):
         raise ValueError(f"--figure must end in .html, {', '.join('.' + f for f in FORMATS)}; got {figure.name!r}")
     if args.examples < 1:
         raise ValueError(f"--examples must be >= 1; got {args.examples}")
     if figure is not None:
         check_out(figure, "--figure")
+        if fmt in FORMATS:
+            check_browser("--figure", str(figure), ", or write the figure as .html, which needs none")
     trained = read_info(args.checkpoint)["sleep"]["passes"]
     passes = list(args.passes or range(1, 2 * trained + 1))
+    given = "" if args.passes else f"the default N = {','.join(map(str, passes))} (1 .. 2 × trained N)"
+    check_test_passes(args.checkpoint, passes, given)
     progress = not args.no_progress
     make = lambda: results_table(sweep_checkpoint(args.checkpoint, passes, args.examples, args.seed, progress))  # noqa: E731
-    df = _table_command(args, make, format_sweep)
-    if figure is not None:
+
+    def figure_file(df) -> list:
+        """The figure, rendered now (before the table is written), and how to write it."""
+        if figure is None:
+            return []
+        from sleepcore.checkpoint import atomic_write
+
         fig = accuracy_vs_test_passes(df, headline_metric(df))
-        if figure.suffix == ".html":  # plotly.js inside: the file opens offline
-            from sleepcore.checkpoint import atomic_write
-
-            atomic_write(figure, lambda tmp: fig.write_html(tmp, include_plotlyjs=True))
+        if fmt == "html":  # plotly.js inside: the file opens offline
+            html = fig.to_html(include_plotlyjs=True)
+            write = lambda tmp: Path(tmp).write_text(html, encoding="utf-8")  # noqa: E731
         else:
-            from analysis.export import export_figure
+            from analysis.export import figure_bytes
 
-            export_figure(fig, figure, figure.suffix.lstrip("."))
-        print(f"wrote {figure}")
+            data = figure_bytes(fig, fmt)
+            write = lambda tmp: Path(tmp).write_bytes(data)  # noqa: E731
+        return [(lambda: atomic_write(figure, write), f"wrote {figure}")]
+
+    _table_command(args, make, format_sweep, more=figure_file)
     return 0
 
 
@@ -235,8 +346,9 @@ def _figures(args) -> int:
     from tqdm import tqdm
 
     from analysis import session
-    from analysis.export import export_figure
-    from analysis.figure_set import checkpoint_figures, headline_figures
+    from analysis.export import figure_bytes
+    from analysis.figure_set import all_figures
+    from sleepcore.checkpoint import atomic_write
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
@@ -249,13 +361,17 @@ def _figures(args) -> int:
         raise ValueError(f"unknown checkpoint(s) {unknown}; known: {', '.join(known) or 'none'}")
     out = Path(args.out)
     check_out(out, folder=True)
-    written = 0
-    with tqdm(desc="figures", unit="file") as bar:
-        for source in [headline_figures(names)] + [checkpoint_figures(n) for n in names]:
-            for stem, fig in source:
-                for fmt in formats:
-                    export_figure(fig, out / f"{stem}.{fmt}", fmt)
-                    written += 1
-                    bar.update(1)
-    print(f"wrote {written} files to {out}/")
+    check_browser("--format", ",".join(formats))
+    # All or nothing: every checkpoint's inputs are checked and every file rendered before the first is written.
+    figures = all_figures(names)
+    rendered = {}
+    with tqdm(total=len(figures) * len(formats), desc="rendering", unit="file") as bar:
+        for stem, fig in figures:
+            for fmt in formats:
+                rendered[f"{stem}.{fmt}"] = figure_bytes(fig, fmt)
+                bar.update(1)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in rendered.items():
+        atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
+    print(f"wrote {len(rendered)} files to {out}/")
     return 0

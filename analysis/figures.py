@@ -302,19 +302,27 @@ def sweep_table(results: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 
 def format_sweep(results: pl.DataFrame) -> str:
-    """A sweep as text: per count (`sweep_table`), one row per test-time N, the trained N starred."""
-    blocks = []
+    """A sweep as text: per count, one row per test-time N, one column per depth, each cell the accuracy and its
+    95% interval with 3 decimals, as `sleepcore eval` prints them; the trained N starred (and the star explained)
+    where it is among the rows."""
+    blocks, starred = [], False
     for metric in METRICS:
         counted = results.filter(pl.col("metric") == metric)
         if not counted.height:
             continue
-        table, trained = sweep_table(results, metric), counted["trained_passes"][0]
-        lines = [counted["metric_label"][0], "  N  " + "".join(f"{c:>22}" for c in table.columns[1:])]
-        for row in table.iter_rows():
-            n, cells = row[0], [c or "—" for c in row[1:]]
-            lines.append(f"{n:>3}{'*' if n == trained else ' '} " + "".join(f"{c:>22}" for c in cells))
+        trained = counted["trained_passes"][0]
+        cells = {
+            (r["passes"], r["depth"]): f"{r['acc']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]"
+            for r in counted.iter_rows(named=True)
+        }
+        depths, ns = sorted({d for _, d in cells}), sorted({n for n, _ in cells})
+        lines = [counted["metric_label"][0], "  N  " + "".join(f"{f'depth {d}':>22}" for d in depths)]
+        for n in ns:
+            starred |= n == trained
+            row = "".join(f"{cells.get((n, d), '—'):>22}" for d in depths)
+            lines.append(f"{n:>3}{'*' if n == trained else ' '} " + row)
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n(* the N it was trained with)"
+    return "\n\n".join(blocks) + ("\n(* the N it was trained with)" if starred else "")
 
 
 def _chance_line(fig: go.Figure, results: pl.DataFrame) -> None:

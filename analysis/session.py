@@ -6,17 +6,12 @@ folder (default: the repository's checkpoints/, or $SLEEPCORE_CHECKPOINTS), neve
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepcore.checkpoint import CHECKPOINT_ROOT, available, load_checkpoint, read_info, weights_sha256
+from sleepcore.checkpoint import available, checkpoint_root, load_checkpoint, read_info, weights_sha256
 from sleepcore.tasks import Example, Task, get_task
 from sleepcore.trace import Trace, record_trace
-
-
-def checkpoint_root() -> Path:
-    return Path(os.environ.get("SLEEPCORE_CHECKPOINTS", CHECKPOINT_ROOT))
 
 
 def checkpoint_names() -> list[str]:
@@ -243,6 +238,10 @@ def sleep_curve(probes):
     return probes.filter(pl.col("baseline").is_in(["pass1", "trained"])).with_columns(baseline=pl.lit("trained"))
 
 
+class NoSuchFact(ValueError):
+    """query_fact: the example (or task) has no fact of the depth asked; a question to ask of another example."""
+
+
 def query_fact(
     loaded: Loaded, example: Example, layer: int, pass_: int, fact_depth: int, examples: int = 256, window: int = -1
 ):
@@ -273,11 +272,11 @@ def query_fact(
     pool = task.sample(examples, seed=DATA_SEED, split="test")
     facts = [f for f in task_facts(task, pool + [example], fact_depth) if f.depth == fact_depth]
     if not facts:
-        raise ValueError(f"no fact of depth {fact_depth} for this example and task")
+        raise NoSuchFact(f"no fact of depth {fact_depth} for this example and task")
     f = facts[0]
     mine = f.example == len(pool)  # the example's own rows; the probe trains on every other row
     if not mine.any():
-        raise ValueError(f"this example defines no fact of depth {fact_depth}")
+        raise NoSuchFact(f"this example defines no fact of depth {fact_depth}")
     states = record_states(model, pool + [example], w)
     if (layer, pass_) not in states:
         raise ValueError(f"layer {layer} pass {pass_} is not recorded; recorded: {sorted(states)}")

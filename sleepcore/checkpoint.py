@@ -22,7 +22,8 @@ from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, 
 
 FORMAT = 1
 TRAINER_KEYS = ("step", "history", "wall_s", "tokens", "param_groups")  # what every trainer.json holds
-CHECKPOINT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"  # the repository's shipped checkpoints
+ROOT_ENV = "SLEEPCORE_CHECKPOINTS"  # names another folder to take checkpoint names from (the app, figures, CLI)
 
 
 class CheckpointError(ValueError):
@@ -77,22 +78,41 @@ def configs_from(info: dict) -> tuple[ModelConfig, SleepConfig, TaskConfig, Trai
         raise CheckpointError(f"config.json is not valid: {e}") from None
 
 
+def checkpoint_root() -> Path:
+    """The folder checkpoints are named in: $SLEEPCORE_CHECKPOINTS where set, else the repository's checkpoints/
+    (CHECKPOINT_ROOT). Read at every call, so every command, the figure set and the app see the same names."""
+    env = os.environ.get(ROOT_ENV)
+    return Path(env) if env else CHECKPOINT_ROOT
+
+
 def resolve(name_or_path: str | Path) -> Path:
-    """A checkpoint folder by path, or by name under checkpoints/."""
+    """A checkpoint folder by path, or by name: under checkpoint_root(), then among the repository's shipped
+    checkpoints (CHECKPOINT_ROOT) where $SLEEPCORE_CHECKPOINTS names another folder. A name is one folder name."""
+    text = str(name_or_path)
+    if not text.strip():
+        raise CheckpointError("no checkpoint given (an empty name): give a checkpoint's name or folder")
     p = Path(name_or_path)
     if (p / "config.json").exists():
         return p
-    q = CHECKPOINT_ROOT / str(name_or_path)
-    if (q / "config.json").exists():
-        return q
-    names = ", ".join(available()) or "none"
+    root, shipped = checkpoint_root(), CHECKPOINT_ROOT
+    roots = [root] if root == shipped else [root, shipped]
+    plain = len(p.parts) == 1 and not p.is_absolute() and p.parts[0] != ".."  # never a path out of the root
+    if plain:
+        for r in roots:
+            if (r / p / "config.json").exists():
+                return r / p
+    where = [f"checkpoints in ${ROOT_ENV} ({root}): {', '.join(available(root)) or 'none'}"] if root != shipped else []
+    where.append(f"shipped checkpoints: {', '.join(available(shipped)) or 'none'}")
     raise CheckpointError(
-        f"no checkpoint at {str(name_or_path)!r} (no config.json there); shipped checkpoints: {names}"
+        f"no checkpoint at {text!r} (no config.json there, nor in a folder of that name under "
+        f"{' or '.join(map(str, roots))}); " + "; ".join(where)
     )
 
 
-def available(root: Path = CHECKPOINT_ROOT) -> list[str]:
-    """Names of the checkpoints under root: folders holding both config.json and model.safetensors."""
+def available(root: Path | None = None) -> list[str]:
+    """Names of the checkpoints under root (default: the repository's checkpoints/, CHECKPOINT_ROOT): folders
+    holding both config.json and model.safetensors."""
+    root = Path(CHECKPOINT_ROOT if root is None else root)
     if not root.is_dir():
         return []
     return sorted(
@@ -113,11 +133,13 @@ def read_trainer(path: Path) -> dict:
     """A run's trainer.json, checked to hold what a resume needs (TRAINER_KEYS; `sha256` where saved with it)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON: {e}") from None
+        raise CheckpointError(f"{path} is not valid JSON: {json_problem(e)}") from None
+    except OSError as e:
+        raise CheckpointError(f"{path} cannot be read: {e.strerror or e}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object; got {type(data).__name__}")
     missing = [k for k in TRAINER_KEYS if k not in data]
@@ -141,12 +163,22 @@ def read_trainer(path: Path) -> dict:
     return data
 
 
+def json_problem(e: json.JSONDecodeError | UnicodeDecodeError) -> str:
+    """What is wrong with a file that is not JSON, in words: its line and column, or where it stops being UTF-8."""
+    if isinstance(e, UnicodeDecodeError):
+        return f"it is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start})"
+    return str(e)
+
+
 def read_info(path: str | Path) -> dict:
     path = resolve(path)
+    config = path / "config.json"
     try:
-        info = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path / 'config.json'} is not valid JSON: {e}") from None
+        info = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{config} is not valid JSON: {json_problem(e)}") from None
+    except OSError as e:
+        raise CheckpointError(f"{config} cannot be read: {e.strerror or e}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{path / 'config.json'} is not a sleepcore checkpoint config (format {FORMAT})")
     return info

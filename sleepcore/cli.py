@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
+import tempfile
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -35,6 +37,84 @@ def main(argv: list[str] | None = None) -> int:
         path = e.filename2 or e.filename
         print(f"sleepcore {args.command}: error: {f'{path}: {e.strerror}' if path else e}", file=sys.stderr)
         return 2
+
+
+# --- checks every command makes before it computes (the analysis commands use them too) ----------------------
+
+SEED_LIMIT = 2**63  # seeds land in Int64 columns (a sweep's eval_seed) and seed torch generators: 0 .. 2**63 - 1
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, an integer from 0 to 2**63 - 1. Negative seeds are refused: Python's random seeds
+    from |seed|, so -s would draw the very examples of s."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < SEED_LIMIT:
+        why = (
+            " (negative seeds are refused: -s would draw the examples of s)" if value is not None and value < 0 else ""
+        )
+        raise argparse.ArgumentTypeError(
+            f"expected a seed: an integer from 0 to 2**63 - 1 ({SEED_LIMIT - 1}){why}; got {text!r}"
+        )
+    return value
+
+
+def check_out(path: str | Path, flag: str = "--out", folder: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any computing: a file path that is a folder (or a
+    folder that is a file), or one below a file or a folder where no file can be made. Missing folders are fine:
+    writes make them. The test is real: a temporary file is made and removed where the write will make its own
+    (atomic_write writes through one), since os.access trusts permission bits that root passes everywhere
+    (/proc, a read-only mount)."""
+    path = Path(path)
+    kind = "folder" if folder else "file"
+    if path.exists() and path.is_dir() != folder:
+        raise ValueError(f"{flag} {path} is {'a file' if folder else 'a folder'}; give a {kind} path")
+    # the nearest that exists of: the folder itself (written into), then the folders above (/ at worst); a file is
+    # written through a temporary file beside it, so its own folder is what must be writable
+    here = (path.absolute(),) if folder else ()
+    above = next(p for p in (*here, *path.absolute().parents) if p.exists())
+    if not above.is_dir():
+        raise ValueError(f"{flag} {path}: {above} is a file, so no {kind} can be made below it; give another path")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: the folder {above} is not writable; give a path in a writable folder")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sleepcore-check.", dir=above)
+    except OSError as e:
+        raise ValueError(
+            f"{flag} {path}: no file can be made in the folder {above} ({e.strerror}); give a path in a writable folder"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def never_evicts(checkpoint: str | Path) -> bool:
+    """Does the checkpoint's model keep its whole context (sleep.window null: full attention), so that it never
+    sleeps on a window and never evicts a token? (A config that cannot say is left to the loader's message.)"""
+    from sleepcore.checkpoint import read_info
+
+    sleep = read_info(checkpoint).get("sleep")
+    return isinstance(sleep, dict) and "window" in sleep and sleep["window"] is None
+
+
+def check_test_passes(checkpoint: str | Path, passes: list[int], given: str = "") -> None:
+    """Refuse a test-time N other than 1 for a model that never evicts (and does not loop when answering): it has
+    no context window to sleep on, so every N gives the same answers, and a result labelled N = 3 would claim
+    passes that never ran. `given`: how the N were given, for the message (default: --passes and the values)."""
+    from sleepcore.checkpoint import read_info
+    from sleepcore.results import _check_passes  # N in 1..MAX_PASSES first: that message needs no checkpoint
+
+    _check_passes(passes)
+    if all(n == 1 for n in passes) or not never_evicts(checkpoint):
+        return
+    if read_info(checkpoint)["sleep"].get("loop", "sleep") == "wake":  # its N passes run on every read-out window
+        return
+    given = given or f"--passes {','.join(map(str, passes))}"
+    raise ValueError(
+        f"{checkpoint} never evicts (full attention keeps the whole context), so it never sleeps and test-time N "
+        f"changes nothing: only N = 1 is meaningful; got {given}"
+    )
 
 
 def _train_parser(sub) -> None:
@@ -66,8 +146,8 @@ def _train_parser(sub) -> None:
     )
     p.add_argument("--stop-after", type=int, help="stop at this step, as a kill would; continue with --resume")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--seed", type=int, help="parameter initialisation seed")
-    p.add_argument("--data-seed", type=int, help="data order seed")
+    p.add_argument("--seed", type=seed, help="parameter initialisation seed (0 to 2**63 - 1)")
+    p.add_argument("--data-seed", type=seed, help="data order seed (0 to 2**63 - 1)")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (docs/SCALING.md)")
@@ -95,6 +175,7 @@ def _train(args) -> int:
         data_seed=args.data_seed,
         threads=args.threads,
     )
+    check_out(args.out, folder=True)  # before the first step: a run that cannot be saved is not started
     if args.nproc > 1:  # every worker runs this command without --nproc, as one rank of the group
         from sleepcore.train import check_run_folder, launch
 
@@ -158,7 +239,7 @@ def _eval_parser(sub) -> None:
     p.add_argument("--all", action="store_true", help="every checkpoint under checkpoints/")
     p.add_argument("--passes", "-N", type=int, help="N at test time (default: the trained N)")
     p.add_argument("--examples", type=int, default=250, help="held-out sequences per depth")
-    p.add_argument("--seed", type=int, default=777)
+    p.add_argument("--seed", type=seed, default=777, help="the examples' seed (0 to 2**63 - 1; default 777)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.add_argument("--markdown", help="with --all: write the results tables to this Markdown file")
     p.add_argument(
@@ -177,6 +258,9 @@ def _eval(args) -> int:
             raise ValueError(
                 "--all evaluates every shipped checkpoint at its trained N: give no checkpoint or --passes"
             )
+        for flag, path in (("--markdown", args.markdown), ("--results-json", args.results_json)):
+            if path:
+                check_out(path, flag)  # before every checkpoint is evaluated
         results = evaluate_all(args.examples, args.seed)
         text = results_markdown(args.examples, args.seed, results)
         if args.markdown:
@@ -191,6 +275,8 @@ def _eval(args) -> int:
         raise ValueError("--markdown and --results-json write the tables of every checkpoint: use them with --all")
     if not args.checkpoint:
         raise ValueError("give a checkpoint (folder or name) or --all")
+    if args.passes is not None:
+        check_test_passes(args.checkpoint, [args.passes])
     res = evaluate_checkpoint(args.checkpoint, args.passes, args.examples, args.seed, progress=not args.json)
     if args.json:
         print(json.dumps(res, indent=2))
@@ -203,15 +289,19 @@ def _trace_parser(sub) -> None:
     p = sub.add_parser("trace", help="record a trace (states, attention, anytime readout) of K held-out examples")
     p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
     p.add_argument("--examples", "-K", type=int, default=8, help="held-out examples, spread over the task's depths")
-    p.add_argument("--seed", type=int, default=0, help="seed the examples are sampled from")
+    p.add_argument("--seed", type=seed, default=0, help="seed the examples are sampled from (0 to 2**63 - 1)")
     p.add_argument("--passes", "-N", type=int, help="N at test time (default: the trained N)")
     p.add_argument("--out", required=True, help="trace folder to write (docs/TRACE_SCHEMA.md)")
     p.set_defaults(func=_trace)
 
 
 def _trace(args) -> int:
-    from sleepcore.trace import META, trace_checkpoint, write_trace
+    from sleepcore.trace import META, check_trace_out, trace_checkpoint, write_trace
 
+    check_trace_out(args.out)  # a folder holding anything but a trace is refused before the trace is recorded
+    check_out(args.out, folder=True)
+    if args.passes is not None:
+        check_test_passes(args.checkpoint, [args.passes])
     t0 = time.perf_counter()
     trace = trace_checkpoint(args.checkpoint, args.examples, args.seed, args.passes)
     m = write_trace(trace, args.out)
@@ -247,6 +337,7 @@ def _bench(args) -> int:
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1; got {args.threads}")
+    check_out(args.out, folder=True)
     return run(args.which, Path(args.out), quick=args.quick, threads=args.threads)
 
 

@@ -4,9 +4,19 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
-from sleepcore.checkpoint import CHECKPOINT_ROOT, atomic_write, available, load_checkpoint, resolve, weights_sha256
+from sleepcore.checkpoint import (
+    CHECKPOINT_ROOT,
+    CheckpointError,
+    atomic_write,
+    available,
+    json_problem,
+    load_checkpoint,
+    resolve,
+    weights_sha256,
+)
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.tasks import get_task
 
@@ -123,8 +133,10 @@ def read_results_json(path: str | Path) -> dict:
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} cannot be read as JSON: {e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} cannot be read as JSON: {json_problem(e)}") from None
+    except OSError as e:
+        raise ValueError(f"{path} cannot be read: {e.strerror or e}") from None
     well_formed = (
         isinstance(doc, dict)
         and doc.get("format") == RESULTS_FORMAT
@@ -295,8 +307,9 @@ def read_sweep(folder: str | Path):
     """The test-time sweep shipped beside a checkpoint as sweep.parquet (`sleepcore sweep NAME --out
     checkpoints/NAME/sweep.parquet`: the same weights at P = 1 .. 2N), or None where none ships.
 
-    ValueError, with the command that rewrites it, for a file that is not a readable sweep table, mixes several
-    evaluations, or was computed on other weights than the checkpoint's model.safetensors.
+    ValueError, with the command that rewrites it (at its real path), for a file that is not a readable sweep
+    table, mixes several evaluations, or was computed on other weights than the checkpoint's model.safetensors;
+    CheckpointError (a ValueError) naming the weights where it is they that are damaged, not the sweep.
     """
     import polars as pl
 
@@ -304,12 +317,39 @@ def read_sweep(folder: str | Path):
     path, name = folder / SWEEP_FILE, folder.name
     if not path.is_file():
         return None
-    redo = f"write it again with: sleepcore sweep {name} --out checkpoints/{name}/{SWEEP_FILE}"
+    redo = f"write it again with: {_redo_sweep(folder)}"
     schema = {c: getattr(pl, t) for c, t in SWEEP_COLUMNS.items()}
     sweep = read_table(path, schema, "sweep table", redo)
     for column in ("weights_sha256", "per_depth", "eval_seed", "trained_passes"):
         if sweep[column].null_count() or sweep[column].n_unique() != 1:
             raise ValueError(f"{path} mixes evaluations ({column}: {sweep[column].unique().to_list()}); {redo}")
     if sweep["weights_sha256"][0] != weights_sha256(folder):
+        try:  # weights that do not load (cut short, damaged) are the checkpoint's problem, not the sweep's
+            load_checkpoint(folder)
+        except CheckpointError as e:
+            raise CheckpointError(
+                f"{e}; so {name}'s weights are damaged (not its {SWEEP_FILE}, which cannot be checked against "
+                "them): copy or ship the checkpoint again"
+            ) from None
         raise ValueError(f"{path} was computed on other weights than {name}'s model.safetensors; {redo}")
     return sweep.with_columns(checkpoint=pl.lit(name))
+
+
+def _redo_sweep(folder: Path) -> str:
+    """The command that writes folder's sweep.parquet again, with the real paths: the checkpoint by name where
+    that name resolves to this folder, else by its path; the output path as it is from the current folder."""
+    try:
+        by_name = resolve(folder.name).resolve() == folder.resolve()
+    except CheckpointError:
+        by_name = False
+    checkpoint = folder.name if by_name else _shown(folder)
+    return f"sleepcore sweep {shlex.quote(checkpoint)} --out {shlex.quote(_shown(folder / SWEEP_FILE))}"
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the current folder where it lies below it, else absolute."""
+    path = Path(path).absolute()
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import io
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from sleepcore.checkpoint import atomic_write, load_checkpoint, resolve, weights_sha256, write_json
+from sleepcore.checkpoint import atomic_write, json_problem, load_checkpoint, resolve, weights_sha256, write_json
 from sleepcore.data import collate
 from sleepcore.recorder import Recorder
 from sleepcore.tasks import Example, Task, get_task, split_of
 
 FORMAT = 1
 META = "meta.json"
+WRITING = ".trace-writing.json"  # there while write_trace writes: marks a folder it may write into again
 TENSORS = "tensors.safetensors"
 TABLES = ("tokens", "state", "hidden", "anytime")
 # What goes into tensors.safetensors by default: what the views read. Per-layer hidden states are recorded too,
@@ -90,6 +92,24 @@ class TraceError(ValueError):
     """A trace folder that cannot be used, with a message naming the file and what is wrong with it."""
 
 
+class TraceKeyError(KeyError):
+    """A tensor a trace does not hold; its message (shown without KeyError's quotes) says which ones it does."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+_POINT = re.compile(r"window\.(\d+)/pass\.(\d+)/layer\.(\d+)/(fw\.state|attn\.probs)")
+_LOGITS = re.compile(r"window\.(\d+)/logits")
+
+
+def _ints(values: list[int]) -> str:
+    """Sorted integers in words: "1–4" for a run, "0, 2, 5" otherwise."""
+    if len(values) > 2 and values == list(range(values[0], values[-1] + 1)):
+        return f"{values[0]}–{values[-1]}"
+    return ", ".join(map(str, values))
+
+
 @dataclass
 class Trace:
     meta: dict
@@ -98,20 +118,55 @@ class Trace:
 
     def tensor(self, name: str) -> torch.Tensor:
         if name not in self.tensors:
-            raise KeyError(f"{name!r} is not in this trace; it holds {len(self.tensors)} tensors, e.g. {self._some()}")
+            raise TraceKeyError(
+                f"{name!r} is not in this trace; it holds {len(self.tensors)} tensors, e.g. {self._some()}"
+            )
         return self.tensors[name]
 
     def state(self, window: int, pass_: int, layer: int) -> torch.Tensor:
         """Fast-weight state S after pass `pass_` of `window` in fast-weight layer `layer`: [K, H, K, V]."""
-        return self.tensor(f"window.{window}/pass.{pass_}/layer.{layer}/fw.state")
+        return self._point("fw.state", window, pass_, layer)
 
     def attn(self, window: int, pass_: int, layer: int) -> torch.Tensor:
         """Attention probabilities of attention layer `layer`: [K, H, L, L] (query, key)."""
-        return self.tensor(f"window.{window}/pass.{pass_}/layer.{layer}/attn.probs")
+        return self._point("attn.probs", window, pass_, layer)
 
     def logits(self, window: int) -> torch.Tensor:
         """Logits of a wake window: [K, L, vocab]."""
-        return self.tensor(f"window.{window}/logits")
+        name = f"window.{window}/logits"
+        if name not in self.tensors:
+            found = sorted(int(m[1]) for k in self.tensors if (m := _LOGITS.fullmatch(k)))
+            valid = f"the wake windows {_ints(found)}" if found else "none (record_trace's include left them out)"
+            raise TraceKeyError(f"{name!r} is not in this trace: it holds the logits of {valid}")
+        return self.tensors[name]
+
+    def _point(self, point: str, window: int, pass_: int, layer: int) -> torch.Tensor:
+        """The tensor of record point `point` (fw.state or attn.probs) at (window, pass, layer); TraceKeyError
+        listing the windows, passes and layers this trace holds where there is none."""
+        name = f"window.{window}/pass.{pass_}/layer.{layer}/{point}"
+        if name in self.tensors:
+            return self.tensors[name]
+        what, kind = {"fw.state": ("fast-weight state", "fw"), "attn.probs": ("attention probabilities", "attn")}[point]
+        held = {tuple(map(int, m.groups()[:3])) for k in self.tensors if (m := _POINT.fullmatch(k)) and m[4] == point}
+        if not held:
+            raise TraceKeyError(
+                f"{name!r} is not in this trace: it holds no {what} ({point}) at all (the model has no {kind} "
+                "layer, or record_trace's include left them out)"
+            )
+        windows = sorted({w for w, _, _ in held})
+        passes = {w: sorted({p for v, p, _ in held if v == w}) for w in windows}
+        layers = sorted({v for _, _, v in held})
+        if window not in passes:
+            problem = f"window {window} is not one of its windows"
+        elif pass_ not in passes[window]:
+            problem = f"window {window} has pass {_ints(passes[window])} only"
+        else:
+            problem = f"layer {layer} is not one of its {kind} layers"
+        by_window = "; ".join(f"window {w}: pass {_ints(ps)}" for w, ps in passes.items())
+        raise TraceKeyError(
+            f"{name!r} is not in this trace: {problem}. Its {what}: windows {_ints(windows)} ({by_window}), "
+            f"{kind} layers {_ints(layers)}"
+        )
 
     @property
     def anytime(self) -> pl.DataFrame:
@@ -350,16 +405,64 @@ def _concat(name: str, blocks: list[pl.DataFrame]) -> pl.DataFrame:
 # --- files ----------------------------------------------------------------------------------------------------
 
 
+def check_trace_out(out_dir: str | Path) -> Path:
+    """The folder a trace may be written to, checked before anything is computed; TraceError saying what is
+    there and what to do otherwise. Returns it as a Path.
+
+    Fine: a path that does not exist yet (write_trace makes it), an empty folder, a trace folder (its meta.json is
+    a trace's: the trace is replaced) and a folder whose trace writing was cut short (it holds write_trace's
+    marker). Refused: an empty path (it would be the current folder), a file, a folder holding anything else (a
+    checkpoint, someone's files: the trace would replace their meta.json or mix its files in with theirs), and a
+    place where no folder can be written.
+    """
+    if not str(out_dir).strip():
+        raise TraceError("the trace folder is an empty path; give a folder for the trace, e.g. --out traces/NAME")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise TraceError(f"cannot write a trace to {out}: it is a file, not a folder; give a new or empty folder")
+    if out.is_dir() and not _trace_folder(out):
+        entries = sorted(p.name for p in out.iterdir())
+        if entries:
+            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            what = "a checkpoint folder" if "config.json" in entries else "a folder that is not a trace"
+            mine = f"its {META} is not a trace's" if META in entries else f"no trace {META}"
+            raise TraceError(
+                f"cannot write a trace to {out}: it is {what} (it holds {shown}; {mine}), and the trace "
+                "would replace or mix in with what is there; give a new folder, an empty one or a trace folder"
+            )
+    # the nearest folder that exists (the trace's own, or the one its folder will be made in) must be writable
+    above = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
+    if not above.is_dir():
+        raise TraceError(f"cannot write a trace to {out}: {above} is a file, so no folder can be made below it")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise TraceError(f"cannot write a trace to {out}: the folder {above} is not writable; give another folder")
+    return out
+
+
+def _trace_folder(folder: Path) -> bool:
+    """Whether `folder` holds a trace written by write_trace (a trace meta.json), or one whose writing was cut
+    short (write_trace's marker): a folder write_trace may write into again."""
+    for name, keys in ((META, ("files", "windows")), (WRITING, ())):
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and data.get("format") == FORMAT and all(k in data for k in keys):
+            return True
+    return False
+
+
 def write_trace(trace: Trace, out_dir: str | Path) -> dict:
     """Write the trace folder; returns the meta.json written (with `files`: {name: sha256}).
 
-    Every file goes through a temporary file and a rename. meta.json is removed first and written last, so a
-    folder whose writing was cut short has no meta.json and cannot be mistaken for a trace.
+    The folder must be new, empty or a trace folder (`check_trace_out`, which callers can run before computing
+    the trace). Every file goes through a temporary file and a rename. meta.json is removed first and written
+    last, so a folder whose writing was cut short has no meta.json and cannot be mistaken for a trace; a marker
+    file (.trace-writing.json), removed at the end, lets the trace be written there again.
     """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise TraceError(f"cannot write a trace to {out}: it is a file, not a folder")
+    out = check_trace_out(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / WRITING, {"format": FORMAT, "writing": "a sleepcore trace; meta.json is written last"})
     (out / META).unlink(missing_ok=True)
     payloads = {TENSORS: save_safetensors(trace.tensors)}
     for name in TABLES:
@@ -368,6 +471,7 @@ def write_trace(trace: Trace, out_dir: str | Path) -> dict:
         atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
     meta = {**trace.meta, "files": {name: _sha256(data) for name, data in payloads.items()}}
     write_json(out / META, meta)
+    (out / WRITING).unlink(missing_ok=True)
     return meta
 
 
@@ -383,33 +487,92 @@ def _sha256(data: bytes) -> str:
 
 
 def load_trace(trace_dir: str | Path) -> Trace:
-    """Read a trace folder, checking meta.json and every file's sha256; TraceError naming the file otherwise."""
+    """Read a trace folder, checking meta.json (its keys), every file's sha256, each table's columns and types
+    and the tensors' batch size; TraceError naming the file and what is wrong otherwise."""
     folder = Path(trace_dir)
     meta = _read_meta(folder)
     data = {name: _read_checked(folder, name, digest) for name, digest in meta["files"].items()}
+    K = meta["examples"]
     try:
         tensors = dict(sorted(load_safetensors(data[TENSORS]).items()))
     except (SafetensorError, ValueError) as e:
         raise TraceError(f"{folder / TENSORS} is unreadable as safetensors: {e}") from None
+    if odd := [f"{k} {tuple(v.shape)}" for k, v in tensors.items() if v.ndim == 0 or v.shape[0] != K]:
+        raise TraceError(
+            f"{folder / TENSORS} is not this trace's: meta.json says {K} examples, but the first dimension of "
+            f"{', '.join(odd[:3])}{' …' if len(odd) > 3 else ''} is not {K}"
+        )
     tables = {}
     for name in TABLES:
+        path = folder / f"{name}.parquet"
         try:
             tables[name] = pl.read_parquet(io.BytesIO(data[f"{name}.parquet"]))
         except Exception as e:  # polars raises several error types for a bad file; all mean the same here
-            raise TraceError(f"{folder / name}.parquet is unreadable as Parquet: {e}") from None
+            raise TraceError(f"{path} is unreadable as Parquet: {e}") from None
+        _check_table(path, name, tables[name], K)
     return Trace(meta, tensors, tables)
+
+
+def _check_table(path: Path, name: str, df: pl.DataFrame, examples: int) -> None:
+    """TraceError unless `df` has the columns and types of the trace table `name` (SCHEMAS) and examples 0..K−1."""
+    have = dict(df.schema)
+    missing = [c for c in SCHEMAS[name] if c not in have]
+    mistyped = [f"{c} is {have[c]}, not {t}" for c, t in SCHEMAS[name].items() if c in have and have[c] != t]
+    if missing or mistyped:
+        problems = ([f"missing columns {missing}"] if missing else []) + mistyped[:4]
+        raise TraceError(
+            f"{path} is not a trace's {name} table ({'; '.join(problems)}); its columns are {list(have)}. "
+            f"A {name} table has {', '.join(SCHEMAS[name])} (docs/TRACE_SCHEMA.md)"
+        )
+    if df.height and not (0 <= df["example"].min() and df["example"].max() < examples):
+        raise TraceError(
+            f"{path} is not this trace's {name} table: it has examples {df['example'].min()}–{df['example'].max()}, "
+            f"but meta.json says {examples} examples (0–{examples - 1})"
+        )
+
+
+def _is_int(v, least: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _is_window(w) -> bool:
+    return (
+        isinstance(w, dict)
+        and all(_is_int(w.get(k)) for k in ("index", "start", "end"))
+        and w.get("kind") in ("context", "wake")
+    )
+
+
+META_KEYS = {  # what every trace's meta.json holds besides format and files, and what it must be
+    "checkpoint": (lambda v: isinstance(v, str), "a name"),
+    "task": (
+        lambda v: isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("params"), dict),
+        "{name, params}",
+    ),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "examples": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "passes": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "window": (lambda v: _is_int(v, 1), "an integer >= 1"),
+    "layers": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(m, str) for m in v), "a list of mixers"),
+    "windows": (
+        lambda v: isinstance(v, list) and bool(v) and all(map(_is_window, v)),
+        'a list of {index, start, end, kind: "context"|"wake"}',
+    ),
+}
 
 
 def _read_meta(folder: Path) -> dict:
     path = folder / META
+    if not folder.exists():
+        raise TraceError(f"no trace at {folder}: it does not exist")
     if not folder.is_dir():
-        raise TraceError(f"no trace at {folder}: not a folder")
+        raise TraceError(f"no trace at {folder}: it is a file; a trace is a folder (docs/TRACE_SCHEMA.md)")
     if not path.is_file():
         raise TraceError(f"{path} is missing: {folder} is not a trace folder (or its writing was cut short)")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TraceError(f"{path} is not valid JSON: {e}") from None
+        raise TraceError(f"{path} is not valid JSON: {json_problem(e)}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise TraceError(f"{path} is not a trace meta.json of format {FORMAT} (format: {got!r})")
@@ -423,7 +586,20 @@ def _read_meta(folder: Path) -> dict:
     odd = [n for n in files if Path(n).name != n or n in (".", "..")]
     if odd:
         raise TraceError(f"{path} lists files outside the trace folder: {odd}")
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise TraceError(f"{path} lacks {', '.join(missing)}; a trace meta.json holds {', '.join(META_KEYS)}")
+    for key, (ok, what) in META_KEYS.items():
+        if not ok(meta[key]):
+            raise TraceError(f"{path}: {key} must be {what}; got {_short(meta[key])}")
+    if meta.get("loop", "sleep") not in ("sleep", "wake"):
+        raise TraceError(f'{path}: loop must be "sleep" or "wake"; got {_short(meta["loop"])}')
     return meta
+
+
+def _short(value, width: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _read_checked(folder: Path, name: str, digest: str) -> bytes:

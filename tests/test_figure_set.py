@@ -88,14 +88,21 @@ def test_figures_refuses_an_output_folder_that_is_a_file(app_checkpoints, tmp_pa
 def test_a_failed_export_is_an_error_not_a_traceback(app_checkpoints, tmp_path, capsys, monkeypatch):  # noqa: F811
     from analysis import export
 
-    def no_browser(fig, path, fmt):
-        raise export.ExportError("figure export needs Chromium; install it with apt-get install chromium")
+    rendered = []
 
-    monkeypatch.setattr(export, "export_figure", no_browser)
-    assert main(["figures", "--out", str(tmp_path), "--format", "svg", "--checkpoints", "tiny-n1"]) == 2
+    def no_browser_after_two(fig, fmt, scale=1.0):  # kaleido failing part-way through the set
+        if len(rendered) == 2:
+            raise export.ExportError("figure export needs Chromium; install it with apt-get install chromium")
+        rendered.append(fmt)
+        return b"<svg/>"
+
+    monkeypatch.setattr(export, "figure_bytes", no_browser_after_two)
+    out = tmp_path / "figs"
+    assert main(["figures", "--out", str(out), "--format", "svg", "--checkpoints", "tiny-n1"]) == 2
     assert capsys.readouterr().err.endswith(  # after the progress bar
         "\nsleepcore figures: error: figure export needs Chromium; install it with apt-get install chromium\n"
     )
+    assert not out.exists(), "all or nothing: no file is written before every file is rendered"
 
 
 @pytest.mark.parametrize(

@@ -167,13 +167,16 @@ def test_eval_refuses_examples_and_passes_it_cannot_use(args, says, capsys, tmp_
 
 
 def test_an_unwritable_output_path_is_an_error_that_names_it(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(results, "evaluate_all", lambda per_depth, seed: [RUNS["r-n4"]])
+    monkeypatch.setattr(results, "evaluate_all", lambda *a, **k: pytest.fail("evaluated before the check"))
     (tmp_path / "R.md").mkdir()
     assert main(["eval", "--all", "--examples", "100", "--markdown", str(tmp_path / "R.md")]) == 2
-    assert capsys.readouterr().err == f"sleepcore eval: error: {tmp_path / 'R.md'}: Is a directory\n"
+    assert f"--markdown {tmp_path / 'R.md'} is a folder; give a file path" in capsys.readouterr().err
     (tmp_path / "afile").write_text("")
     assert main(["eval", "--all", "--examples", "100", "--results-json", str(tmp_path / "afile" / "R.json")]) == 2
-    assert f"{tmp_path / 'afile'}: File exists" in capsys.readouterr().err
+    assert (
+        f"--results-json {tmp_path / 'afile' / 'R.json'}: {tmp_path / 'afile'} is a file, so no file can be made"
+        in (capsys.readouterr().err)
+    )
 
 
 @pytest.mark.parametrize("port", ["99999", "-1", "0", "http"])

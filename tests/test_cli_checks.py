@@ -1,0 +1,315 @@
+"""What every `sleepcore` command checks before it computes: seeds in range, output paths that can really be written
+(and in the format their suffix names), a browser for figure files, and settings that mean something for the model
+(a test-time N for a model that never evicts, probe counts that leave every fact depth a train/test split)."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from app_fixtures import app_checkpoints  # noqa: F401
+
+from analysis.figures import format_sweep, results_table
+from sleepcore.cli import main
+
+HUGE = "99999999999999999999999999"
+LIMIT = 2**63  # seeds: 0 .. 2**63 - 1 (Int64 columns, torch generators)
+
+
+@pytest.fixture
+def nothing_computes(monkeypatch):
+    """Every command's computing fails the test: the checks must refuse first."""
+    import analysis.attribution
+    import analysis.figure_set
+    import analysis.probes
+    import sleepcore.bench
+    import sleepcore.results
+    import sleepcore.trace
+    import sleepcore.train
+
+    def computed(*args, **kwargs):
+        pytest.fail("computed before the check")
+
+    for module, name in [
+        (sleepcore.results, "sweep_checkpoint"),
+        (sleepcore.results, "evaluate_checkpoint"),
+        (sleepcore.results, "evaluate_all"),
+        (sleepcore.trace, "trace_checkpoint"),
+        (sleepcore.train, "train"),
+        (sleepcore.bench, "run"),
+        (analysis.attribution, "attribute_checkpoint"),
+        (analysis.probes, "probe_checkpoint"),
+        (analysis.figure_set, "headline_figures"),
+    ]:
+        monkeypatch.setattr(module, name, computed)
+
+
+def fails(argv, capsys) -> str:
+    """Run a command that must be refused with exit code 2 and one line on stderr (argparse adds its usage line
+    for a bad argument); returns the error line."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:  # a bad argument: argparse says which, after the usage
+        rc = e.code
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+# --- 1. seeds -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [HUGE, str(LIMIT), "-1"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sweep", "CKPT", "--examples", "1", "--no-progress", "--seed"],
+        ["eval", "CKPT", "--examples", "1", "--seed"],
+        ["trace", "CKPT", "--out", "OUT", "--seed"],
+        ["attribute", "CKPT", "-K", "1", "--no-progress", "--seed"],
+        ["train", "--preset", "tiny", "--out", "OUT", "--no-progress", "--seed"],
+        ["train", "--preset", "tiny", "--out", "OUT", "--no-progress", "--data-seed"],
+    ],
+)
+def test_a_seed_out_of_range_is_refused_when_parsed(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    nothing_computes,
+    command,
+    value,
+):
+    argv = [
+        str(app_checkpoints / "tiny-n2") if a == "CKPT" else str(tmp_path / "o") if a == "OUT" else a for a in command
+    ]
+    line = fails([*argv, value], capsys)
+    assert f"{command[-1]}: expected a seed: an integer from 0 to 2**63 - 1 ({LIMIT - 1})" in line
+    assert line.endswith(f"got '{value}'")
+    assert ("negative seeds are refused" in line) == value.startswith("-")
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_largest_seed_is_swept_and_recorded(app_checkpoints, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "s.parquet"
+    argv = ["sweep", str(app_checkpoints / "tiny-n2"), "-N", "1", "--examples", "1", "--seed", str(LIMIT - 1)]
+    assert main([*argv, "--no-progress", "--out", str(out)]) == 0
+    assert pl.read_parquet(out)["eval_seed"].unique().to_list() == [LIMIT - 1]
+
+
+def test_probe_seeds_must_fit_the_tables_int32_column(app_checkpoints, capsys, nothing_computes):  # noqa: F811
+    line = fails(["probe", str(app_checkpoints / "tiny-n2"), "--seeds", f"0,{2**31}", "--no-progress"], capsys)
+    assert line.endswith(
+        f"--seeds must be below 2**31 ({2**31}: the probes table stores them as Int32), such as 0,1,2; got [{2**31}]"
+    )
+
+
+# --- 2. output paths: really writable, and figures need a browser ---------------------------------------------
+
+UNWRITABLE = Path("/proc")  # no file can be made there, even by root, for whom os.access says yes
+
+
+@pytest.mark.skipif(not UNWRITABLE.is_dir(), reason="needs /proc")
+@pytest.mark.parametrize(
+    "argv, flag, path",
+    [
+        (["attribute", "CKPT", "-K", "1", "--no-progress", "--out"], "--out", "/proc/x.parquet"),
+        (["sweep", "CKPT", "-N", "1", "--examples", "1", "--no-progress", "--figure"], "--figure", "/proc/x.html"),
+        (["sweep", "CKPT", "-N", "1", "--examples", "1", "--no-progress", "--out"], "--out", "/proc/x.parquet"),
+        (["probe", "CKPT", "--examples", "32", "--no-progress", "--out"], "--out", "/proc/x.parquet"),
+        (["trace", "CKPT", "-K", "1", "--out"], "--out", "/proc/trace"),
+        (["eval", "--all", "--examples", "1", "--markdown"], "--markdown", "/proc/R.md"),
+        (["eval", "--all", "--examples", "1", "--results-json"], "--results-json", "/proc/R.json"),
+        (["bench", "ops", "--quick", "--out"], "--out", "/proc/bench"),
+        (["train", "--preset", "tiny", "--no-progress", "--out"], "--out", "/proc/run"),
+        (["figures", "--format", "svg", "--checkpoints", "tiny-n2", "--out"], "--out", "/proc/figures"),
+    ],
+)
+def test_an_output_path_where_no_file_can_be_made_is_refused_before_computing(
+    app_checkpoints,  # noqa: F811
+    capsys,
+    nothing_computes,
+    argv,
+    flag,
+    path,
+):
+    argv = [str(app_checkpoints / "tiny-n2") if a == "CKPT" else a for a in argv]
+    line = fails([*argv, path], capsys)
+    assert f"error: {flag} {path}: no file can be made in the folder /proc" in line  # the user's path, not a temp file
+    assert "give a path in a writable folder" in line
+
+
+def test_check_out_leaves_nothing_behind(tmp_path):
+    from analysis.cli import check_out
+
+    check_out(tmp_path / "t.parquet")
+    check_out(tmp_path / "new" / "deeper", folder=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", ["svg", "pdf", "png"])
+def test_a_figure_file_without_a_browser_is_refused_before_the_sweep_writes_anything(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    monkeypatch,
+    nothing_computes,
+    fmt,
+):
+    from analysis import export
+
+    monkeypatch.setattr(export, "find_browser", lambda: None)
+    out, figure = tmp_path / "ok.parquet", tmp_path / f"x.{fmt}"
+    argv = ["sweep", str(app_checkpoints / "tiny-n2"), "-N", "1", "--examples", "2", "--no-progress"]
+    line = fails([*argv, "--out", str(out), "--figure", str(figure)], capsys)
+    assert f"--figure {figure} needs Chromium" in line and "write the figure as .html" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_figure_set_without_a_browser_is_refused_before_drawing(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    monkeypatch,
+    nothing_computes,
+):
+    from analysis import export
+
+    monkeypatch.setattr(export, "find_browser", lambda: None)
+    line = fails(["figures", "--out", str(tmp_path / "f"), "--format", "svg,png", "--checkpoints", "tiny-n2"], capsys)
+    assert "--format svg,png needs Chromium" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 3. a table is written in the format its suffix names -----------------------------------------------------
+
+
+def test_a_sweep_table_is_written_as_csv_or_parquet_by_its_suffix(app_checkpoints, tmp_path, capsys):  # noqa: F811
+    argv = ["sweep", str(app_checkpoints / "tiny-n2"), "-N", "1", "--examples", "2", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "s.csv")]) == 0
+    assert main([*argv, "--out", str(tmp_path / "s.parquet")]) == 0
+    csv, parquet = pl.read_csv(tmp_path / "s.csv"), pl.read_parquet(tmp_path / "s.parquet")
+    assert not (tmp_path / "s.csv").read_bytes().startswith(b"PAR1")
+    assert csv.columns == parquet.columns and csv.height == parquet.height > 0
+    assert csv["acc"].to_list() == parquet["acc"].to_list()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "CKPT", "-N", "1", "--examples", "2"],
+        ["probe", "CKPT", "--examples", "32"],
+        ["attribute", "CKPT", "-K", "1"],
+    ],
+)
+@pytest.mark.parametrize("name", ["p.json", "p.txt", "p"])
+def test_a_table_suffix_that_is_no_table_format_is_refused_before_computing(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    nothing_computes,
+    argv,
+    name,
+):
+    argv = [str(app_checkpoints / "tiny-n2") if a == "CKPT" else a for a in argv]
+    line = fails([*argv, "--no-progress", "--out", str(tmp_path / name)], capsys)
+    assert line.endswith(f"--out must end in .parquet or .csv (the table's format); got {name!r}")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- 4. the sweep's text table ----------------------------------------------------------------------------------
+
+
+def sweep_rows(n_values, trained):
+    cell = {"acc": 0.9992, "lo": 0.9951, "hi": 1.0, "n": 250}
+    return [
+        {"checkpoint": "m", "passes": n, "trained_passes": trained, "task": "depo"}
+        | {"answers": {"1": cell, "3": {"acc": 0.5, "lo": 0.4312, "hi": 0.5688, "n": 250}}, "chance": {}}
+        for n in n_values
+    ]
+
+
+def test_the_sweep_table_prints_its_bounds_as_eval_does():
+    text = format_sweep(results_table(sweep_rows((1, 2), trained=2)))
+    assert "0.999 [0.995, 1.000]" in text and "0.500 [0.431, 0.569]" in text
+    assert "[1.00" not in text and "[0.43," not in text
+    assert text.endswith("(* the N it was trained with)") and "  2* " in text
+
+
+def test_the_star_is_explained_only_where_a_row_has_it():
+    text = format_sweep(results_table(sweep_rows((1, 2), trained=4)))
+    assert "*" not in text
+    assert text.splitlines()[-1].startswith("  2  ")
+
+
+# --- 5. settings that mean nothing for the model ----------------------------------------------------------------
+
+
+def test_attributing_a_model_that_never_evicts_is_refused(app_checkpoints, capsys, nothing_computes):  # noqa: F811
+    line = fails(["attribute", str(app_checkpoints / "tiny-full-attention"), "-K", "2", "--no-progress"], capsys)
+    assert "never evicts (full attention keeps the whole context), so no token is evicted" in line
+    assert "nothing to attribute" in line
+
+
+@pytest.mark.parametrize(
+    "argv, given",
+    [
+        (["sweep", "CKPT", "--examples", "1", "--no-progress"], "got the default N = 1,2 (1 .. 2 × trained N)"),
+        (["sweep", "CKPT", "-N", "1,3", "--examples", "1", "--no-progress"], "got --passes 1,3"),
+        (["trace", "CKPT", "--passes", "3", "--out", "OUT"], "got --passes 3"),
+        (["eval", "CKPT", "--passes", "2", "--examples", "1"], "got --passes 2"),
+    ],
+)
+def test_a_test_time_n_is_refused_for_a_model_that_never_evicts(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    nothing_computes,
+    argv,
+    given,
+):
+    ckpt = str(app_checkpoints / "tiny-full-attention")
+    argv = [ckpt if a == "CKPT" else str(tmp_path / "t") if a == "OUT" else a for a in argv]
+    line = fails(argv, capsys)
+    assert "never evicts (full attention keeps the whole context), so it never sleeps and test-time N" in line
+    assert line.endswith(f"only N = 1 is meaningful; {given}")
+
+
+def test_n_1_on_full_attention_and_any_n_on_attention_only_still_run(app_checkpoints, capsys):  # noqa: F811
+    # attn-only evicts, and its sleep passes run over its attention layers (a trace records them): N is its setting
+    assert (
+        main(["sweep", str(app_checkpoints / "tiny-full-attention"), "-N", "1", "--examples", "1", "--no-progress"])
+        == 0
+    )
+    assert (
+        main(["sweep", str(app_checkpoints / "tiny-attn-only"), "-N", "1,2", "--examples", "1", "--no-progress"]) == 0
+    )
+
+
+def test_probe_examples_must_give_every_fact_depth_a_train_and_test_split(
+    app_checkpoints,  # noqa: F811
+    capsys,
+    monkeypatch,
+):
+    import re
+
+    import analysis.probes
+    from analysis.probes import SCHEMA
+
+    ckpt = str(app_checkpoints / "tiny-n2")  # rule110: facts at depths 0 .. 8
+    for few in ("2", "3"):
+        line = fails(["probe", ckpt, "--examples", few, "--no-progress"], capsys)
+        assert f"--examples {few} leaves fact depth(s) " in line and "fewer than the 2 examples a probe needs" in line
+        need = int(re.search(r"needs --examples >= (\d+) for every fact depth from 0 to 8", line).group(1))
+    probed = []
+    monkeypatch.setattr(
+        analysis.probes, "probe_checkpoint", lambda *a, **k: probed.append(k) or pl.DataFrame(schema=SCHEMA)
+    )
+    assert main(["probe", ckpt, "--examples", str(need), "--no-progress"]) == 0  # the minimum it gave is enough
+    assert probed[-1]["examples"] == need
+    assert fails(["probe", ckpt, "--examples", str(need - 1), "--no-progress"], capsys)  # and it is the minimum
+    assert main(["probe", ckpt, "--examples", "3", "--max-fact-depth", "1", "--no-progress"]) == 0  # shallow: enough
+
+
+def test_a_max_fact_depth_beyond_the_task_is_refused(app_checkpoints, capsys, nothing_computes):  # noqa: F811
+    line = fails(["probe", str(app_checkpoints / "tiny-n2"), "--max-fact-depth", "99", "--no-progress"], capsys)
+    assert line.endswith("--max-fact-depth must be from 0 to 8 (the deepest facts of the task, rule110); got 99")
