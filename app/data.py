@@ -101,11 +101,13 @@ def pick_checkpoint(
         st.stop()
     name = where.selectbox(label, names, index=names.index(chosen), key=f"select_{key}")
     if name != chosen and key == "ckpt":
-        for k in VIEW_KEYS:
+        for k in VIEW_KEYS:  # from the URL, and from the widgets' own state, which would outvote it
             st.query_params.pop(k, None)
+            st.session_state.pop(k, None)
         try:  # the depth carries over where the new checkpoint has it (the same task's models, compared)
             if st.query_params.get("depth") not in {str(d) for d in shape(name).depths}:
                 st.query_params.pop("depth", None)
+                st.session_state.pop("depth", None)
         except ValueError:  # a broken checkpoint: page_view says what is wrong with it
             pass
     st.query_params[key] = name
@@ -165,6 +167,33 @@ def page_view(cmp: str | None = None):
         st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
         st.stop()
     view = parse_view(st.query_params, name, sh, cmp=cmp)
-    for message in view.messages:
-        st.warning(message)
+    if not st.session_state.get("params_carried"):  # carried from the last page (main.py): clamped without a word
+        for message in view.messages:
+            st.warning(message)
     return name, sh, view
+
+
+@st.cache_resource
+def _seen() -> dict:
+    """What refresh_if_changed saw last: one for the server, as the caches are."""
+    return {}
+
+
+def refresh_if_changed() -> None:
+    """Clear every cache when a file under the checkpoints folder changed (a checkpoint trained again, resumed,
+    shipped, added or removed; a sweep or probe table rewritten): the caches are keyed by name, not by content.
+    One stat per file, so it runs on every script run."""
+    root = session.checkpoint_root()
+    stamp = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        for f in sorted(folder.iterdir()) if folder.is_dir() else [folder]:
+            try:
+                st_ = f.stat()
+            except OSError:  # removed while we looked: the next run sees it gone
+                continue
+            stamp.append((str(f), st_.st_mtime_ns, st_.st_size))
+    seen = _seen()
+    if seen and (seen["root"], seen["stamp"]) != (str(root), stamp):
+        st.cache_data.clear()
+        loaded.clear()
+    seen.update(root=str(root), stamp=stamp)

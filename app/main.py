@@ -3,6 +3,8 @@
 import streamlit as st
 import torch
 
+from app import data
+
 # The models are small: one intra-op thread records a trace in ~0.1 s, while two threads on a machine whose
 # other core is busy (training, another session) oversubscribe and took 8–10 s for the same trace.
 torch.set_num_threads(1)
@@ -20,8 +22,10 @@ pages = [
 # Streamlit clears the URL's query parameters when the user moves to another page. The view (checkpoint, example,
 # window, pass, layer, ...) follows the user instead: a page opened with none gets those the last page ended with.
 # Every page checks them as it checks a typed URL; a URL with any parameter of its own is taken as it is.
-if not st.query_params and (last := st.session_state.get("last_params")):
+st.session_state["params_carried"] = not st.query_params and bool(last := st.session_state.get("last_params"))
+if st.session_state["params_carried"]:  # a value the new page's checkpoint lacks is clamped without a warning
     st.query_params.from_dict(last)
+data.refresh_if_changed()
 try:
     st.navigation(pages).run()
 finally:  # also when a page stops early (st.stop), as pages with nothing to show do

@@ -43,6 +43,14 @@ def open_page(page: str, params: dict[str, str] | None = None) -> AppTest:
     return at.run()
 
 
+def click_to(at: AppTest, page: str) -> AppTest:
+    """Move to another page as a click in the browser's sidebar does: the URL's parameters are dropped (AppTest's
+    switch_page keeps them)."""
+    at.switch_page(f"views/{page}.py")
+    at.query_params.clear()
+    return at.run()
+
+
 def figure(at: AppTest, key: str) -> dict:
     """The plotly figure drawn by st.plotly_chart(..., key=key), as its JSON."""
     charts = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
@@ -438,7 +446,7 @@ def test_the_view_follows_the_user_to_another_page():
     at = open_page("explorer", {"ckpt": "tiny-depo-n2", "seed": "3", "layer": "1"})
     assert_clean(at)
     for page in ("probes", "sweep", "compare", "export", "explorer"):
-        at.switch_page(f"views/{page}.py").run()
+        click_to(at, page)
         assert not at.exception, page
         assert at.selectbox(key="select_ckpt").value == "tiny-depo-n2", page
         assert at.query_params["ckpt"] == "tiny-depo-n2" and at.query_params["seed"] == "3", page
@@ -456,7 +464,7 @@ def test_a_typed_example_stays_across_pages():
     at.text_area(key="custom_text").input(seed1).run()
     at.toggle(key="use_custom").set_value(True).run()
     for page in ("sweep", "compare", "export", "explorer"):
-        at.switch_page(f"views/{page}.py").run()
+        click_to(at, page)
         assert_clean(at)
         if page != "sweep":  # the sweep page types no example
             assert at.text_area(key="custom_text").value == seed1, page
@@ -502,6 +510,54 @@ def test_export_says_when_no_evaluation_is_stored():
     assert figure(at, "export_preview")["data"]
 
 
+def test_a_carried_view_the_next_checkpoint_lacks_is_clamped_without_a_warning():
+    at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2"})
+    assert at.query_params["pass"] == "2"  # the deeper sleeper's last pass
+    click_to(at, "explorer")
+    assert_clean(at)
+    assert not at.warning, texts(at.warning)  # tiny-n1 has one pass; the user typed no pass=2
+    assert at.query_params["ckpt"] == "tiny-n1" and at.query_params["pass"] == "1"
+    typed = open_page("explorer", {"ckpt": "tiny-n1", "pass": "2"})  # a typed URL is still told
+    assert any("Pass '2' does not exist" in w for w in texts(typed.warning))
+
+
+def test_another_checkpoint_opens_on_its_own_pass_and_head_whatever_the_widgets_held():
+    at = open_page("explorer", {"ckpt": "tiny-n2"})
+    at.slider(key="pass").set_value(1).run()
+    at.selectbox(key="head").set_value(1).run()
+    assert at.query_params["pass"] == "1" and at.query_params["head"] == "1"
+    at.selectbox(key="select_ckpt").set_value("tiny-depo-n2").run()
+    assert_clean(at)
+    assert at.slider(key="pass").value == 2 and at.selectbox(key="head").value == 0, "its defaults: pass N, head 0"
+    assert at.query_params["pass"] == "2" and at.query_params["head"] == "0"
+
+
+@pytest.mark.usefixtures("checkpoints_like")
+def test_the_app_follows_a_checkpoint_that_changed_on_disk():
+    """Trained again, resumed or replaced under the same name: every cache is keyed by name, so they are cleared."""
+    root = Path(os.environ["SLEEPCORE_CHECKPOINTS"])  # the checkpoints_like folder
+    at = open_page("explorer", {"ckpt": "tiny-n1"})
+    assert not [s for s in at.slider if s.key == "pass"], "N = 1: no pass slider"
+    (root / "tiny-n1").unlink()
+    (root / "tiny-n1").symlink_to((root / "tiny-n2").resolve())  # a run of N = 2 shipped under the same name
+    at.run()
+    assert_clean(at)
+    assert at.slider(key="pass").max == 2
+
+
+def test_the_probe_lab_says_when_the_example_has_no_fact_of_that_depth():
+    at = open_page("probes", {"ckpt": "tiny-n2", "depth": "1"})
+    at.select_slider(key="probe_examples").set_value(64)
+    at.button(key="fit_probes").click().run()
+    deepest = at.selectbox(key="fact_depth").options[-1]
+    at.selectbox(key="fact_depth").set_value(deepest).run()
+    at.button(key="query").click().run()
+    assert_clean(at)  # not an error: a question this example cannot answer
+    assert any(
+        i.endswith("pick a smaller fact depth, or an example of a larger question depth.") for i in texts(at.info)
+    )
+
+
 def session_render(name: str, at: AppTest) -> str:
     from analysis import session
 
@@ -525,5 +581,6 @@ def test_compare_follows_the_left_checkpoint_to_another_task():
     at.selectbox(key="select_ckpt").set_value("tiny-depo-n2").run()
     assert_clean(at)
     assert not at.warning, texts(at.warning)
-    assert at.query_params["cmp"] == "tiny-depo-n2" and at.selectbox(key="select_cmp").options == ["tiny-depo-n2"]
-    assert any("different task" in i for i in texts(at.info))
+    # tiny-depo-n2 is the only Depo model: nothing to compare it with, rather than itself
+    assert "cmp" not in at.query_params and not [s for s in at.selectbox if s.key == "select_cmp"]
+    assert any("different task" in i and "nothing to compare it with" in i for i in texts(at.info))

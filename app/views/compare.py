@@ -20,18 +20,32 @@ except ValueError as e:
 task = data.info(left_name)["task"]
 infos = data.readable_infos()
 same_task = [n for n, info in infos.items() if info["task"] == task]
-others = [n for n in same_task if n != left_name] or same_task
+others = [n for n in same_task if n != left_name]  # a checkpoint is not compared with itself
+asked = st.query_params.get("cmp")
+if not others:
+    st.query_params.pop("cmp", None)
+    elsewhere = f"{asked!r} is trained on a different task, and " if asked in infos and asked != left_name else ""
+    st.info(
+        f"{elsewhere}{left_name} is the only checkpoint trained on {task}: there is nothing to compare it with. "
+        "Pick another left checkpoint, or train another model of this task."
+    )
+    st.stop()
 left_passes = infos[left_name]["sleep"]["passes"] if left_name in infos else 1
 # a sleep model (not a baseline) with the most different N
 default_right = max(
     others,
     key=lambda n: (infos[n].get("variant", "hybrid") == "hybrid", abs(infos[n]["sleep"]["passes"] - left_passes)),
 )
-asked = st.query_params.get("cmp")
-if asked in infos and infos[asked]["task"] != task:  # from the URL, or left over when the left side changed task
+if asked == left_name:  # from the URL: one model on both sides would be one column
+    st.query_params.pop("cmp")
+    st.warning(
+        f"The URL compares {left_name!r} with itself; showing {default_right!r}. "
+        f"Checkpoints to compare it with: {', '.join(others)}."
+    )
+elif asked in infos and infos[asked]["task"] != task:  # from the URL, or left over when the left side changed task
     st.query_params.pop("cmp")
     st.info(f"{asked!r} is trained on a different task from {left_name!r}; comparing with {default_right!r}.")
-right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right, names=same_task)
+right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right, names=others)
 try:
     right_shape = data.shape(right_name)
 except ValueError as e:
@@ -46,10 +60,26 @@ for message in view.messages:
     st.warning(message)
 depth, seed, custom = widgets.pick_example(left_name, view)
 traces = {n: data.trace(n, depth, seed, custom) for n in (left_name, right_name)}
-most = max(sleep_passes(t.meta) for t in traces.values())
+
+
+def is_wake_loop(trace) -> bool:
+    return trace.meta.get("loop", "sleep") == "wake"
+
+
+# As in the explorer: a model's pass is one of its N passes, sleep passes on every context window or, for the wake
+# loop, wake passes on the window it answers from; the state it shows is its context window's pass, clamped to the
+# passes that window holds (the wake loop writes each context window once).
+most = max(t.meta["passes"] for t in traces.values())
+kinds = sorted({"wake" if is_wake_loop(t) else "sleep" for t in traces.values()})
 pass_ = (
     st.slider(
-        "Sleep pass (each model shows its own last pass if it has fewer)", 1, most, min(view.pass_, most), key="pass"
+        f"{' or '.join(kinds).capitalize()} pass (each model shows its own last pass if it has fewer"
+        + ("; the wake loop's are wake passes, run when answering" if kinds == ["sleep", "wake"] else "")
+        + ")",
+        1,
+        most,
+        min(view.pass_, most),
+        key="pass",
     )
     if most > 1
     else 1
@@ -59,17 +89,21 @@ st.html(widgets.token_strip(traces[left_name].tables["tokens"], None))
 
 for col, (n, trace) in zip(st.columns(2), traces.items()):
     with col:
-        N = sleep_passes(trace.meta)
-        p = min(pass_, N)
-        loop = " passes when answering: the wake loop" if trace.meta.get("loop", "sleep") == "wake" else ""
+        wake_loop = is_wake_loop(trace)
+        p = min(pass_, trace.meta["passes"])
+        shown_pass = min(p, sleep_passes(trace.meta))
+        loop = " passes when answering: the wake loop" if wake_loop else ""
         st.subheader(f"{n} (N = {trace.meta['passes']}{loop})")
         context = [w["index"] for w in trace.meta["windows"] if w["kind"] == "context"]
         fw = [i for i, m in enumerate(trace.meta["layers"]) if m == "fw"]
         if fw:
-            S = trace.state(context[-1], p, fw[-1])[0]
-            st.plotly_chart(
-                state_heatmap(S, title=f"Layer {fw[-1]} after pass {p} of window {context[-1]}"), key=f"state_{n}"
+            S = trace.state(context[-1], shown_pass, fw[-1])[0]
+            written = (
+                f"its one write of window {context[-1]}"
+                if wake_loop
+                else f"sleep pass {shown_pass} of window {context[-1]}"
             )
+            st.plotly_chart(state_heatmap(S, title=f"Layer {fw[-1]} after {written}"), key=f"state_{n}")
         anytime = trace.anytime.filter(pl.col("example") == 0)
         by_n = (
             anytime.group_by("n")
@@ -77,5 +111,13 @@ for col, (n, trace) in zip(st.columns(2), traces.items()):
             .sort("n")
         )
         now = by_n.filter(pl.col("n") == p)
-        st.metric(f"Answers right after pass {p}", f"{int(now['right'][0])} / {int(now['of'][0])}")
+        st.metric(
+            f"Answers right after {p} wake pass(es)"
+            if wake_loop
+            else f"Answers right if every context window slept {p} pass(es)",
+            f"{int(now['right'][0])} / {int(now['of'][0])}",
+            help="The anytime readout: the wake loop truncated at this pass."
+            if wake_loop
+            else "The anytime readout: sleep truncated at this pass on every context window.",
+        )
         st.dataframe(by_n, hide_index=True, width="stretch")

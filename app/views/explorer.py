@@ -4,6 +4,7 @@ state take in the window before it is evicted."""
 import polars as pl
 import streamlit as st
 
+from analysis import session
 from analysis.animation import sleep_animation
 from analysis.figures import (
     anytime_readout,
@@ -137,10 +138,22 @@ if shown_view == "Attributions":
         st.plotly_chart(attribution_strip(attr, tokens, 0, a_pos, pass_), key="attribution")
 
 if shown_view == "Probes":
-    probes = data.shipped_probes(name)
+    try:
+        probes = data.shipped_probes(name)
+    except ValueError as e:  # a damaged probes.parquet: say what is wrong (the Probe lab can fit probes instead)
+        st.error(str(e))
+        probes = None
     if probes is None:
         st.info("No probe table ships with this checkpoint. The Probe lab page computes one.")
     else:
-        fig = probe_curves(probes.filter(pl.col("layer") == layer))
-        fig.add_vline(x=pass_, line=dict(dash="dot", width=3), annotation_text=f"pass {pass_}")
-        st.plotly_chart(fig, key="probe_position")
+        # the trained model at every pass, as the Probe lab draws it: pass 1 is stored as "pass1", passes 2..N as
+        # "trained"; the probes read the state a context window holds after sleep pass n (the shown pass)
+        curve = session.sleep_curve(probes.filter(pl.col("layer") == layer))
+        facts = curve["fact"].unique().sort().to_list()
+        if not facts:
+            st.info(f"The probe table shipped with this checkpoint holds no probes of layer {layer}.")
+        else:
+            fact = st.selectbox("Fact", facts, key="probe_fact") if len(facts) > 1 else facts[0]
+            fig = probe_curves(curve, fact=fact, title=f"Probe accuracy: {fact}, layer {layer}")
+            fig.add_vline(x=shown_pass, line=dict(dash="dot", width=3), annotation_text=f"pass {shown_pass}")
+            st.plotly_chart(fig, key="probe_position")

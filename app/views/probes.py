@@ -72,5 +72,7 @@ if st.session_state.get("query_for") == (name, depth, seed, custom, layer, pass_
         answers = data.query_fact(name, depth, seed, custom, layer, pass_, fact_depth)
         st.metric("Items the probe reads right", f"{int(answers['right'].sum())} / {answers.height}")
         st.dataframe(answers, hide_index=True, width="stretch")
+    except session.NoSuchFact as e:  # a question this example cannot answer: not an error
+        st.info(f"{str(e).capitalize()}: pick a smaller fact depth, or an example of a larger question depth.")
     except ValueError as e:
         st.error(str(e))

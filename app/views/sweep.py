@@ -12,12 +12,30 @@ from sleepcore.train import EVAL_SEED
 st.title("Sleep at test time")
 name, shape, view = data.page_view()
 trained = shape.passes
-if data.info(name)["sleep"].get("loop", "sleep") == "wake":
+sleep = data.info(name)["sleep"]
+loop = sleep.get("loop", "sleep")
+if sleep["window"] is None and loop == "sleep":  # the full-attention reference: one window, read out in one pass
+    st.info(
+        f"**{name}** never evicts: its attention sees the whole sequence as one window, which it answers from in "
+        "one ordinary pass. No context window is ever slept on, so it has no sleep passes to change at test time: "
+        "every P would give exactly the same answers (`sleepcore sweep` would repeat one number at every P). It is "
+        "the upper reference, not a competitor."
+    )
+    st.stop()
+if loop == "wake":
     st.markdown(
         f"**{name}** is the wake-loop control: it was trained to run **N = {trained}** passes over each window it "
         "answers from (its context windows are written once, without sleep). Here the same weights run **P** such "
         "passes instead, on the same held-out examples for every P. `sleepcore sweep` does the same from the "
         "command line."
+    )
+elif not shape.fw_layers:  # attention-only: it evicts, but has no fast weights to carry anything across
+    st.markdown(
+        f"**{name}** has no fast-weight layers: like the sleep models it evicts each context window, and its "
+        f"**N = {trained}** pass(es) on a context window run over its attention layers only. Nothing those passes "
+        "compute crosses the eviction (only fast-weight state does, and it has none), so it answers from the window "
+        "it reads alone, and every **P** gives exactly the same answers: the flat line is the floor that shows what "
+        "sleep adds to the other models. `sleepcore sweep` does the same from the command line."
     )
 else:
     st.markdown(
