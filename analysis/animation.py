@@ -3,6 +3,8 @@ windows and their passes. Plotly frames, so playback runs in the browser without
 
 from __future__ import annotations
 
+import numbers
+
 import plotly.graph_objects as go
 
 from analysis.figures import DIVERGING, _figure
@@ -18,6 +20,16 @@ def sleep_steps(trace: Trace) -> list[tuple[int, int]]:
     return steps
 
 
+def _is_index(i) -> bool:
+    return isinstance(i, numbers.Integral) and not isinstance(i, bool)
+
+
+def _check_index(what: str, i, n: int) -> None:
+    """ValueError unless i is an integer in 0..n-1 (a negative one would silently count from the end)."""
+    if not _is_index(i) or not 0 <= i < n:
+        raise ValueError(f"{what} must be an integer from 0 to {n - 1} (this trace has {n} {what}s); got {i!r}")
+
+
 def sleep_animation(
     trace: Trace, layer: int, head: int, example: int = 0, start: tuple[int, int] | None = None
 ) -> go.Figure:
@@ -29,6 +41,16 @@ def sleep_animation(
     steps = sleep_steps(trace)
     if not steps:
         raise ValueError("this trace has no context windows, so there is no sleep to animate")
+    fw = [i for i, m in enumerate(trace.meta["layers"]) if m == "fw"]
+    if not fw:
+        raise ValueError(
+            f"this model has no fast-weight layer (its layers: {trace.meta['layers']}): no state to animate"
+        )
+    if not _is_index(layer) or layer not in fw:
+        raise ValueError(f"layer must be one of the fast-weight layers {fw}; got {layer!r}")
+    shape = trace.state(*steps[0], layer).shape  # [examples, heads, K, V]
+    _check_index("head", head, shape[1])
+    _check_index("example", example, shape[0])
     states = [trace.state(w, p, layer)[example, head].numpy() for w, p in steps]  # each [K, V]
     bound = max(float(abs(s).max()) for s in states) or 1.0
     names = [f"window {w} · pass {p}" for w, p in steps]

@@ -213,7 +213,12 @@ def accuracy_vs_passes(
     depths = sorted(results["depth"].unique().to_list())
     for i, depth in enumerate(depths):
         d = hybrid.filter(pl.col("depth") == depth)
-        fig.add_trace(_with_errors(d, f"depth {depth}", _colour(i), SYMBOLS[i % len(SYMBOLS)], mode="lines+markers"))
+        if d.height:
+            fig.add_trace(
+                _with_errors(d, f"depth {depth}", _colour(i), SYMBOLS[i % len(SYMBOLS)], mode="lines+markers")
+            )
+        else:  # no line to name this depth's colour (e.g. only baselines): a legend entry names it instead
+            fig.add_trace(_depth_key(depth, _colour(i)))
     if replicas.height:
         legend = dict(size=12, color="#666666", symbol="circle-open")
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name="other seeds", marker=legend))
@@ -255,6 +260,19 @@ def accuracy_vs_passes(
     fig.update_xaxes(title_text="sleep passes N", tickvals=passes)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
     return fig
+
+
+def _depth_key(depth, colour: str) -> go.Scatter:
+    """A legend entry without data: a filled square in a depth's colour, named "depth d"."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        name=f"depth {depth}",
+        marker=dict(size=16, color=colour, symbol="square"),
+        hoverinfo="skip",
+        meta={"depth": depth, "legend_only": True},
+    )
 
 
 def headline_metric(results: pl.DataFrame) -> str:

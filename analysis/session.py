@@ -182,7 +182,15 @@ def custom_example(task: Task, text: str) -> Example:
 
 
 def trace_example(loaded: Loaded, example: Example, passes: int | None = None) -> Trace:
-    """Record one example: every window, pass and layer, plus the anytime readout for n = 1..N."""
+    """Record one example: every window, pass and layer, plus the anytime readout for n = 1..N.
+
+    passes: the test-time N (default: the trained N); ValueError unless an integer from 1 to MAX_PASSES, as the
+    CLI's `--passes` (`sleepcore.results._check_passes`).
+    """
+    if passes is not None:
+        from sleepcore.results import _check_passes
+
+        _check_passes([passes])
     return record_trace(
         loaded.model,
         loaded.info,
@@ -268,6 +276,11 @@ def query_fact(
             f"examples (held-out examples the probe is fitted on) must be an integer >= 2; got {examples!r}"
         )
     task, model = loaded.task, loaded.model
+    if isinstance(fact_depth, bool) or not isinstance(fact_depth, int) or not 0 <= fact_depth <= task.max_depth:
+        raise ValueError(
+            f"fact_depth must be an integer from 0 to {task.max_depth} (the deepest facts of the task, {task.name}); "
+            f"got {fact_depth!r}"
+        )
     w = context_window(task, window)
     pool = task.sample(examples, seed=DATA_SEED, split="test")
     facts = [f for f in task_facts(task, pool + [example], fact_depth) if f.depth == fact_depth]
