@@ -52,7 +52,7 @@ from sleepcore.config import ModelConfig, SleepConfig
 from sleepcore.data import collate
 from sleepcore.model import SleepModel
 from sleepcore.recorder import Recorder
-from sleepcore.results import read_table
+from sleepcore.results import read_table, redo_command
 from sleepcore.tasks import Example, Task, get_task
 from sleepcore.tasks.gsm import evaluate as gsm_values
 from sleepcore.tasks.rule110 import rule110_step
@@ -585,8 +585,11 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
     ValueError, with the command that rewrites it, for a file that is not a readable probes table.
     """
     folder = Path(folder)
-    path, name = folder / PROBES_FILE, folder.name
+    path = folder / PROBES_FILE
     if not path.is_file():
         return None
-    redo = f"write it again with: sleepcore probe {name} --out checkpoints/{name}/{PROBES_FILE}"
+    redo = (
+        f"write it again with: {redo_command('probe', folder, PROBES_FILE)}, adding the --examples and --seeds it "
+        "was made with (beside its numbers in the README or checkpoints/NOTES)"
+    )
     return read_table(path, SCHEMA, "probes table", redo)

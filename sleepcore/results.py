@@ -317,7 +317,7 @@ def read_sweep(folder: str | Path):
     path, name = folder / SWEEP_FILE, folder.name
     if not path.is_file():
         return None
-    redo = f"write it again with: {_redo_sweep(folder)}"
+    redo = f"write it again with: {redo_command('sweep', folder, SWEEP_FILE)}"
     schema = {c: getattr(pl, t) for c, t in SWEEP_COLUMNS.items()}
     sweep = read_table(path, schema, "sweep table", redo)
     for column in ("weights_sha256", "per_depth", "eval_seed", "trained_passes"):
@@ -335,15 +335,16 @@ def read_sweep(folder: str | Path):
     return sweep.with_columns(checkpoint=pl.lit(name))
 
 
-def _redo_sweep(folder: Path) -> str:
-    """The command that writes folder's sweep.parquet again, with the real paths: the checkpoint by name where
-    that name resolves to this folder, else by its path; the output path as it is from the current folder."""
+def redo_command(command: str, folder: Path, file: str) -> str:
+    """`sleepcore COMMAND CHECKPOINT --out FOLDER/FILE`, the command that writes a table shipped beside a checkpoint
+    again, with the real paths: the checkpoint by name where that name resolves to this folder, else by its path;
+    the output path as it is from the current folder."""
     try:
         by_name = resolve(folder.name).resolve() == folder.resolve()
     except CheckpointError:
         by_name = False
     checkpoint = folder.name if by_name else _shown(folder)
-    return f"sleepcore sweep {shlex.quote(checkpoint)} --out {shlex.quote(_shown(folder / SWEEP_FILE))}"
+    return f"sleepcore {command} {shlex.quote(checkpoint)} --out {shlex.quote(_shown(folder / file))}"
 
 
 def _shown(path: Path) -> str:

@@ -1,6 +1,7 @@
 """`sleepcore figures` regenerates the figure set from checkpoints and exports it through kaleido."""
 
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 
@@ -123,7 +124,8 @@ def test_a_damaged_probes_table_stops_the_figures_with_the_command_that_rewrites
     damage(tmp_path / "tiny-n2" / "probes.parquet")
     monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
     with pytest.raises(
-        ValueError, match="write it again with: sleepcore probe tiny-n2 --out checkpoints/tiny-n2/"
+        ValueError,
+        match=re.escape(f"write it again with: sleepcore probe tiny-n2 --out {tmp_path.absolute() / 'tiny-n2'}/"),
     ) as e:
         list(checkpoint_figures("tiny-n2"))
     assert says in str(e.value)

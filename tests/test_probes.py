@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import polars as pl
 import pytest
@@ -409,9 +411,9 @@ def test_a_damaged_shipped_probes_table_says_why_and_how_to_redo_it(shipped, dam
     assert table.schema == pl.Schema(SCHEMA) and table["baseline"].to_list() == ["trained"]
     assert read_probes(shipped.parent / "nothing-here") is None
     damage(shipped / "probes.parquet")
-    redo = "write it again with: sleepcore probe tiny-n2 --out checkpoints/tiny-n2/probes.parquet"
+    redo = f"write it again with: sleepcore probe tiny-n2 --out {shipped.absolute() / 'probes.parquet'}, adding the"
     for read in (lambda: read_probes(shipped), lambda: session.shipped_probes("tiny-n2")):
-        with pytest.raises(ValueError, match=redo) as e:
+        with pytest.raises(ValueError, match=re.escape(redo)) as e:
             read()
         assert says in str(e.value)
 
@@ -463,7 +465,9 @@ def test_the_probe_lab_shows_a_damaged_table_as_an_error_and_offers_to_fit(app_c
         at.run()
         assert not at.exception, [e.value for e in at.exception]
         assert len(at.error) == 1 and "probes.parquet is not a readable Parquet table" in at.error[0].value
-        assert "sleepcore probe tiny-n2 --out checkpoints/tiny-n2/probes.parquet" in at.error[0].value
+        assert (
+            f"sleepcore probe tiny-n2 --out {tmp_path.absolute() / 'tiny-n2' / 'probes.parquet'}" in at.error[0].value
+        )
         at.select_slider(key="probe_examples").set_value(64)
         at.button(key="fit_probes").click().run()
         assert not at.exception, [e.value for e in at.exception]
