@@ -41,10 +41,22 @@ def atomic_write(path: Path, write) -> None:
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets ordinary permissions
+        _fsync(tmp)  # on disk before its name is: a crash of the machine never leaves a named, empty file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync(path.parent)  # the rename itself
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # a filesystem or folder that cannot be synced: the rename is still atomic for a killed process
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -46,6 +46,7 @@ from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, 
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.model import SleepModel
+from sleepcore.presets import SECTIONS
 from sleepcore.recorder import NULL
 from sleepcore.tasks import get_task
 
@@ -320,20 +321,12 @@ def _save(
     world: int = 1,
     version: str = "unknown",
 ) -> dict:
-    # Two phases, so that a kill at any moment leaves a run that resumes exactly: the new weights and optimizer state
-    # go to *.next files; trainer.json, naming their SHA-256, commits the save; then they replace the old files, and
-    # config.json comes last. A resume uses, for each file, whichever of the two trainer.json names (_committed).
-    save_tensors(_next(out, "model.safetensors"), model.state_dict())
-    groups = save_optimizer(_next(out, "optimizer.safetensors"), opt)
-    trainer = {
-        "step": step,
-        "history": history,
-        "wall_s": wall,
-        "tokens": tokens,
-        "param_groups": groups,
-        "code_version": version,
-        "sha256": {name: file_sha256(_next(out, name)) for name in HASHED},
-    }
+    # Two phases, so that a killed process leaves a run that resumes exactly at any moment: the new weights and
+    # optimizer state go to *.next files; trainer.json, naming their SHA-256 and holding the configs, commits the save;
+    # then they replace the old files, and config.json comes last. A resume uses, for each file, whichever of the two
+    # trainer.json names (_committed); a save first finishes a commit that was cut off (_finish_commit), so its own
+    # .next files never overwrite the only copy of the files trainer.json names.
+    _finish_commit(out)
     info = checkpoint_info(
         *configs,
         **(extra or {}),
@@ -351,11 +344,34 @@ def _save(
     )
     if result is not None:
         info["eval"] = {"split": "test", "seed": EVAL_SEED, "per_depth": eval_per_depth, **result}
+    save_tensors(_next(out, "model.safetensors"), model.state_dict())
+    groups = save_optimizer(_next(out, "optimizer.safetensors"), opt)
+    trainer = {
+        "step": step,
+        "history": history,
+        "wall_s": wall,
+        "tokens": tokens,
+        "param_groups": groups,
+        "code_version": version,
+        "sha256": {name: file_sha256(_next(out, name)) for name in HASHED},
+        "configs": {section: info[section] for section in SECTIONS},  # a first save cut off before config.json
+    }
     write_json(out / "trainer.json", trainer)
     for name in HASHED:
         os.replace(_next(out, name), out / name)
     write_json(out / "config.json", info)
     return info
+
+
+def _finish_commit(out: Path) -> None:
+    """Finish a save cut off after its trainer.json: each .next file trainer.json recorded takes its name. (A .next
+    file it did not record is an uncommitted save's, and the next write replaces it.)"""
+    if not (out / "trainer.json").is_file():
+        return
+    hashes = read_trainer(out / "trainer.json").get("sha256", {})
+    for name in HASHED:
+        if _next(out, name).is_file() and file_sha256(_next(out, name)) == hashes.get(name):
+            os.replace(_next(out, name), out / name)
 
 
 def _next(out: Path, name: str) -> Path:
@@ -367,7 +383,7 @@ def _committed(out: Path, trainer: dict, name: str, cut: str) -> tuple[Path, boo
     """The copy of `name` that trainer.json was saved with: the file itself, or its .next copy when a save was cut
     off after trainer.json and before the rename (then True: the note is the caller's). CheckpointError if neither."""
     want = trainer["sha256"].get(name)
-    if file_sha256(out / name) == want:
+    if (out / name).is_file() and file_sha256(out / name) == want:
         return out / name, False
     if _next(out, name).is_file() and file_sha256(_next(out, name)) == want:
         return _next(out, name), True
@@ -416,26 +432,31 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
     from safetensors.torch import load_file
 
     trainer = read_trainer(out / "trainer.json")
-    missing = [name for name in ("config.json", *HASHED) if not (out / name).is_file()]
+    has_config = (out / "config.json").is_file()
+    missing = [] if has_config or "configs" in trainer else ["config.json"]
+    missing += [name for name in HASHED if not ((out / name).is_file() or _next(out, name).is_file())]
     if missing:
         raise CheckpointError(f"--resume: {out} has no {' or '.join(missing)}; it cannot continue: use a new --out")
-    saved = read_info(out)
-    for name, mine, theirs in zip(("model", "sleep", "task", "train"), configs, configs_from(saved)):
+    # the configs trainer.json committed (config.json's where it was saved before trainer.json held them)
+    saved = read_info(out) if has_config else {"step": None}
+    held = trainer["configs"] if "configs" in trainer else saved
+    for name, mine, theirs in zip(SECTIONS, configs, configs_from(held)):
         if mine != theirs:
             raise CheckpointError(f"--resume: the {name} config in {out} differs from this run's; use a new --out")
     step, cut = trainer["step"], "a save was cut off part-way, or a file was copied in"
     # _save writes config.json after trainer.json: a kill between them leaves config.json one save behind files that
-    # belong together (trainer.json's hashes say so); the next save rewrites it.
-    behind = isinstance(saved.get("step"), int) and saved["step"] < step
+    # belong together (trainer.json's hashes say so), or none after a first save; the next save writes it.
+    behind = not has_config or (isinstance(saved.get("step"), int) and saved["step"] < step)
     if saved.get("step") != step and not behind:
         raise CheckpointError(
             f"--resume: {out / 'config.json'} is at step {saved.get('step')} but trainer.json at step {step} "
             f"({cut}); the run cannot continue exactly: start it again with a new --out"
         )
     if behind and note:
+        where = f"is at step {saved['step']}, one save behind" if has_config else "was not written yet by the save of"
         print(
-            f"note: {out / 'config.json'} is at step {saved['step']}, one save behind trainer.json's {step} (a save "
-            "was cut off before its last file); resuming from trainer.json's step, and the next save rewrites it",
+            f"note: {out / 'config.json'} {where} trainer.json's {step} (a save was cut off before its last file); "
+            "resuming from trainer.json's step, and the next save writes it",
             file=sys.stderr,
         )
     if "sha256" not in trainer:

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -307,6 +308,44 @@ def test_a_save_cut_off_after_trainer_json_resumes_from_its_next_files(stopped, 
     err = capsys.readouterr().err
     assert "a save was cut off after" in err and "resuming from the .next files it recorded" in err
     assert info["step"] == 6 and not list(run.glob("*.next"))
+    _assert_unbroken(stopped, run)
+
+
+def test_a_first_save_cut_off_after_trainer_json_resumes(stopped, tmp_path, capsys):
+    """Killed in the run's first save, after trainer.json: no config.json yet, step 2's files still .next."""
+    run = tmp_path / "first"
+    run.mkdir()
+    shutil.copy(stopped / "at2" / "trainer.json", run / "trainer.json")
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        shutil.copy(stopped / "at2" / name, run / f"{name}.next")
+    with pytest.raises(CheckpointError, match=r"already holds a run \(at step 2\); pass --resume"):
+        train(run, *tiny(steps=6), progress=False)
+    info = train(run, *tiny(steps=6), resume=True, stop_after=6, progress=False)
+    assert "config.json was not written yet by the save of trainer.json's 2" in capsys.readouterr().err
+    assert info["step"] == 6 and read_info(run)["step"] == 6
+    _assert_unbroken(stopped, run)
+
+
+def test_a_save_after_resuming_from_next_files_keeps_them_until_it_commits(stopped, run, monkeypatch):
+    """Resumed from step 4's .next files, the next save is killed before its trainer.json: step 4 must survive."""
+    import sleepcore.train as train_module
+
+    shutil.copy(stopped / "at4" / "trainer.json", run / "trainer.json")
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        shutil.copy(stopped / "at4" / name, run / f"{name}.next")
+    write_json = train_module.write_json
+
+    def killed_at_trainer_json(path, data):
+        if Path(path).name == "trainer.json":
+            raise KeyboardInterrupt  # the process dies here, its .next files written
+        write_json(path, data)
+
+    monkeypatch.setattr(train_module, "write_json", killed_at_trainer_json)
+    with pytest.raises(KeyboardInterrupt):
+        train(run, *tiny(steps=6), resume=True, progress=False)
+    monkeypatch.setattr(train_module, "write_json", write_json)
+    info = train(run, *tiny(steps=6), resume=True, progress=False)  # from step 4 again
+    assert info["step"] == 6
     _assert_unbroken(stopped, run)
 
 
