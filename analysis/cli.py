@@ -304,7 +304,9 @@ def _sweep(args) -> int:
         if fmt in FORMATS:
             check_browser("--figure", str(figure), ", or write the figure as .html, which needs none")
     trained = read_info(args.checkpoint)["sleep"]["passes"]
-    passes = list(args.passes or range(1, 2 * trained + 1))
+    # by default 1 .. 2 × the trained N; N = 1 alone for a model that never evicts, where N changes nothing
+    default = [1] if never_evicts(args.checkpoint) else list(range(1, 2 * trained + 1))
+    passes = list(args.passes or default)
     given = "" if args.passes else f"the default N = {','.join(map(str, passes))} (1 .. 2 × trained N)"
     check_test_passes(args.checkpoint, passes, given)
     progress = not args.no_progress

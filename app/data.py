@@ -185,15 +185,32 @@ def refresh_if_changed() -> None:
     One stat per file, so it runs on every script run."""
     root = session.checkpoint_root()
     stamp = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        for f in sorted(folder.iterdir()) if folder.is_dir() else [folder]:
-            try:
-                st_ = f.stat()
-            except OSError:  # removed while we looked: the next run sees it gone
-                continue
-            stamp.append((str(f), st_.st_mtime_ns, st_.st_size))
+    for f in _files_below(root):
+        try:
+            st_ = f.stat()
+        except OSError:  # removed while we looked: the next run sees it gone
+            continue
+        stamp.append((str(f), st_.st_mtime_ns, st_.st_size))
     seen = _seen()
     if seen and (seen["root"], seen["stamp"]) != (str(root), stamp):
         st.cache_data.clear()
         loaded.clear()
     seen.update(root=str(root), stamp=stamp)
+
+
+def _files_below(root) -> list:
+    """The files of root and of its folders, one level down, without dotfiles (the temporary files a write makes
+    and removes); a folder that cannot be listed, or went away, gives none."""
+    out = []
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            out += sorted(f for f in entry.iterdir() if not f.name.startswith(".")) if entry.is_dir() else [entry]
+        except OSError:
+            continue
+    return out

@@ -92,7 +92,8 @@ def configs_from(info: dict) -> tuple[ModelConfig, SleepConfig, TaskConfig, Trai
 
 def checkpoint_root() -> Path:
     """The folder checkpoints are named in: $SLEEPCORE_CHECKPOINTS where set, else the repository's checkpoints/
-    (CHECKPOINT_ROOT). Read at every call, so every command, the figure set and the app see the same names."""
+    (CHECKPOINT_ROOT). Read at every call: the names commands take, `eval --all`, the figure set and the app all
+    come from here. `ship` and a continued run's `train.init_from` use the repository's checkpoints/."""
     env = os.environ.get(ROOT_ENV)
     return Path(env) if env else CHECKPOINT_ROOT
 

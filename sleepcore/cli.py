@@ -45,18 +45,15 @@ SEED_LIMIT = 2**63  # seeds land in Int64 columns (a sweep's eval_seed) and seed
 
 
 def seed(text: str) -> int:
-    """An argparse type: a seed, an integer from 0 to 2**63 - 1. Negative seeds are refused: Python's random seeds
-    from |seed|, so -s would draw the very examples of s."""
+    """An argparse type: a seed, an integer from 0 to 2**63 - 1 (what an Int64 column of the results holds and
+    torch's generators take)."""
     try:
         value = int(text)
     except ValueError:
         value = None
     if value is None or not 0 <= value < SEED_LIMIT:
-        why = (
-            " (negative seeds are refused: -s would draw the examples of s)" if value is not None and value < 0 else ""
-        )
         raise argparse.ArgumentTypeError(
-            f"expected a seed: an integer from 0 to 2**63 - 1 ({SEED_LIMIT - 1}){why}; got {text!r}"
+            f"expected a seed: an integer from 0 to 2**63 - 1 ({SEED_LIMIT - 1}); got {text!r}"
         )
     return value
 
@@ -67,6 +64,8 @@ def check_out(path: str | Path, flag: str = "--out", folder: bool = False) -> No
     writes make them. The test is real: a temporary file is made and removed where the write will make its own
     (atomic_write writes through one), since os.access trusts permission bits that root passes everywhere
     (/proc, a read-only mount)."""
+    if str(path).strip() == "":
+        raise ValueError(f"{flag} is empty; give a {'folder' if folder else 'file'} path")
     path = Path(path)
     kind = "folder" if folder else "file"
     if path.exists() and path.is_dir() != folder:

@@ -8,10 +8,10 @@ import shlex
 from pathlib import Path
 
 from sleepcore.checkpoint import (
-    CHECKPOINT_ROOT,
     CheckpointError,
     atomic_write,
     available,
+    checkpoint_root,
     json_problem,
     load_checkpoint,
     resolve,
@@ -105,9 +105,11 @@ RESULTS_FORMAT = 1
 COMMAND = "sleepcore eval --all --examples {per_depth} --seed {seed} --markdown {md} --results-json {js}"
 
 
-def evaluate_all(per_depth: int = 1000, seed: int = 777, root: Path = CHECKPOINT_ROOT, progress: bool = True) -> list:
-    """`evaluate_checkpoint` for every checkpoint under root (default: the shipped ones), at its trained N."""
+def evaluate_all(per_depth: int = 1000, seed: int = 777, root: Path | None = None, progress: bool = True) -> list:
+    """`evaluate_checkpoint` for every checkpoint under root (default: `checkpoint_root()`, the folder the app and the
+    figure set read), at its trained N."""
     _check_per_depth(per_depth)  # before the first checkpoint's evaluation, and with none under root
+    root = checkpoint_root() if root is None else root
     return [
         evaluate_checkpoint(Path(root) / name, per_depth=per_depth, seed=seed, progress=progress, label=name)
         for name in available(root)

@@ -421,7 +421,7 @@ def check_trace_out(out_dir: str | Path) -> Path:
     if out.exists() and not out.is_dir():
         raise TraceError(f"cannot write a trace to {out}: it is a file, not a folder; give a new or empty folder")
     if out.is_dir() and not _trace_folder(out):
-        entries = sorted(p.name for p in out.iterdir())
+        entries = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))  # dotfiles: .DS_Store, temp files
         if entries:
             shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
             what = "a checkpoint folder" if "config.json" in entries else "a folder that is not a trace"

@@ -584,3 +584,16 @@ def test_compare_follows_the_left_checkpoint_to_another_task():
     # tiny-depo-n2 is the only Depo model: nothing to compare it with, rather than itself
     assert "cmp" not in at.query_params and not [s for s in at.selectbox if s.key == "select_cmp"]
     assert any("different task" in i and "nothing to compare it with" in i for i in texts(at.info))
+
+
+def test_the_cache_stamp_leaves_out_temporary_files_and_survives_a_missing_root(tmp_path):
+    """refresh_if_changed clears every cache when a stamped file changes: a write's temporary dotfile must not."""
+    from app.data import _files_below
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "config.json").write_text("{}")
+    (tmp_path / "a" / ".config.json.x1y2").write_text("{")  # atomic_write's temporary file
+    (tmp_path / ".sleepcore-check.abc").write_text("")  # check_out's probe
+    (tmp_path / "RESULTS.json").write_text("{}")
+    assert _files_below(tmp_path) == [tmp_path / "RESULTS.json", tmp_path / "a" / "config.json"]
+    assert _files_below(tmp_path / "gone") == []

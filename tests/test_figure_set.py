@@ -98,6 +98,7 @@ def test_a_failed_export_is_an_error_not_a_traceback(app_checkpoints, tmp_path, 
         return b"<svg/>"
 
     monkeypatch.setattr(export, "figure_bytes", no_browser_after_two)
+    monkeypatch.setattr(export, "find_browser", lambda: "/usr/bin/chromium")  # found: the failure comes later
     out = tmp_path / "figs"
     assert main(["figures", "--out", str(out), "--format", "svg", "--checkpoints", "tiny-n1"]) == 2
     assert capsys.readouterr().err.endswith(  # after the progress bar

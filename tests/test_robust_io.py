@@ -320,3 +320,14 @@ def test_wake_loop_windows_hold_the_passes_the_schema_says():
     schema = (Path(__file__).resolve().parents[1] / "docs" / "TRACE_SCHEMA.md").read_text()
     assert "Wake windows have one pass, `pass.1`." not in schema
     assert "wake windows hold `pass.1`..`pass.N` and context windows `pass.1` only" in schema
+
+
+def test_a_folder_holding_only_dotfiles_takes_a_trace(tmp_path):
+    """.DS_Store, or a temporary file a killed write left: nobody's files to overwrite."""
+    (folder := tmp_path / "t").mkdir()
+    (folder / ".DS_Store").write_bytes(b"")
+    (folder / ".meta.json.abc123").write_text("{")
+    assert check_trace_out(folder) == folder
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(TraceError, match=r"it holds notes.txt; no trace meta.json"):
+        check_trace_out(folder)

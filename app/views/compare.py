@@ -36,11 +36,11 @@ default_right = max(
     others,
     key=lambda n: (infos[n].get("variant", "hybrid") == "hybrid", abs(infos[n]["sleep"]["passes"] - left_passes)),
 )
-if asked == left_name:  # from the URL: one model on both sides would be one column
+if asked == left_name:  # the left side moved onto the right one, or a URL named it twice: one column, not two
     st.query_params.pop("cmp")
-    st.warning(
-        f"The URL compares {left_name!r} with itself; showing {default_right!r}. "
-        f"Checkpoints to compare it with: {', '.join(others)}."
+    st.info(
+        f"A checkpoint is not compared with itself: comparing {left_name!r} with {default_right!r}. "
+        f"Others to compare it with: {', '.join(others)}."
     )
 elif asked in infos and infos[asked]["task"] != task:  # from the URL, or left over when the left side changed task
     st.query_params.pop("cmp")

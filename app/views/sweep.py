@@ -18,7 +18,7 @@ if sleep["window"] is None and loop == "sleep":  # the full-attention reference:
     st.info(
         f"**{name}** never evicts: its attention sees the whole sequence as one window, which it answers from in "
         "one ordinary pass. No context window is ever slept on, so it has no sleep passes to change at test time: "
-        "every P would give exactly the same answers (`sleepcore sweep` would repeat one number at every P). It is "
+        "every P would give exactly the same answers (`sleepcore sweep` evaluates it at N = 1 only). It is "
         "the upper reference, not a competitor."
     )
     st.stop()
