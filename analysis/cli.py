@@ -165,28 +165,23 @@ def _check_probe_examples(checkpoint: str, examples: int, max_fact_depth: int | 
     )
 
 
-TABLE_SUFFIXES = (".parquet", ".csv")
-
-
 def check_table_out(path: str, flag: str = "--out") -> None:
     """check_out for a table, whose format is its suffix: .parquet or .csv (analysis.export.export_table)."""
+    from analysis.export import TABLE_FORMATS
+
     check_out(path, flag)
-    if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+    if Path(path).suffix.lower() not in TABLE_FORMATS:
         raise ValueError(
-            f"{flag} must end in {' or '.join(TABLE_SUFFIXES)} (the table's format); got {Path(path).name!r}"
+            f"{flag} must end in {' or '.join(TABLE_FORMATS)} (the table's format); got {Path(path).name!r}"
         )
 
 
 def check_browser(flag: str, value: str, instead: str = "") -> None:
     """Refuse, before any computing, a figure export (svg, pdf, png) where kaleido finds no Chromium to drive."""
-    from analysis.export import BROWSERS, find_browser
+    from analysis.export import NO_BROWSER, find_browser
 
     if find_browser() is None:
-        raise ValueError(
-            f"{flag} {value} needs Chromium, which kaleido drives to export figures, and none was found (looked for "
-            f"$BROWSER_PATH and {', '.join(BROWSERS)} on PATH); install it (as root: apt-get update && apt-get "
-            f"install -y chromium){instead}"
-        )
+        raise ValueError(f"{flag} {value} {NO_BROWSER}{instead}")
 
 
 def _table_command(args, make, describe, before=None, more=None):

@@ -70,17 +70,20 @@ def figure_size(fig: go.Figure) -> tuple[int, int]:
     return int(width), int(height)
 
 
+# What a figure export without a browser is told (after what needs it), here and by the CLI's checks.
+NO_BROWSER = (
+    "needs Chromium, which kaleido drives, and none was found (looked for $BROWSER_PATH and "
+    + ", ".join(BROWSERS)
+    + " on PATH); install it with `apt-get install chromium` (as root: apt-get update && apt-get install -y chromium)"
+)
+
+
 def figure_bytes(fig: go.Figure, format: str, scale: float = 1.0) -> bytes:
     """The figure rendered as svg, pdf or png bytes (png: figure_size × scale pixels)."""
     if format not in FORMATS:
         raise ValueError(f"unknown figure format {format!r}; valid formats: {', '.join(FORMATS)}")
     if find_browser() is None:
-        raise ExportError(
-            "figure export needs Chromium, which kaleido drives, and none was found "
-            "(looked for $BROWSER_PATH and " + ", ".join(BROWSERS) + " on PATH); "
-            "install it with `apt-get install chromium` (as root: "
-            "apt-get update && apt-get install -y chromium)"
-        )
+        raise ExportError(f"figure export {NO_BROWSER}")
     _start_server()
     width, height = figure_size(fig)
     with warnings.catch_warnings():
