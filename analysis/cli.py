@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os  # noqa: F401  (check_out, from sleepcore.cli, reads os.access; tests patch it here as cli.os.access)
 from pathlib import Path
 
 from sleepcore.cli import check_out, check_test_passes, never_evicts, seed

@@ -167,10 +167,16 @@ def page_view(cmp: str | None = None):
         st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
         st.stop()
     view = parse_view(st.query_params, name, sh, cmp=cmp)
-    if not st.session_state.get("params_carried"):  # carried from the last page (main.py): clamped without a word
+    warn(view)
+    return name, sh, view
+
+
+def warn(view) -> None:
+    """The URL's problems with a view as warnings, unless the URL was carried from the last page (main.py): what
+    the user never typed is clamped without a word."""
+    if not st.session_state.get("params_carried"):
         for message in view.messages:
             st.warning(message)
-    return name, sh, view
 
 
 @st.cache_resource

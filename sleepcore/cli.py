@@ -93,7 +93,10 @@ def never_evicts(checkpoint: str | Path) -> bool:
     sleeps on a window and never evicts a token? (A config that cannot say is left to the loader's message.)"""
     from sleepcore.checkpoint import read_info
 
-    sleep = read_info(checkpoint).get("sleep")
+    return _never_evicts(read_info(checkpoint).get("sleep"))
+
+
+def _never_evicts(sleep) -> bool:
     return isinstance(sleep, dict) and "window" in sleep and sleep["window"] is None
 
 
@@ -105,9 +108,10 @@ def check_test_passes(checkpoint: str | Path, passes: list[int], given: str = ""
     from sleepcore.results import _check_passes  # N in 1..MAX_PASSES first: that message needs no checkpoint
 
     _check_passes(passes)
-    if all(n == 1 for n in passes) or not never_evicts(checkpoint):
+    if all(n == 1 for n in passes):
         return
-    if read_info(checkpoint)["sleep"].get("loop", "sleep") == "wake":  # its N passes run on every read-out window
+    sleep = read_info(checkpoint).get("sleep")
+    if not _never_evicts(sleep) or sleep.get("loop", "sleep") == "wake":  # the loop's N passes run when answering
         return
     given = given or f"--passes {','.join(map(str, passes))}"
     raise ValueError(

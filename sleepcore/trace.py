@@ -261,10 +261,16 @@ def _passes(window: dict, N: int, loop: str = "sleep") -> int:
     return N if (window["kind"] == "context") == (loop == "sleep") else 1
 
 
+def is_wake_loop(meta: dict) -> bool:
+    """Whether a trace is of the wake-loop control. Traces written before the wake loop existed hold no "loop":
+    theirs is sleep."""
+    return meta.get("loop", "sleep") == "wake"
+
+
 def sleep_passes(meta: dict) -> int:
     """Passes a trace holds per context window: its N, or 1 for the wake loop (its N passes run on the windows read
-    out). Traces written before the wake loop existed hold no "loop": theirs is sleep."""
-    return meta["passes"] if meta.get("loop", "sleep") == "sleep" else 1
+    out)."""
+    return 1 if is_wake_loop(meta) else meta["passes"]
 
 
 def _split(task: Task, examples: list[Example]) -> str:

@@ -366,11 +366,12 @@ def _save(
 def _finish_commit(out: Path) -> None:
     """Finish a save cut off after its trainer.json: each .next file trainer.json recorded takes its name. (A .next
     file it did not record is an uncommitted save's, and the next write replaces it.)"""
-    if not (out / "trainer.json").is_file():
+    pending = [name for name in HASHED if _next(out, name).is_file()]  # none after every save that finished
+    if not pending or not (out / "trainer.json").is_file():
         return
     hashes = read_trainer(out / "trainer.json").get("sha256", {})
-    for name in HASHED:
-        if _next(out, name).is_file() and file_sha256(_next(out, name)) == hashes.get(name):
+    for name in pending:
+        if file_sha256(_next(out, name)) == hashes.get(name):
             os.replace(_next(out, name), out / name)
 
 

@@ -277,7 +277,7 @@ def test_check_out_looks_at_the_folder_written_into(tmp_path, monkeypatch):
     (tmp_path / "old.parquet").write_text("")
     readonly = {tmp_path / "parent"}  # as a read-only folder holding a writable one would be to a normal user
     real = os.access
-    monkeypatch.setattr(cli.os, "access", lambda p, mode: Path(p) not in readonly and real(p, mode))
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) not in readonly and real(p, mode))
     cli.check_out(tmp_path / "parent" / "child", folder=True)  # written into: its parent does not matter
     cli.check_out(tmp_path / "parent" / "child" / "new", folder=True)
     cli.check_out(tmp_path / "old.parquet")  # an existing file is replaced through a file beside it

@@ -8,7 +8,7 @@ import streamlit as st
 from analysis.figures import state_heatmap
 from app import data, widgets
 from app.state import parse_view
-from sleepcore.trace import sleep_passes
+from sleepcore.trace import is_wake_loop, sleep_passes
 
 st.title("Compare")
 left_name = data.pick_checkpoint("ckpt", "Left checkpoint")
@@ -56,21 +56,16 @@ except ValueError as e:
 view = parse_view(
     st.query_params, left_name, replace(shape, passes=max(shape.passes, right_shape.passes)), cmp=right_name
 )
-for message in view.messages:
-    st.warning(message)
+data.warn(view)
 depth, seed, custom = widgets.pick_example(left_name, view)
 traces = {n: data.trace(n, depth, seed, custom) for n in (left_name, right_name)}
-
-
-def is_wake_loop(trace) -> bool:
-    return trace.meta.get("loop", "sleep") == "wake"
 
 
 # As in the explorer: a model's pass is one of its N passes, sleep passes on every context window or, for the wake
 # loop, wake passes on the window it answers from; the state it shows is its context window's pass, clamped to the
 # passes that window holds (the wake loop writes each context window once).
 most = max(t.meta["passes"] for t in traces.values())
-kinds = sorted({"wake" if is_wake_loop(t) else "sleep" for t in traces.values()})
+kinds = sorted({"wake" if is_wake_loop(t.meta) else "sleep" for t in traces.values()})
 pass_ = (
     st.slider(
         f"{' or '.join(kinds).capitalize()} pass (each model shows its own last pass if it has fewer"
@@ -89,7 +84,7 @@ st.html(widgets.token_strip(traces[left_name].tables["tokens"], None))
 
 for col, (n, trace) in zip(st.columns(2), traces.items()):
     with col:
-        wake_loop = is_wake_loop(trace)
+        wake_loop = is_wake_loop(trace.meta)
         p = min(pass_, trace.meta["passes"])
         shown_pass = min(p, sleep_passes(trace.meta))
         loop = " passes when answering: the wake loop" if wake_loop else ""

@@ -15,7 +15,7 @@ from analysis.figures import (
     state_heatmap,
 )
 from app import data, widgets
-from sleepcore.trace import sleep_passes
+from sleepcore.trace import is_wake_loop, sleep_passes
 
 st.title("Sleep explorer")
 name, shape, view = data.page_view()
@@ -35,7 +35,7 @@ depth, seed, custom = widgets.pick_example(name, view)
 trace = data.trace(name, depth, seed, custom)
 tokens = trace.tables["tokens"]
 N = trace.meta["passes"]
-wake_loop = trace.meta.get("loop", "sleep") == "wake"
+wake_loop = is_wake_loop(trace.meta)
 layers = trace.meta["layers"]
 context = [w["index"] for w in trace.meta["windows"] if w["kind"] == "context"]
 

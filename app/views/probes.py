@@ -6,6 +6,7 @@ import streamlit as st
 from analysis import session
 from analysis.figures import probe_curves
 from app import data, widgets
+from sleepcore.trace import sleep_passes
 
 st.title("Probe lab")
 name, shape, view = data.page_view()
@@ -63,7 +64,7 @@ st.dataframe(table, hide_index=True, width="stretch")
 st.subheader("Ask the fast weights about the shown example")
 depth, seed, custom = widgets.pick_example(name, view)
 # the states a probe reads: N passes per context window, or the wake loop's one write of it
-sleeps = shape.passes if data.info(name)["sleep"].get("loop", "sleep") == "sleep" else 1
+sleeps = sleep_passes(data.info(name)["sleep"])  # its sleep config holds passes and loop, as a trace's meta does
 pass_ = st.slider("After sleep pass", 1, sleeps, min(view.pass_, sleeps), key="pass") if sleeps > 1 else 1
 if st.button("Query", key="query"):
     st.session_state["query_for"] = (name, depth, seed, custom, layer, pass_, fact_depth)
