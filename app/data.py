@@ -3,7 +3,10 @@ bounded number of entries, so moving a slider reads a cached trace and never re-
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from analysis import session
 from app.state import Shape
@@ -11,6 +14,62 @@ from app.state import Shape
 # The checkpoint a page opens on when the URL names none, if it exists: the shipped model whose sleep passes most
 # visibly consolidate (each pass adds about one hop; checkpoints/NOTES/depo-k4.md). Otherwise the first by name.
 FEATURED = "depo-k4-n4"
+
+
+# The URL holds the view (checkpoint, example, window, pass, ...). Each write to st.query_params sends the browser a
+# message, and the browser makes a history entry of each: choosing another checkpoint made up to eight, so Back
+# walked through half-written URLs. The pages read and write this run's copy instead, url(); main.py opens it from
+# the browser's URL (begin_url) and sends it back once, when the run ends (end_url): one history entry per change.
+
+
+def begin_url(params: dict[str, str]) -> None:
+    """Start this run's URL from `params` (the browser's, or those carried from the last page)."""
+    st.session_state["url"] = dict(params)
+    st.session_state["new_checkpoint"] = False  # pick_checkpoint sets it when the user chose another
+
+
+def url() -> dict[str, str]:
+    """This run's URL parameters: read them and write them here, never through st.query_params."""
+    return st.session_state["url"]
+
+
+def end_url() -> dict[str, str]:
+    """Send this run's URL to the browser if the run changed it (one message, so one history entry); returns it."""
+    params = dict(url())
+    if params != st.query_params.to_dict():
+        st.query_params.from_dict(params)
+    return params
+
+
+def stop() -> NoReturn:
+    """st.stop() for the pages: this run's URL is sent first, as nothing reaches the browser after st.stop()."""
+    end_url()
+    st.stop()
+
+
+def url_wins() -> bool:
+    """True on a run whose view must come from the URL, not from the widgets' own state: a run that the browser's
+    Back or Forward button started (the widgets still hold the view being left, and would write it over the URL
+    the browser went back to), or one where the user chose another checkpoint (they hold the old one's view)."""
+    if st.session_state.get("new_checkpoint"):
+        return True
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and getattr(ctx, "is_history_navigation", False))
+
+
+def initial(key: str, value, options: list | None = None, arg: str = "value") -> dict:
+    """The keyword that gives the widget `key` its value from the URL: `arg`=value, or index= into `options`.
+
+    Streamlit reads that keyword only when it creates the widget. When the URL wins (url_wins) the widget exists
+    already, so the URL's value is written to its session state instead, which also redraws it in the browser (no
+    keyword is given then, which would clash). Dropping the widget's state would not: the browser kept showing the
+    old value while the page used the new one."""
+    if url_wins():
+        st.session_state[key] = value
+        return {}
+    if options is not None:
+        return {"index": options.index(value)}
+    return {arg: value}
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -90,27 +149,28 @@ def pick_checkpoint(
 ) -> str:
     """A checkpoint chosen by name (from the URL if valid; from `names`, default every checkpoint), kept in the URL;
     stops the page if none exist. Choosing another checkpoint of the main `ckpt` drops the old one's view
-    (window, pass, layer, head, and a depth it lacks) from the URL, so the new one opens on its own defaults."""
+    (window, pass, layer, head, and a depth it lacks) from the URL, so the new one opens on its own defaults, and the
+    widgets take those from the URL (url_wins)."""
     from app.state import choose_checkpoint
 
     names = checkpoint_names() if names is None else names
-    chosen, messages = choose_checkpoint(st.query_params, names, key, default)
+    params = url()
+    chosen, messages = choose_checkpoint(params, names, key, default)
     for m in messages:
         st.warning(m)
     if chosen is None:
-        st.stop()
-    name = where.selectbox(label, names, index=names.index(chosen), key=f"select_{key}")
+        stop()
+    name = where.selectbox(label, names, key=f"select_{key}", **initial(f"select_{key}", chosen, names))
     if name != chosen and key == "ckpt":
-        for k in VIEW_KEYS:  # from the URL, and from the widgets' own state, which would outvote it
-            st.query_params.pop(k, None)
-            st.session_state.pop(k, None)
+        st.session_state["new_checkpoint"] = True
+        for k in VIEW_KEYS:
+            params.pop(k, None)
         try:  # the depth carries over where the new checkpoint has it (the same task's models, compared)
-            if st.query_params.get("depth") not in {str(d) for d in shape(name).depths}:
-                st.query_params.pop("depth", None)
-                st.session_state.pop("depth", None)
+            if params.get("depth") not in {str(d) for d in shape(name).depths}:
+                params.pop("depth", None)
         except ValueError:  # a broken checkpoint: page_view says what is wrong with it
             pass
-    st.query_params[key] = name
+    params[key] = name
     return name
 
 
@@ -165,8 +225,8 @@ def page_view(cmp: str | None = None):
         sh = shape(name)
     except ValueError as e:
         st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
-        st.stop()
-    view = parse_view(st.query_params, name, sh, cmp=cmp)
+        stop()
+    view = parse_view(url(), name, sh, cmp=cmp)
     warn(view)
     return name, sh, view
 

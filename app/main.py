@@ -22,11 +22,12 @@ pages = [
 # Streamlit clears the URL's query parameters when the user moves to another page. The view (checkpoint, example,
 # window, pass, layer, ...) follows the user instead: a page opened with none gets those the last page ended with.
 # Every page checks them as it checks a typed URL; a URL with any parameter of its own is taken as it is.
-st.session_state["params_carried"] = not st.query_params and bool(last := st.session_state.get("last_params"))
-if st.session_state["params_carried"]:  # a value the new page's checkpoint lacks is clamped without a warning
-    st.query_params.from_dict(last)
+last = st.session_state.get("last_params")
+st.session_state["params_carried"] = carried = not st.query_params and bool(last)
+data.begin_url(last if carried else st.query_params.to_dict())
 data.refresh_if_changed()
 try:
     st.navigation(pages).run()
-finally:  # also when a page stops early (st.stop), as pages with nothing to show do
-    st.session_state["last_params"] = st.query_params.to_dict()
+finally:  # also when a page stops early (data.stop), as pages with nothing to show do
+    st.session_state["last_params"] = dict(data.url())
+    data.end_url()  # the run's one write of the URL (app/data.py)

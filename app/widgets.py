@@ -62,12 +62,14 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
     depth = where.selectbox(
         "Question depth",
         shape.depths,
-        index=shape.depths.index(view.depth),
         help="Rule 110: steps t · Depo: hops k · gsm: operations",
         key="depth",
+        **data.initial("depth", view.depth, list(shape.depths)),
     )
-    seed = int(where.number_input("Example seed", 0, MAX_SEED - 1, view.seed, step=1, key="seed"))
-    st.query_params.update({"depth": str(depth), "seed": str(seed)})
+    seed = int(
+        where.number_input("Example seed", 0, MAX_SEED - 1, step=1, key="seed", **data.initial("seed", view.seed))
+    )
+    data.url().update({"depth": str(depth), "seed": str(seed)})
     custom = None
     with where.expander("Type your own example"):
         task = data.loaded(name).task

@@ -457,6 +457,66 @@ def test_the_view_follows_the_user_to_another_page():
     assert at.selectbox(key="select_ckpt").value == "tiny-n2"
 
 
+def back(at: AppTest, monkeypatch: pytest.MonkeyPatch, params: dict[str, str]) -> AppTest:
+    """The browser's Back button: it restores an older URL and reruns, while the widgets still hold the view the user
+    left. Streamlit marks that run as history navigation, which AppTest cannot; app.data.url_wins is that mark."""
+    from app import data
+
+    at.query_params.clear()
+    at.query_params.update(params)
+    with monkeypatch.context() as m:
+        m.setattr(data, "url_wins", lambda: True)
+        return at.run()
+
+
+def test_back_restores_the_view_the_url_names(monkeypatch: pytest.MonkeyPatch):
+    at = open_page("explorer", {"ckpt": "tiny-n2", "pass": "1", "seed": "3"})
+    before = dict(at.query_params)
+    at.slider(key="pass").set_value(2).run()
+    at.number_input(key="seed").set_value(5).run()
+    at.selectbox(key="head").set_value(1).run()
+    assert (at.query_params["pass"], at.query_params["seed"], at.query_params["head"]) == ("2", "5", "1")
+
+    at.query_params.update(before)  # an ordinary rerun: the widgets win, and write their view over the URL
+    at.run()
+    assert at.query_params["pass"] == "2" and at.slider(key="pass").value == 2
+
+    back(at, monkeypatch, before)
+    assert_clean(at)
+    assert at.slider(key="pass").value == 1 and at.number_input(key="seed").value == 3
+    assert at.selectbox(key="head").value == 0
+    assert at.query_params == before, "the URL the browser went back to stays"
+    assert "pass 1" in json.dumps(figure(at, "state_heatmap")["layout"]["title"])
+
+
+def test_back_restores_the_checkpoint_and_its_view(monkeypatch: pytest.MonkeyPatch):
+    at = open_page("explorer", {"ckpt": "tiny-n2", "pass": "1"})
+    before = dict(at.query_params)
+    at.selectbox(key="select_ckpt").set_value("tiny-depo-n2").run()
+    assert at.query_params["ckpt"] == "tiny-depo-n2" and at.query_params["pass"] == "2"
+    back(at, monkeypatch, before)
+    assert_clean(at)
+    assert at.selectbox(key="select_ckpt").value == "tiny-n2" and at.slider(key="pass").value == 1
+    assert at.query_params == before
+    sweep = open_page("sweep", {"ckpt": "tiny-n2", "P": "1,2", "examples": "25"})
+    shown = dict(sweep.query_params)
+    sweep.multiselect(key="sweep_passes").set_value([1]).run()
+    assert sweep.query_params["P"] == "1"
+    back(sweep, monkeypatch, shown)
+    assert sweep.multiselect(key="sweep_passes").value == [1, 2] and sweep.query_params == shown
+
+
+def test_pages_reach_the_url_only_through_app_data():
+    """A page that wrote st.query_params would add a history entry per write again, and a write after st.stop()
+    never reaches the browser: the pages use data.url() and data.stop(), which send the URL once per run."""
+    app = Path(APP).parent
+    for f in sorted([*app.glob("*.py"), *app.glob("views/*.py")]):
+        if f.name in ("data.py", "main.py", "bench.py"):
+            continue
+        text = f.read_text()
+        assert "st.query_params" not in text and "st.stop()" not in text, f
+
+
 def test_a_typed_example_stays_across_pages():
     """Streamlit resets a widget on a page that does not draw it, and on another page that does."""
     at = open_page("explorer", {"ckpt": "tiny-n2", "seed": "0"})

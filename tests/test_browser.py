@@ -120,3 +120,46 @@ def test_the_sweep_page_draws_the_test_time_passes_in_the_browser(page, url: str
     assert "trained N = 2" in chart and "test-time passes" in chart
     assert "P=1%2C3" in page.url or "P=1,3" in page.url, "the URL keeps the sweep"
     assert page.locator(EXCEPTION).count() == 0
+
+
+def test_back_and_forward_step_through_the_views_in_the_browser(page, url: str):
+    """One history entry per change of view (the app writes the URL once per run), and Back/Forward restore the
+    view: the URL the browser goes back to outvotes the widgets, which still hold the view being left."""
+
+    def shown() -> tuple[str, str]:
+        wait_for_page(page)
+        slider = page.locator('[data-testid="stSlider"]', has_text="Sleep pass").locator("input[type=range]")
+        return page.url.split("?", 1)[1], slider.get_attribute("value") or ""
+
+    open_url(page, f"{url}/explorer?ckpt=tiny-n2&depth=1&seed=3&window=0&pass=2&layer=1&head=0")
+    entries = page.evaluate("history.length")
+    start = shown()
+    assert start == ("ckpt=tiny-n2&depth=1&seed=3&window=0&pass=2&layer=1&head=0", "2"), "a full URL is kept as it is"
+
+    before = first_chart(page)
+    assert step_slider(page, "Sleep pass", "ArrowLeft") == "1"
+    wait_for_chart_change(page, before)
+    one = shown()
+    assert "pass=1" in one[0] and page.evaluate("history.length") == entries + 1
+
+    picker = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.get_by_role("combobox")
+    picker.click()
+    page.get_by_role("option", name="tiny-depo-n2", exact=True).click()
+    page.wait_for_url("**ckpt=tiny-depo-n2**")
+    other = shown()
+    assert page.evaluate("history.length") == entries + 2, "choosing a checkpoint is one entry, not one per parameter"
+    assert other[1] == "2" and "pass=2" in other[0], "the new checkpoint opens on its last pass, in the browser too"
+
+    for expected in (one, start):
+        page.go_back()
+        page.wait_for_function("u => location.href === u", arg=f"{url}/explorer?{expected[0]}")
+        page.wait_for_timeout(500)  # the rerun the browser's Back starts
+        assert shown() == expected
+        assert picker.input_value() == "tiny-n2"
+    for expected in (one, other):
+        page.go_forward()
+        page.wait_for_function("u => location.href === u", arg=f"{url}/explorer?{expected[0]}")
+        page.wait_for_timeout(500)
+        assert shown() == expected
+    assert picker.input_value() == "tiny-depo-n2"
+    assert page.locator(EXCEPTION).count() == 0

@@ -16,20 +16,21 @@ try:
     shape = data.shape(left_name)
 except ValueError as e:
     st.error(f"Checkpoint {left_name!r} cannot be loaded: {e}")
-    st.stop()
+    data.stop()
 task = data.info(left_name)["task"]
 infos = data.readable_infos()
 same_task = [n for n, info in infos.items() if info["task"] == task]
 others = [n for n in same_task if n != left_name]  # a checkpoint is not compared with itself
-asked = st.query_params.get("cmp")
+params = data.url()
+asked = params.get("cmp")
 if not others:
-    st.query_params.pop("cmp", None)
+    params.pop("cmp", None)
     elsewhere = f"{asked!r} is trained on a different task, and " if asked in infos and asked != left_name else ""
     st.info(
         f"{elsewhere}{left_name} is the only checkpoint trained on {task}: there is nothing to compare it with. "
         "Pick another left checkpoint, or train another model of this task."
     )
-    st.stop()
+    data.stop()
 left_passes = infos[left_name]["sleep"]["passes"] if left_name in infos else 1
 # a sleep model (not a baseline) with the most different N
 default_right = max(
@@ -37,25 +38,23 @@ default_right = max(
     key=lambda n: (infos[n].get("variant", "hybrid") == "hybrid", abs(infos[n]["sleep"]["passes"] - left_passes)),
 )
 if asked == left_name:  # the left side moved onto the right one, or a URL named it twice: one column, not two
-    st.query_params.pop("cmp")
+    params.pop("cmp")
     st.info(
         f"A checkpoint is not compared with itself: comparing {left_name!r} with {default_right!r}. "
         f"Others to compare it with: {', '.join(others)}."
     )
 elif asked in infos and infos[asked]["task"] != task:  # from the URL, or left over when the left side changed task
-    st.query_params.pop("cmp")
+    params.pop("cmp")
     st.info(f"{asked!r} is trained on a different task from {left_name!r}; comparing with {default_right!r}.")
 right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right, names=others)
 try:
     right_shape = data.shape(right_name)
 except ValueError as e:
     st.error(f"Checkpoint {right_name!r} cannot be loaded: {e}")
-    st.stop()
+    data.stop()
 
 # The pass slider spans the model that sleeps most, so the URL may hold any of its passes.
-view = parse_view(
-    st.query_params, left_name, replace(shape, passes=max(shape.passes, right_shape.passes)), cmp=right_name
-)
+view = parse_view(params, left_name, replace(shape, passes=max(shape.passes, right_shape.passes)), cmp=right_name)
 data.warn(view)
 depth, seed, custom = widgets.pick_example(left_name, view)
 traces = {n: data.trace(n, depth, seed, custom) for n in (left_name, right_name)}
@@ -73,13 +72,13 @@ pass_ = (
         + ")",
         1,
         most,
-        min(view.pass_, most),
         key="pass",
+        **data.initial("pass", min(view.pass_, most)),
     )
     if most > 1
     else 1
 )
-st.query_params["pass"] = str(pass_)
+params["pass"] = str(pass_)
 st.html(widgets.token_strip(traces[left_name].tables["tokens"], None))
 
 for col, (n, trace) in zip(st.columns(2), traces.items()):

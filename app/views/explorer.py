@@ -29,7 +29,7 @@ if not shape.fw_layers:  # attention-only baselines: no state to step through (a
         st.info(
             f"{name} has no fast-weight layers: nothing crosses a window boundary, so there is no sleep to explore."
         )
-    st.stop()
+    data.stop()
 
 depth, seed, custom = widgets.pick_example(name, view)
 trace = data.trace(name, depth, seed, custom)
@@ -42,16 +42,26 @@ context = [w["index"] for w in trace.meta["windows"] if w["kind"] == "context"]
 c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
 window = (
     c1.select_slider(
-        "Context window", context, value=view.window if view.window in context else context[-1], key="window"
+        "Context window",
+        context,
+        key="window",
+        **data.initial("window", view.window if view.window in context else context[-1]),
     )
     if len(context) > 1
     else context[0]
 )
-pass_ = c2.slider("Wake pass" if wake_loop else "Sleep pass", 1, N, view.pass_, key="pass") if N > 1 else 1
+pass_ = (
+    c2.slider("Wake pass" if wake_loop else "Sleep pass", 1, N, key="pass", **data.initial("pass", view.pass_))
+    if N > 1
+    else 1
+)
 shown_pass = min(pass_, sleep_passes(trace.meta))  # the context window's pass the state and attention views show
-layer = c3.selectbox("Fast-weight layer", shape.fw_layers, index=shape.fw_layers.index(view.layer), key="layer")
-head = c4.selectbox("Head", list(range(shape.heads)), index=view.head, key="head")
-st.query_params.update({"window": str(window), "pass": str(pass_), "layer": str(layer), "head": str(head)})
+layer = c3.selectbox(
+    "Fast-weight layer", shape.fw_layers, key="layer", **data.initial("layer", view.layer, shape.fw_layers)
+)
+heads = list(range(shape.heads))
+head = c4.selectbox("Head", heads, key="head", **data.initial("head", view.head, heads))
+data.url().update({"window": str(window), "pass": str(pass_), "layer": str(layer), "head": str(head)})
 
 if wake_loop:
     st.info(

@@ -39,7 +39,7 @@ def headline():
             f"a finished run's config.json), so there is nothing to draw: `{command(1000, 777)}` writes one. "
             "Pick another figure above."
         )
-        st.stop()
+        data.stop()
     labels = dict(table.select("metric", "metric_label").unique().iter_rows())
     metric = st.selectbox("Count", counts, format_func=labels.get, key="count")
     return accuracy_vs_passes(table, metric=metric), table.filter(pl.col("metric") == metric)

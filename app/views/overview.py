@@ -22,7 +22,7 @@ if not names:
         "No checkpoints found under checkpoints/. Train one: `sleepcore train --preset rule110-mini "
         "--passes 4 --out checkpoints/rule110-mini-n4`."
     )
-    st.stop()
+    data.stop()
 
 rows, notes = data.result_rows(tuple(names))
 for note in notes:

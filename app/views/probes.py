@@ -12,7 +12,7 @@ st.title("Probe lab")
 name, shape, view = data.page_view()
 if not shape.fw_layers:  # attention-only baselines: no fast weights to probe
     st.info(f"{name} has no fast-weight layers, so there are no fast weights to probe.")
-    st.stop()
+    data.stop()
 
 try:
     probes = data.shipped_probes(name)
@@ -28,16 +28,18 @@ if probes is None:
     if st.button("Fit probes", key="fit_probes"):
         st.session_state["probes_for"] = (name, examples)
     if st.session_state.get("probes_for") != (name, examples):
-        st.stop()
+        data.stop()
     probes = data.probes(name, examples, 0)
 
 facts = probes["fact"].unique().sort().to_list()
 c1, c2, c3 = st.columns(3)
 fact = c1.selectbox("Fact", facts, key="fact")
-layer = c2.selectbox("Fast-weight layer", shape.fw_layers, index=shape.fw_layers.index(view.layer), key="layer")
+layer = c2.selectbox(
+    "Fast-weight layer", shape.fw_layers, key="layer", **data.initial("layer", view.layer, shape.fw_layers)
+)
 depths = probes.filter(pl.col("fact") == fact)["fact_depth"].unique().sort().to_list()
 fact_depth = c3.selectbox("Fact depth", depths, index=min(1, len(depths) - 1), key="fact_depth")
-st.query_params.update({"layer": str(layer)})
+data.url()["layer"] = str(layer)
 
 sub = probes.filter((pl.col("fact") == fact) & (pl.col("layer") == layer))
 curve = session.sleep_curve(sub)
@@ -65,7 +67,11 @@ st.subheader("Ask the fast weights about the shown example")
 depth, seed, custom = widgets.pick_example(name, view)
 # the states a probe reads: N passes per context window, or the wake loop's one write of it
 sleeps = sleep_passes(data.info(name)["sleep"])  # its sleep config holds passes and loop, as a trace's meta does
-pass_ = st.slider("After sleep pass", 1, sleeps, min(view.pass_, sleeps), key="pass") if sleeps > 1 else 1
+pass_ = (
+    st.slider("After sleep pass", 1, sleeps, key="pass", **data.initial("pass", min(view.pass_, sleeps)))
+    if sleeps > 1
+    else 1
+)
 if st.button("Query", key="query"):
     st.session_state["query_for"] = (name, depth, seed, custom, layer, pass_, fact_depth)
 if st.session_state.get("query_for") == (name, depth, seed, custom, layer, pass_, fact_depth):

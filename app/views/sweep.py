@@ -21,7 +21,7 @@ if sleep["window"] is None and loop == "sleep":  # the full-attention reference:
         "every P would give exactly the same answers (`sleepcore sweep` evaluates it at N = 1 only). It is "
         "the upper reference, not a competitor."
     )
-    st.stop()
+    data.stop()
 if loop == "wake":
     st.markdown(
         f"**{name}** is the wake-loop control: it was trained to run **N = {trained}** passes over each window it "
@@ -47,16 +47,26 @@ else:
 shipped, problem = data.shipped_sweep(name)
 if problem:
     st.warning(f"The sweep shipped with this checkpoint is not used: {problem}")
-sweep = parse_sweep(st.query_params, trained, shipped["per_depth"][0] if shipped is not None else 50)
+sweep = parse_sweep(data.url(), trained, shipped["per_depth"][0] if shipped is not None else 50)
 for message in sweep.messages:
     st.warning(message)
 c1, c2 = st.columns(2)
-passes = c1.multiselect("Passes at test time", sweep_choices(trained), default=sweep.passes, key="sweep_passes")
-examples = c2.select_slider("Held-out examples per depth", SWEEP_EXAMPLES, value=sweep.examples, key="sweep_examples")
+passes = c1.multiselect(
+    "Passes at test time",
+    sweep_choices(trained),
+    key="sweep_passes",
+    **data.initial("sweep_passes", sweep.passes, arg="default"),
+)
+examples = c2.select_slider(
+    "Held-out examples per depth",
+    SWEEP_EXAMPLES,
+    key="sweep_examples",
+    **data.initial("sweep_examples", sweep.examples),
+)
 if not passes:
     st.info("Pick at least one number of passes.")
-    st.stop()
-st.query_params.update(SweepView(sorted(passes), examples).params())  # the URL reopens this sweep
+    data.stop()
+data.url().update(SweepView(sorted(passes), examples).params())  # the URL reopens this sweep
 # P values the shipped sweep holds at this many examples (and the page's seed) are read from it, not evaluated
 usable = shipped is not None and shipped["per_depth"][0] == examples and shipped["eval_seed"][0] == EVAL_SEED
 from_file = sorted(set(passes) & set(shipped["passes"].to_list())) if usable else []
