@@ -15,6 +15,7 @@ from sleepcore.checkpoint import (
     CheckpointError,
     atomic_write,
     available,
+    checkpoint_root,
     load_checkpoint,
     read_info,
     weights_sha256,
@@ -196,14 +197,16 @@ def _continued(info: dict) -> list[str]:
 DERIVED = (SWEEP_FILE, "probes.parquet")  # tables computed from a checkpoint's weights, shipped beside them
 
 
-def ship(run: str | Path, name: str, root: Path = CHECKPOINT_ROOT) -> Path:
-    """Copy a finished run's model.safetensors and config.json into root/name and write its model card.
+def ship(run: str | Path, name: str, root: Path | None = None) -> Path:
+    """Copy a finished run's model.safetensors and config.json into root/name (root: checkpoint_root(), the folder
+    names are looked up in) and write its model card.
 
     Shipping other weights under a name removes the tables computed from the old ones (`DERIVED`), saying so."""
     if not isinstance(name, str) or not _is_name(name):  # a name under root, never a path out of it
         raise ValueError(
             f"the checkpoint name must be letters, digits, '-', '_' and '.', not starting with '.'; got {name!r}"
         )
+    root = checkpoint_root() if root is None else Path(root)
     run = Path(run)
     info = read_info(run)
     if not info.get("finished"):
@@ -233,9 +236,11 @@ def _write_card(folder: Path, name: str, info: dict, sweep) -> None:
     atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info, sweep=sweep)))
 
 
-def refresh_cards(root: Path = CHECKPOINT_ROOT) -> list[Path]:
-    """Rewrite the model card of every checkpoint under root from its config.json (its preset's notes and its shipped
-    sweep). Every sweep is read first: one that cannot be used stops the refresh before any card is written."""
+def refresh_cards(root: Path | None = None) -> list[Path]:
+    """Rewrite the model card of every checkpoint under root (checkpoint_root()) from its config.json (its preset's
+    notes and its shipped sweep). Every sweep is read first: one that cannot be used stops the refresh before any
+    card is written."""
+    root = checkpoint_root() if root is None else Path(root)
     names = available(root)
     sweeps, problems = {}, []
     for name in names:

@@ -93,33 +93,49 @@ def configs_from(info: dict) -> tuple[ModelConfig, SleepConfig, TaskConfig, Trai
 def checkpoint_root() -> Path:
     """The folder checkpoints are named in: $SLEEPCORE_CHECKPOINTS where set, else the repository's checkpoints/
     (CHECKPOINT_ROOT). Read at every call: the names commands take, `eval --all`, the figure set and the app all
-    come from here. `ship` and a continued run's `train.init_from` use the repository's checkpoints/."""
+    come from here, and `ship` writes there. A continued run's `train.init_from` is found by `named`."""
     env = os.environ.get(ROOT_ENV)
     return Path(env) if env else CHECKPOINT_ROOT
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A checkpoint folder by path, or by name: under checkpoint_root(), then among the repository's shipped
-    checkpoints (CHECKPOINT_ROOT) where $SLEEPCORE_CHECKPOINTS names another folder. A name is one folder name."""
+    """A checkpoint folder by path, or by name (`named`)."""
     text = str(name_or_path)
     if not text.strip():
         raise CheckpointError("no checkpoint given (an empty name): give a checkpoint's name or folder")
     p = Path(name_or_path)
     if (p / "config.json").exists():
         return p
+    found, roots, where = _lookup(text)
+    if found is None:
+        raise CheckpointError(
+            f"no checkpoint at {text!r} (no config.json there, nor in a folder of that name under "
+            f"{' or '.join(map(str, roots))}); {where}"
+        )
+    return found
+
+
+def named(name: str) -> Path:
+    """The checkpoint folder called `name`: under checkpoint_root(), then among the repository's shipped checkpoints
+    (CHECKPOINT_ROOT) where $SLEEPCORE_CHECKPOINTS names another folder. A name is one folder name, never a path."""
+    found, roots, where = _lookup(name)
+    if found is None:
+        raise CheckpointError(f"no checkpoint named {name!r} under {' or '.join(map(str, roots))}; {where}")
+    return found
+
+
+def _lookup(name: str) -> tuple[Path | None, list[Path], str]:
+    """(the folder called `name` or None, the folders searched, what they hold, for a message)."""
     root, shipped = checkpoint_root(), CHECKPOINT_ROOT
     roots = [root] if root == shipped else [root, shipped]
-    plain = len(p.parts) == 1 and not p.is_absolute() and p.parts[0] != ".."  # never a path out of the root
-    if plain:
+    p = Path(name)
+    if len(p.parts) == 1 and not p.is_absolute() and p.parts[0] != "..":  # never a path out of the root
         for r in roots:
             if (r / p / "config.json").exists():
-                return r / p
+                return r / p, roots, ""
     where = [f"checkpoints in ${ROOT_ENV} ({root}): {', '.join(available(root)) or 'none'}"] if root != shipped else []
     where.append(f"shipped checkpoints: {', '.join(available(shipped)) or 'none'}")
-    raise CheckpointError(
-        f"no checkpoint at {text!r} (no config.json there, nor in a folder of that name under "
-        f"{' or '.join(map(str, roots))}); " + "; ".join(where)
-    )
+    return None, roots, "; ".join(where)
 
 
 def available(root: Path | None = None) -> list[str]:

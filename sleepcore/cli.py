@@ -371,11 +371,16 @@ def _answer_block(title: str, cells: dict) -> list[str]:
 
 
 def _ship_parser(sub) -> None:
-    p = sub.add_parser("ship", help="copy a finished run into checkpoints/NAME and write its model card")
+    p = sub.add_parser(
+        "ship",
+        help="copy a finished run into checkpoints/NAME ($SLEEPCORE_CHECKPOINTS/NAME where set), with a model card",
+    )
     p.add_argument("run", nargs="?", help="a training output folder")
-    p.add_argument("--name", help="the checkpoint's name under checkpoints/")
+    p.add_argument("--name", help="the checkpoint's name under checkpoints/ ($SLEEPCORE_CHECKPOINTS where set)")
     p.add_argument(
-        "--refresh-cards", action="store_true", help="rewrite every shipped checkpoint's README.md from its config"
+        "--refresh-cards",
+        action="store_true",
+        help="rewrite the README.md of every checkpoint there from its config",
     )
     p.set_defaults(func=_ship)
 

@@ -488,13 +488,15 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
 
 
 def _base(name: str, configs, device) -> tuple[dict, dict]:
-    """The weights a continued run starts from, the shipped checkpoint `name` (checked to share this run's model,
-    sleep and task configs), and its record for the new config.json: step, tokens, wall time, command, SHA-256."""
+    """The weights a continued run starts from, the checkpoint called `name` (checkpoint.named), checked to share
+    this run's model, sleep and task configs, and its record for the new config.json: step, tokens, wall time,
+    command, SHA-256."""
     from sleepcore import checkpoint as ckpt
 
-    folder, shipped = ckpt.CHECKPOINT_ROOT / name, ckpt.available(ckpt.CHECKPOINT_ROOT)
-    if name not in shipped:
-        raise CheckpointError(f"init_from: no checkpoint {name!r}; shipped checkpoints: {', '.join(shipped) or 'none'}")
+    try:
+        folder = ckpt.named(name)
+    except CheckpointError as e:
+        raise CheckpointError(f"init_from: {e}") from None
     base, info = ckpt.load_checkpoint(folder, device)
     for section, mine, theirs in zip(("model", "sleep", "task"), configs, ckpt.configs_from(info)[:3]):
         if mine != theirs:

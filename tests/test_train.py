@@ -170,7 +170,9 @@ def test_a_continued_run_refuses_an_unknown_or_mismatched_base(tmp_path, monkeyp
 
     monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
     _ship_tiny(tmp_path / "shipped", "tiny-n2")
-    with pytest.raises(CheckpointError, match=r"no checkpoint 'tiny-n9'; shipped checkpoints: tiny-n2"):
+    with pytest.raises(
+        CheckpointError, match=r"init_from: no checkpoint named 'tiny-n9' under .*; shipped checkpoints: tiny-n2"
+    ):
         train(tmp_path / "a", *tiny(steps=2, init_from="tiny-n9"), progress=False)
     with pytest.raises(CheckpointError, match="tiny-n2's sleep config differs from this run's"):
         train(tmp_path / "b", *tiny(steps=2, passes=3, init_from="tiny-n2"), progress=False)
@@ -179,6 +181,23 @@ def test_a_continued_run_refuses_an_unknown_or_mismatched_base(tmp_path, monkeyp
             tiny(steps=2, init_from=bad)
     with pytest.raises(ValueError, match="data_offset must be an integer >= 0; got -1"):
         tiny(steps=2, data_offset=-1)
+
+
+def test_a_continued_run_and_ship_use_the_checkpoints_folder_names_come_from(tmp_path, monkeypatch):
+    """With $SLEEPCORE_CHECKPOINTS set, init_from finds its base there (before the repository's checkpoints/), and
+    `ship` writes there: the folder the app, eval --all and every name look in."""
+    from sleepcore import cards, checkpoint
+
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path / "mine"))
+    (tmp_path / "shipped").mkdir()
+    base = _ship_tiny(tmp_path / "mine", "tiny-n2")
+    info = train(tmp_path / "cont", *tiny(steps=1, passes=2, init_from="tiny-n2", lr=1e-30), progress=False)
+    assert info["continued_from"]["sha256"] == checkpoint.weights_sha256(tmp_path / "mine" / "tiny-n2")
+    assert cards.ship(tmp_path / "cont", "tiny-cont") == tmp_path / "mine" / "tiny-cont"
+    assert checkpoint.available(tmp_path / "shipped") == [] and "tiny-cont" in checkpoint.available(tmp_path / "mine")
+    shipped = load_file(checkpoint.resolve("tiny-cont") / "model.safetensors")
+    assert all(torch.allclose(shipped[k], base[k], rtol=0, atol=1e-20) for k in base)
 
 
 def test_a_continuing_preset_names_the_shipped_checkpoint_of_its_n_and_variant():
@@ -198,7 +217,9 @@ def test_the_wake_loop_variant_moves_the_passes_and_keeps_the_model(tmp_path):
     assert shipped_name("depo-k4", 4, "wake-loop") == "depo-k4-wake-loop-n4"
     assert shipped_name("depo-k4", 4) == "depo-k4-n4" and shipped_name("depo-k4", 1, "wide") == "depo-k4-wide"
     assert shipped_name("depo-k4", 4, "wide") == "depo-k4-wide-n4", "a wide model at N = 4 is not the N = 1 control"
-    with pytest.raises(ValueError, match="init_from: no checkpoint 'rule110-mini-wide-n4'; shipped checkpoints: "):
+    with pytest.raises(
+        ValueError, match="init_from: no checkpoint named 'rule110-mini-wide-n4' under .*shipped checkpoints: "
+    ):
         train(tmp_path / "w", *build("rule110-long", 4, "wide", steps=1), progress=False)
     with pytest.raises(ValueError, match="unknown variant 'dream'; valid variants: .*wake-loop"):
         build("depo-k4", 4, "dream")
