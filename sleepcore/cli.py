@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
-import tempfile
 import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from sleepcore.checkpoint import CheckpointError
+from sleepcore.checkpoint import CheckpointError, check_out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,36 +54,6 @@ def seed(text: str) -> int:
             f"expected a seed: an integer from 0 to 2**63 - 1 ({SEED_LIMIT - 1}); got {text!r}"
         )
     return value
-
-
-def check_out(path: str | Path, flag: str = "--out", folder: bool = False) -> None:
-    """Refuse an output path that cannot be written, before any computing: a file path that is a folder (or a
-    folder that is a file), or one below a file or a folder where no file can be made. Missing folders are fine:
-    writes make them. The test is real: a temporary file is made and removed where the write will make its own
-    (atomic_write writes through one), since os.access trusts permission bits that root passes everywhere
-    (/proc, a read-only mount)."""
-    if str(path).strip() == "":
-        raise ValueError(f"{flag} is empty; give a {'folder' if folder else 'file'} path")
-    path = Path(path)
-    kind = "folder" if folder else "file"
-    if path.exists() and path.is_dir() != folder:
-        raise ValueError(f"{flag} {path} is {'a file' if folder else 'a folder'}; give a {kind} path")
-    # the nearest that exists of: the folder itself (written into), then the folders above (/ at worst); a file is
-    # written through a temporary file beside it, so its own folder is what must be writable
-    here = (path.absolute(),) if folder else ()
-    above = next(p for p in (*here, *path.absolute().parents) if p.exists())
-    if not above.is_dir():
-        raise ValueError(f"{flag} {path}: {above} is a file, so no {kind} can be made below it; give another path")
-    if not os.access(above, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: the folder {above} is not writable; give a path in a writable folder")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".sleepcore-check.", dir=above)
-    except OSError as e:
-        raise ValueError(
-            f"{flag} {path}: no file can be made in the folder {above} ({e.strerror}); give a path in a writable folder"
-        ) from None
-    os.close(fd)
-    os.unlink(tmp)
 
 
 def never_evicts(checkpoint: str | Path) -> bool:
@@ -301,8 +269,9 @@ def _trace_parser(sub) -> None:
 def _trace(args) -> int:
     from sleepcore.trace import META, check_trace_out, trace_checkpoint, write_trace
 
-    check_trace_out(args.out)  # a folder holding anything but a trace is refused before the trace is recorded
-    check_out(args.out, folder=True)
+    check_trace_out(
+        args.out, "--out"
+    )  # before the trace is recorded: a folder holding anything but a trace, or unwritable
     if args.passes is not None:
         check_test_passes(args.checkpoint, [args.passes])
     t0 = time.perf_counter()

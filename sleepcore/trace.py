@@ -14,7 +14,6 @@ import fnmatch
 import hashlib
 import io
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from sleepcore.checkpoint import atomic_write, json_problem, load_checkpoint, resolve, weights_sha256, write_json
+from sleepcore.checkpoint import (
+    atomic_write,
+    check_out,
+    json_problem,
+    load_checkpoint,
+    resolve,
+    weights_sha256,
+    write_json,
+)
 from sleepcore.data import collate
 from sleepcore.recorder import Recorder
 from sleepcore.tasks import Example, Task, get_task, split_of
@@ -411,7 +418,7 @@ def _concat(name: str, blocks: list[pl.DataFrame]) -> pl.DataFrame:
 # --- files ----------------------------------------------------------------------------------------------------
 
 
-def check_trace_out(out_dir: str | Path) -> Path:
+def check_trace_out(out_dir: str | Path, flag: str = "the trace folder") -> Path:
     """The folder a trace may be written to, checked before anything is computed; TraceError saying what is
     there and what to do otherwise. Returns it as a Path.
 
@@ -419,7 +426,7 @@ def check_trace_out(out_dir: str | Path) -> Path:
     a trace's: the trace is replaced) and a folder whose trace writing was cut short (it holds write_trace's
     marker). Refused: an empty path (it would be the current folder), a file, a folder holding anything else (a
     checkpoint, someone's files: the trace would replace their meta.json or mix its files in with theirs), and a
-    place where no folder can be written.
+    place where no file can be made (`flag` names the path there, as the command line gave it).
     """
     if not str(out_dir).strip():
         raise TraceError("the trace folder is an empty path; give a folder for the trace, e.g. --out traces/NAME")
@@ -436,12 +443,10 @@ def check_trace_out(out_dir: str | Path) -> Path:
                 f"cannot write a trace to {out}: it is {what} (it holds {shown}; {mine}), and the trace "
                 "would replace or mix in with what is there; give a new folder, an empty one or a trace folder"
             )
-    # the nearest folder that exists (the trace's own, or the one its folder will be made in) must be writable
-    above = next(p for p in (out.absolute(), *out.absolute().parents) if p.exists())
-    if not above.is_dir():
-        raise TraceError(f"cannot write a trace to {out}: {above} is a file, so no folder can be made below it")
-    if not os.access(above, os.W_OK | os.X_OK):
-        raise TraceError(f"cannot write a trace to {out}: the folder {above} is not writable; give another folder")
+    try:  # a file can be made where the trace's files will be (a real test: os.access passes root everywhere)
+        check_out(out, flag, folder=True)
+    except ValueError as e:
+        raise TraceError(str(e)) from None
     return out
 
 

@@ -119,6 +119,15 @@ def test_an_empty_out_path_is_refused_not_the_current_folder(trace, tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+def test_a_trace_folder_where_no_file_can_be_made_is_refused_even_for_root(trace):
+    """/proc passes os.access for root; the check makes a real file, as the trace's own writes would."""
+    with pytest.raises(TraceError, match=r"^the trace folder /proc/t: no file can be made in the folder /proc"):
+        check_trace_out("/proc/t")
+    with pytest.raises(TraceError, match="no file can be made in the folder /proc"):
+        write_trace(trace, "/proc/t")
+
+
 def test_a_trace_folder_a_new_one_and_a_cut_short_one_may_be_written(trace, tmp_path):
     assert check_trace_out(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
     written = tmp_path / "t"
