@@ -161,8 +161,9 @@ def pick_checkpoint(
     if chosen is None:
         stop()
     name = where.selectbox(label, names, key=f"select_{key}", **initial(f"select_{key}", chosen, names))
-    if name != chosen and key == "ckpt":
+    if name != chosen:  # the user chose another: what no longer fits is clamped without a warning (warn)
         st.session_state["new_checkpoint"] = True
+    if name != chosen and key == "ckpt":
         for k in VIEW_KEYS:
             params.pop(k, None)
         try:  # the depth carries over where the new checkpoint has it (the same task's models, compared)
@@ -232,11 +233,16 @@ def page_view(cmp: str | None = None):
 
 
 def warn(view) -> None:
-    """The URL's problems with a view as warnings, unless the URL was carried from the last page (main.py): what
-    the user never typed is clamped without a word."""
-    if not st.session_state.get("params_carried"):
+    """The URL's problems with a view as warnings, unless the URL was carried from the last page (main.py) or the
+    user just chose another checkpoint: what the user never typed is clamped without a word. Then every value the
+    URL holds is written as the page shows it, so a wrong one is told once, not on every run of every page (a page
+    writes back only the values it has controls for)."""
+    if not (st.session_state.get("params_carried") or st.session_state.get("new_checkpoint")):
         for message in view.messages:
             st.warning(message)
+    if view.messages:
+        params, shown = url(), view.params()
+        params.update({k: shown[k] for k in params.keys() & shown.keys() - {"ckpt", "cmp"}})
 
 
 @st.cache_resource

@@ -2,6 +2,7 @@
 
 import streamlit as st
 import torch
+from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
 
 from app import data
 
@@ -26,8 +27,13 @@ last = st.session_state.get("last_params")
 st.session_state["params_carried"] = carried = not st.query_params and bool(last)
 data.begin_url(last if carried else st.query_params.to_dict())
 data.refresh_if_changed()
+replaced = False
 try:
     st.navigation(pages).run()
+except RerunException:  # a newer run replaces this one (the user moved on, or pressed Back): its URL is stale, and
+    replaced = True  # written during a Back it would land on the history entry the browser went back to
+    raise
 finally:  # also when a page stops early (data.stop), as pages with nothing to show do
-    st.session_state["last_params"] = dict(data.url())
-    data.end_url()  # the run's one write of the URL (app/data.py)
+    if not replaced:
+        st.session_state["last_params"] = dict(data.url())
+        data.end_url()  # the run's one write of the URL (app/data.py)

@@ -173,6 +173,44 @@ def test_a_bad_parameter_in_the_url_falls_back_with_a_warning():
     assert at.query_params["pass"] == "2" and at.query_params["seed"] == "0", "the URL is corrected"
 
 
+@pytest.mark.parametrize("page", ["probes", "compare", "sweep", "export"])
+def test_a_bad_value_a_page_has_no_control_for_is_told_once_and_corrected(page):
+    """A page writes back the values it has controls for; the others it checked are written as it showed them, so
+    the warning does not come back on every run (the sweep page shows no window, pass, layer or head at all)."""
+    at = open_page(page, {"ckpt": "tiny-n2", "cmp": "tiny-n1", "window": "7", "pass": "99", "head": "5"})
+    assert_clean(at)
+    told = [w.split()[0] for w in texts(at.warning)]
+    assert {"Window", "Pass", "Head"} <= set(told), told
+    assert (at.query_params["window"], at.query_params["head"]) == ("0", "0")
+    assert at.query_params["pass"] == "2" and at.query_params["ckpt"] == "tiny-n2"
+    at.run()
+    assert_clean(at)
+    assert not at.warning, texts(at.warning)
+
+
+def test_choosing_another_right_checkpoint_clamps_its_pass_without_a_warning():
+    at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2", "pass": "2"})
+    assert_clean(at)
+    at.selectbox(key="select_cmp").set_value("tiny-attn-only").run()  # N = 1 on both sides now: pass 2 is gone
+    assert_clean(at)
+    assert at.query_params["cmp"] == "tiny-attn-only" and not at.warning, texts(at.warning)
+    assert at.query_params["pass"] == "1"
+    at.selectbox(key="select_ckpt").set_value("tiny-n2").run()  # the left side: N = 2, the right tiny-n1's 1
+    assert_clean(at)
+    assert not at.warning, texts(at.warning)
+
+
+def test_the_probe_labs_pass_is_kept_in_the_url():
+    at = open_page("probes", {"ckpt": "tiny-n2", "pass": "2"})
+    if not at.slider:  # no shipped probe table: fit one, as a user would
+        at.button(key="fit_probes").click().run()
+    at.slider(key="pass").set_value(1).run()
+    assert_clean(at)
+    assert at.query_params["pass"] == "1"
+    click_to(at, "explorer")
+    assert at.slider(key="pass").value == 1, "the pass follows the user"
+
+
 def test_an_invalid_custom_example_shows_a_helpful_error():
     at = open_page("explorer", {"ckpt": "tiny-n2"})
     seeded = heatmap_z(at)

@@ -67,11 +67,10 @@ st.subheader("Ask the fast weights about the shown example")
 depth, seed, custom = widgets.pick_example(name, view)
 # the states a probe reads: N passes per context window, or the wake loop's one write of it
 sleeps = sleep_passes(data.info(name)["sleep"])  # its sleep config holds passes and loop, as a trace's meta does
-pass_ = (
-    st.slider("After sleep pass", 1, sleeps, key="pass", **data.initial("pass", min(view.pass_, sleeps)))
-    if sleeps > 1
-    else 1
-)
+pass_ = 1
+if sleeps > 1:  # (the wake loop's one write leaves the URL's pass, a wake pass, to the pages that show those)
+    pass_ = st.slider("After sleep pass", 1, sleeps, key="pass", **data.initial("pass", min(view.pass_, sleeps)))
+    data.url()["pass"] = str(pass_)
 if st.button("Query", key="query"):
     st.session_state["query_for"] = (name, depth, seed, custom, layer, pass_, fact_depth)
 if st.session_state.get("query_for") == (name, depth, seed, custom, layer, pass_, fact_depth):
