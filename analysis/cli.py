@@ -7,7 +7,7 @@ import argparse
 import functools
 from pathlib import Path
 
-from sleepcore.cli import check_out, check_test_passes, never_evicts, seed
+from sleepcore.cli import check_out, check_test_passes, check_threads, never_evicts, seed
 from sleepcore.results import MAX_PASSES
 
 
@@ -192,8 +192,7 @@ def _table_command(args, make, describe, before=None, more=None):
 
     from analysis.export import export_table
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1; got {args.threads}")
+    check_threads(args.threads)
     if args.out:
         check_table_out(args.out)
     if before is not None:
@@ -341,22 +340,21 @@ def _figures_parser(sub) -> None:
 def _figures(args) -> int:
     from tqdm import tqdm
 
-    from analysis import session
     from analysis.export import figure_bytes
     from analysis.figure_set import all_figures
-    from sleepcore.checkpoint import atomic_write
+    from sleepcore.checkpoint import atomic_write, checkpoint_root, require_checkpoints
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ValueError(f"unknown format(s) {bad}; valid: {', '.join(FORMATS)}")
-    known = session.checkpoint_names()
+    known = require_checkpoints(checkpoint_root())
     names = [n.strip() for n in args.checkpoints.split(",")] if args.checkpoints else known
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        raise ValueError(f"unknown checkpoint(s) {unknown}; known: {', '.join(known) or 'none'}")
+        raise ValueError(f"unknown checkpoint(s) {unknown}; known: {', '.join(known)}")
+    check_out(args.out, folder=True)  # the text as given: Path("") would be the current folder
     out = Path(args.out)
-    check_out(out, folder=True)
     check_browser("--format", ",".join(formats))
     # All or nothing: every checkpoint's inputs are checked and every file rendered before the first is written.
     figures = all_figures(names)

@@ -14,10 +14,10 @@ from sleepcore.checkpoint import (
     CHECKPOINT_ROOT,
     CheckpointError,
     atomic_write,
-    available,
     checkpoint_root,
     load_checkpoint,
     read_info,
+    require_checkpoints,
     weights_sha256,
 )
 from sleepcore.config import _is_name
@@ -95,8 +95,8 @@ def model_card(name: str, info: dict, notes: Path | None = None, sweep=None) -> 
                 else ""
             )
             + (" plus a learned pass embedding" if sleep["pass_embedding"] else "")
-            + ". Without this input injection small models did not train at N > 1 (shared/FINDINGS.md); at N = 1 it"
-            " only normalises the embeddings.",
+            + ". Without this input injection small models did not train at N > 1 (checkpoints/NOTES/rule110-mini.md,"
+            " 'What was tried'); at N = 1 it only normalises the embeddings.",
         ]
     ev = info.get("eval")
     if ev:
@@ -105,7 +105,7 @@ def model_card(name: str, info: dict, notes: Path | None = None, sweep=None) -> 
             "## Evaluation",
             "",
             f"Held-out (test-split) examples, {ev['per_depth']} sequences per depth, seed {ev['seed']}; 95% "
-            f"Wilson intervals. Reproduce: `sleepcore eval checkpoints/{name} --examples {ev['per_depth']} "
+            f"Wilson intervals. Reproduce: `sleepcore eval {name} --examples {ev['per_depth']} "
             f"--seed {ev['seed']}`.",
             "",
         ]
@@ -197,24 +197,33 @@ def _continued(info: dict) -> list[str]:
 DERIVED = (SWEEP_FILE, "probes.parquet")  # tables computed from a checkpoint's weights, shipped beside them
 
 
-def ship(run: str | Path, name: str, root: Path | None = None) -> Path:
+def ship(run: str | Path, name: str, root: Path | None = None, replace: bool = False) -> Path:
     """Copy a finished run's model.safetensors and config.json into root/name (root: checkpoint_root(), the folder
     names are looked up in) and write its model card.
 
-    Shipping other weights under a name removes the tables computed from the old ones (`DERIVED`), saying so."""
+    A name that holds other weights is refused unless `replace`: then the tables computed from the old weights
+    (`DERIVED`) are removed, saying so. The same weights again (a card rewritten) need no `replace`."""
     if not isinstance(name, str) or not _is_name(name):  # a name under root, never a path out of it
         raise ValueError(
             f"the checkpoint name must be letters, digits, '-', '_' and '.', not starting with '.'; got {name!r}"
         )
     root = checkpoint_root() if root is None else Path(root)
     run = Path(run)
+    if not (run / "config.json").is_file():  # a path, never a checkpoint's name: read_info would look names up
+        raise CheckpointError(f"{run} is not a training run (no config.json there); give the --out folder of a run")
     info = read_info(run)
     if not info.get("finished"):
         raise CheckpointError(f"{run} has not finished training (step {info.get('step')} of {info['train']['steps']})")
     load_checkpoint(run)  # validates weights against the config before anything is copied
     dest = root / name
+    other = (dest / "model.safetensors").is_file() and weights_sha256(dest) != weights_sha256(run)
+    if other and not replace:
+        raise CheckpointError(
+            f"{dest} already holds a checkpoint with other weights; give another --name, or --replace to put this "
+            f"run there and remove the tables computed from the old weights ({', '.join(DERIVED)})"
+        )
     dest.mkdir(parents=True, exist_ok=True)
-    if (dest / "model.safetensors").is_file() and weights_sha256(dest) != weights_sha256(run):
+    if other:
         for f in DERIVED:
             if (dest / f).is_file():
                 (dest / f).unlink()
@@ -238,18 +247,18 @@ def _write_card(folder: Path, name: str, info: dict, sweep) -> None:
 
 def refresh_cards(root: Path | None = None) -> list[Path]:
     """Rewrite the model card of every checkpoint under root (checkpoint_root()) from its config.json (its preset's
-    notes and its shipped sweep). Every sweep is read first: one that cannot be used stops the refresh before any
-    card is written."""
+    notes and its shipped sweep). All or nothing: every card is made before the first is written, so a config.json or
+    sweep that cannot be used stops the refresh with every card as it was."""
     root = checkpoint_root() if root is None else Path(root)
-    names = available(root)
-    sweeps, problems = {}, []
+    names = require_checkpoints(root)
+    cards, problems = {}, []
     for name in names:
         try:
-            sweeps[name] = _sweep_of(root / name)
-        except CheckpointError as e:
-            problems.append(str(e))
+            cards[name] = model_card(name, read_info(root / name), sweep=_sweep_of(root / name))
+        except ValueError as e:  # CheckpointError, and a config.json whose values do not make a card
+            problems.append(f"{name}: {e}")
     if problems:
         raise CheckpointError("no card was rewritten: " + "; ".join(problems))
     for name in names:
-        _write_card(root / name, name, read_info(root / name), sweeps[name])
+        atomic_write(root / name / "README.md", lambda tmp, text=cards[name]: Path(tmp).write_text(text))
     return [root / name / "README.md" for name in names]

@@ -179,6 +179,23 @@ def available(root: Path | None = None) -> list[str]:
     )
 
 
+def require_checkpoints(root: Path) -> list[str]:
+    """available(root), refused when there are none: a command over every checkpoint (eval --all, the card refresh,
+    the figure set) must not write an empty result over a real one because $SLEEPCORE_CHECKPOINTS had a typo."""
+    names = available(root)
+    if names:
+        return names
+    where = f"the checkpoints folder {root}" + (f" (${ROOT_ENV})" if os.environ.get(ROOT_ENV) else "")
+    if not Path(root).exists():
+        raise CheckpointError(f"{where} does not exist; give a folder of checkpoints")
+    if not Path(root).is_dir():
+        raise CheckpointError(f"{where} is a file, not a folder of checkpoints")
+    raise CheckpointError(
+        f"{where} holds no checkpoint (a folder with config.json and model.safetensors); "
+        "put one there with `sleepcore ship RUN --name NAME`"
+    )
+
+
 def weights_sha256(path: str | Path) -> str:
     """SHA-256 of a checkpoint's model.safetensors (hex): names the exact weights a result or a run came from."""
     return file_sha256(resolve(path) / "model.safetensors")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -54,6 +55,14 @@ def seed(text: str) -> int:
             f"expected a seed: an integer from 0 to 2**63 - 1 ({SEED_LIMIT - 1}); got {text!r}"
         )
     return value
+
+
+def check_threads(threads: int, flag: str = "--threads") -> None:
+    """CPU threads for torch: 1 up to this machine's cores. Far more only slows a run down, and some 100,000 made
+    torch crash (a segfault) or hang while it started them."""
+    cores = os.cpu_count() or 1
+    if not 1 <= threads <= cores:
+        raise ValueError(f"{flag} must be 1 to {cores} (this machine's cores); got {threads}")
 
 
 def never_evicts(checkpoint: str | Path) -> bool:
@@ -133,9 +142,10 @@ def _train(args) -> int:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1; got {args.nproc}")
-    for flag, value in (("--stop-after", args.stop_after), ("--threads", args.threads)):
-        if value is not None and value < 1:
-            raise ValueError(f"{flag} must be >= 1; got {value}")
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ValueError(f"--stop-after must be >= 1; got {args.stop_after}")
+    if args.threads is not None:
+        check_threads(args.threads)
     configs = build(
         args.preset,
         args.passes,
@@ -212,6 +222,7 @@ def _eval_parser(sub) -> None:
     p.add_argument("--examples", type=int, default=250, help="held-out sequences per depth")
     p.add_argument("--seed", type=seed, default=777, help="the examples' seed (0 to 2**63 - 1; default 777)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--markdown", help="with --all: write the results tables to this Markdown file")
     p.add_argument(
         "--results-json", help="with --all: write every result, every count, to this JSON file (the app charts it)"
@@ -220,7 +231,7 @@ def _eval_parser(sub) -> None:
 
 
 def _eval(args) -> int:
-    from sleepcore.results import evaluate_all, evaluate_checkpoint, results_markdown, write_results_json
+    from sleepcore.results import command, evaluate_all, evaluate_checkpoint, results_markdown, write_results_json
 
     if args.passes is not None and args.passes < 1:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
@@ -232,14 +243,15 @@ def _eval(args) -> int:
         for flag, path in (("--markdown", args.markdown), ("--results-json", args.results_json)):
             if path:
                 check_out(path, flag)  # before every checkpoint is evaluated
-        results = evaluate_all(args.examples, args.seed)
-        text = results_markdown(args.examples, args.seed, results)
+        results = evaluate_all(args.examples, args.seed, progress=not args.no_progress)
+        written_by = command(args.examples, args.seed, args.markdown, args.results_json)
+        text = results_markdown(args.examples, args.seed, results, written_by)
         if args.markdown:
             from sleepcore.checkpoint import atomic_write
 
             atomic_write(Path(args.markdown), lambda tmp: Path(tmp).write_text(text))
         if args.results_json:
-            write_results_json(args.results_json, results, args.examples, args.seed)
+            write_results_json(args.results_json, results, args.examples, args.seed, written_by)
         print(json.dumps(results, indent=2) if args.json else text)
         return 0
     if args.markdown or args.results_json:
@@ -248,7 +260,8 @@ def _eval(args) -> int:
         raise ValueError("give a checkpoint (folder or name) or --all")
     if args.passes is not None:
         check_test_passes(args.checkpoint, [args.passes])
-    res = evaluate_checkpoint(args.checkpoint, args.passes, args.examples, args.seed, progress=not args.json)
+    progress = not (args.json or args.no_progress)
+    res = evaluate_checkpoint(args.checkpoint, args.passes, args.examples, args.seed, progress=progress)
     if args.json:
         print(json.dumps(res, indent=2))
     else:
@@ -307,8 +320,7 @@ def _bench_parser(sub) -> None:
 def _bench(args) -> int:
     from sleepcore.bench import run
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1; got {args.threads}")
+    check_threads(args.threads)
     check_out(args.out, folder=True)
     return run(args.which, Path(args.out), quick=args.quick, threads=args.threads)
 
@@ -347,6 +359,9 @@ def _ship_parser(sub) -> None:
     p.add_argument("run", nargs="?", help="a training output folder")
     p.add_argument("--name", help="the checkpoint's name under checkpoints/ ($SLEEPCORE_CHECKPOINTS where set)")
     p.add_argument(
+        "--replace", action="store_true", help="put the run under a name that holds other weights (a retrained model)"
+    )
+    p.add_argument(
         "--refresh-cards",
         action="store_true",
         help="rewrite the README.md of every checkpoint there from its config",
@@ -358,14 +373,14 @@ def _ship(args) -> int:
     from sleepcore.cards import refresh_cards, ship
 
     if args.refresh_cards:
-        if args.run or args.name:
-            raise ValueError("--refresh-cards takes no run or --name")
+        if args.run or args.name or args.replace:
+            raise ValueError("--refresh-cards takes no run, --name or --replace")
         for path in refresh_cards():
             print(f"wrote {path}")
         return 0
     if not args.run or not args.name:
         raise ValueError("give a run folder and --name (or --refresh-cards)")
-    print(f"shipped {args.run} to {ship(args.run, args.name)}")
+    print(f"shipped {args.run} to {ship(args.run, args.name, replace=args.replace)}")
     return 0
 
 

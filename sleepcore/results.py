@@ -8,12 +8,13 @@ import shlex
 from pathlib import Path
 
 from sleepcore.checkpoint import (
+    CHECKPOINT_ROOT,
     CheckpointError,
     atomic_write,
-    available,
     checkpoint_root,
     json_problem,
     load_checkpoint,
+    require_checkpoints,
     resolve,
     weights_sha256,
 )
@@ -102,7 +103,6 @@ def sweep_model(
 
 
 RESULTS_FORMAT = 1
-COMMAND = "sleepcore eval --all --examples {per_depth} --seed {seed} --markdown {md} --results-json {js}"
 
 
 def evaluate_all(per_depth: int = 1000, seed: int = 777, root: Path | None = None, progress: bool = True) -> list:
@@ -110,19 +110,40 @@ def evaluate_all(per_depth: int = 1000, seed: int = 777, root: Path | None = Non
     figure set read), at its trained N."""
     _check_per_depth(per_depth)  # before the first checkpoint's evaluation, and with none under root
     root = checkpoint_root() if root is None else root
+    names = require_checkpoints(root)  # none: an empty list would be written over RESULTS.md as if it were a result
     return [
         evaluate_checkpoint(Path(root) / name, per_depth=per_depth, seed=seed, progress=progress, label=name)
-        for name in available(root)
+        for name in names
     ]
 
 
-def command(per_depth: int, seed: int) -> str:
-    return COMMAND.format(per_depth=per_depth, seed=seed, md="checkpoints/RESULTS.md", js="checkpoints/RESULTS.json")
+def command(per_depth: int, seed: int, markdown: str | None = None, results_json: str | None = None) -> str:
+    """The `sleepcore eval --all` command that writes these results, as it was given: its files, and the
+    $SLEEPCORE_CHECKPOINTS it read where that is not the repository's checkpoints/."""
+    root = checkpoint_root()
+    env = "" if root == CHECKPOINT_ROOT else f"SLEEPCORE_CHECKPOINTS={shlex.quote(str(root))} "
+    out = "".join(
+        f" {flag} {shlex.quote(str(f))}"
+        for flag, f in (("--markdown", markdown), ("--results-json", results_json))
+        if f
+    )
+    return f"{env}sleepcore eval --all --examples {per_depth} --seed {seed}{out}"
 
 
-def write_results_json(path: str | Path, results: list[dict], per_depth: int, seed: int) -> None:
-    """Every result (every count: per answer, exact, by effective depth, first answer) as one JSON document."""
-    doc = {"format": RESULTS_FORMAT, "command": command(per_depth, seed), "per_depth": per_depth, "seed": seed}
+# the command that writes the shipped tables (checkpoints/RESULTS.md, .json), run from the repository's root
+SHIPPED_COMMAND = (
+    "sleepcore eval --all --examples 1000 --seed 777 --markdown checkpoints/RESULTS.md --results-json "
+    "checkpoints/RESULTS.json"
+)
+
+
+def write_results_json(
+    path: str | Path, results: list[dict], per_depth: int, seed: int, command_text: str | None = None
+) -> None:
+    """Every result (every count: per answer, exact, by effective depth, first answer) as one JSON document, with the
+    command that wrote it (default: `command(per_depth, seed)`)."""
+    cmd = command(per_depth, seed) if command_text is None else command_text
+    doc = {"format": RESULTS_FORMAT, "command": cmd, "per_depth": per_depth, "seed": seed}
     text = json.dumps({**doc, "results": results}, indent=1) + "\n"
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
@@ -148,7 +169,7 @@ def read_results_json(path: str | Path) -> dict:
     if not well_formed:
         raise ValueError(
             f"{path} is not a sleepcore results file (a JSON object with format {RESULTS_FORMAT}, integer per_depth "
-            f"and seed, and a 'results' list); write one with `{command(1000, 777)}`"
+            f"and seed, and a 'results' list); write one with `{SHIPPED_COMMAND}`"
         )
     for i, r in enumerate(doc["results"]):
         bad = [k for k, t in REQUIRED.items() if not isinstance(r, dict) or not isinstance(r.get(k), t)]
@@ -165,16 +186,19 @@ def _is_cell(c) -> bool:
     return isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) for k in ("acc", "lo", "hi", "n"))
 
 
-def results_markdown(per_depth: int = 1000, seed: int = 777, results: list[dict] | None = None) -> str:
+def results_markdown(
+    per_depth: int = 1000, seed: int = 777, results: list[dict] | None = None, command_text: str | None = None
+) -> str:
     """The results tables of every shipped checkpoint, one section per preset (its task and depths). results:
-    `evaluate_all(per_depth, seed)`'s, evaluated here when not given."""
+    `evaluate_all(per_depth, seed)`'s, evaluated here when not given; command_text: the command that wrote them
+    (default: `command(per_depth, seed)`)."""
     rows: dict[str, list[dict]] = {}
     for res in evaluate_all(per_depth, seed) if results is None else results:
         rows.setdefault(res["preset"], []).append(dict(res))
     out = [
         "# Results",
         "",
-        f"Written by `{command(per_depth, seed)}`",
+        f"Written by `{command(per_depth, seed) if command_text is None else command_text}`",
         "(RESULTS.json holds every number below, and more digits, for the app and the figures).",
         f"Every cell: accuracy on held-out (test split) examples, {per_depth} sequences per depth, with its 95% Wilson",
         "interval. Models of one task that differ in N were trained on the same data in the same order for the same",

@@ -13,6 +13,7 @@ so it resumes under any number of processes.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -188,6 +189,9 @@ def train(
     if stop_after is not None and (isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1):
         raise ValueError(f"stop_after (--stop-after) must be a step >= 1; got {stop_after!r}")
     check_run_folder(out, resume, stop_after)
+    if resume and (done := _finished(out, (model_cfg, sleep_cfg, task_cfg, cfg))) is not None:
+        print(f"{out} finished at step {done['step']}: nothing to resume (its files are left as they are)")
+        return done  # training on would evaluate it again and add that time to its wall time
     torch.set_num_threads(cfg.threads)
     ranks = init_distributed()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -404,6 +408,11 @@ def check_run_folder(out: str | Path, resume: bool, stop_after: int | None = Non
             f"{out} already holds a run ({_held(out)}); pass --resume to continue it, or give a new --out "
             "(nothing was written)"
         )
+    if not resume and (clash := [n for n in HASHED if (out / n).exists()]):
+        raise CheckpointError(
+            f"{out} holds {' and '.join(clash)} but no run (no trainer.json or config.json): a new run would "
+            "overwrite it; give a new --out (nothing was written)"
+        )
     if resume and not (out / "trainer.json").exists():
         raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
     if resume and stop_after is not None and stop_after <= (step := read_trainer(out / "trainer.json")["step"]):
@@ -411,6 +420,17 @@ def check_run_folder(out: str | Path, resume: bool, stop_after: int | None = Non
             f"--stop-after {stop_after}: the run in {out} is already at step {step}, so there is nothing to train; "
             "give a later step, or no --stop-after to finish it"
         )
+
+
+def _finished(out: Path, configs) -> dict | None:
+    """The config.json of the run in `out` if it finished with these configs (every file of its last save in place),
+    else None: a run cut off, or one of other configs, which _restore then refuses."""
+    try:
+        info, trainer = read_info(out), read_trainer(out / "trainer.json")
+    except (CheckpointError, OSError):
+        return None
+    done = info.get("finished") is True and info.get("step") == trainer.get("step")
+    return info if done and tuple(configs_from(info)) == tuple(configs) else None
 
 
 def _held(out: Path) -> str:
@@ -423,6 +443,13 @@ def _held(out: Path) -> str:
         if isinstance(step, int):
             return f"at step {step}"
     return "its step cannot be read"
+
+
+def _differences(there, here) -> str:
+    """What differs between two configs of one section, as `key: there → here`."""
+    a, b = dataclasses.asdict(there), dataclasses.asdict(here)
+    keys = [k for k in a if a[k] != b.get(k)]
+    return ", ".join(f"{k}: {a[k]!r} there, {b.get(k)!r} here" for k in keys)
 
 
 def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
@@ -443,7 +470,10 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
     held = trainer["configs"] if "configs" in trainer else saved
     for name, mine, theirs in zip(SECTIONS, configs, configs_from(held)):
         if mine != theirs:
-            raise CheckpointError(f"--resume: the {name} config in {out} differs from this run's; use a new --out")
+            raise CheckpointError(
+                f"--resume: the {name} config in {out} differs from this run's ({_differences(theirs, mine)}); "
+                "use a new --out, or the run's own settings"
+            )
     step, cut = trainer["step"], "a save was cut off part-way, or a file was copied in"
     # _save writes config.json after trainer.json: a kill between them leaves config.json one save behind files that
     # belong together (trainer.json's hashes say so), or none after a first save; the next save writes it.

@@ -331,3 +331,49 @@ def test_an_empty_output_path_is_refused_not_the_current_folder(tmp_path, monkey
     line = fails(argv, capsys)
     assert "--out is empty; give a folder path" in line
     assert list(tmp_path.iterdir()) == []
+
+
+# --- a checkpoints folder that holds none, and what `ship` may overwrite ----------------------------------------
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "file"])
+def test_commands_over_every_checkpoint_refuse_a_folder_that_holds_none(tmp_path, monkeypatch, capsys, make):
+    """A typo in $SLEEPCORE_CHECKPOINTS must not write an empty RESULTS.md over the real one, nor report success."""
+    root = tmp_path / "ckpts"
+    if make == "empty":
+        root.mkdir()
+    elif make == "file":
+        root.write_text("")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(root))
+    (md := tmp_path / "RESULTS.md").write_text("the real results")
+    says = {"missing": "does not exist", "empty": "holds no checkpoint", "file": "is a file"}[make]
+    for argv in (
+        ["eval", "--all", "--examples", "1", "--markdown", str(md)],
+        ["ship", "--refresh-cards"],
+        ["figures", "--format", "svg", "--out", str(tmp_path / "figs")],
+    ):
+        line = fails(argv, capsys)
+        assert f"the checkpoints folder {root} ($SLEEPCORE_CHECKPOINTS) {says}" in line, (argv, line)
+    assert md.read_text() == "the real results" and not (tmp_path / "figs").exists()
+
+
+def test_figures_refuse_an_empty_out_path(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert fails(["figures", "--format", "svg", "--out", ""], capsys).endswith("--out is empty; give a folder path")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ship_refuses_a_path_that_is_no_run_and_names_none(capsys, tmp_path):
+    line = fails(["ship", str(tmp_path / "nowhere"), "--name", "x"], capsys)
+    assert line.endswith("nowhere is not a training run (no config.json there); give the --out folder of a run")
+    assert "shipped checkpoints" not in line, "a path, not a name to look up among the shipped ones"
+
+
+def test_the_results_name_the_command_that_wrote_them(monkeypatch, tmp_path):
+    from sleepcore import results
+
+    monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)  # the repository's checkpoints/: no prefix
+    assert results.command(9, 1) == "sleepcore eval --all --examples 9 --seed 1"
+    assert results.command(9, 1, "my dir/R.md") == "sleepcore eval --all --examples 9 --seed 1 --markdown 'my dir/R.md'"
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    assert results.command(9, 1) == f"SLEEPCORE_CHECKPOINTS={tmp_path} sleepcore eval --all --examples 9 --seed 1"

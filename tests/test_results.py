@@ -53,13 +53,10 @@ RUNS = {
 
 
 def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
-    monkeypatch.setattr(results, "available", lambda root: list(RUNS))
+    monkeypatch.setattr(results, "require_checkpoints", lambda root: list(RUNS))
     monkeypatch.setattr(results, "evaluate_checkpoint", lambda path, label, **kw: RUNS[label])
     text = results.results_markdown(per_depth=100, seed=1)
-    assert (
-        "`sleepcore eval --all --examples 100 --seed 1 --markdown checkpoints/RESULTS.md --results-json "
-        "checkpoints/RESULTS.json`" in text
-    )
+    assert "Written by `sleepcore eval --all --examples 100 --seed 1`" in text
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections == [
         "## depo-k4 (depo): accuracy per answer",
@@ -122,7 +119,7 @@ def test_a_malformed_results_json_is_refused_with_what_is_wrong(tmp_path, text, 
 def test_eval_all_writes_both_files_from_one_evaluation(monkeypatch, tmp_path, capsys):
     calls = []
 
-    def evaluate_all(per_depth, seed):
+    def evaluate_all(per_depth, seed, progress=True):
         calls.append((per_depth, seed))
         return [RUNS["r-n4"], RUNS["r-wide"]]
 
@@ -131,8 +128,11 @@ def test_eval_all_writes_both_files_from_one_evaluation(monkeypatch, tmp_path, c
     args = ["eval", "--all", "--examples", "100", "--seed", "1", "--markdown", str(md), "--results-json", str(js)]
     assert main(args) == 0
     assert calls == [(100, 1)]  # evaluated once, written twice
-    assert md.read_text() == results.results_markdown(100, 1, [RUNS["r-n4"], RUNS["r-wide"]])
-    assert results.read_results_json(js)["results"] == [RUNS["r-n4"], RUNS["r-wide"]]
+    written_by = f"sleepcore eval --all --examples 100 --seed 1 --markdown {md} --results-json {js}"
+    assert md.read_text() == results.results_markdown(100, 1, [RUNS["r-n4"], RUNS["r-wide"]], written_by)
+    assert f"Written by `{written_by}`" in md.read_text(), "the command as it was given, its paths included"
+    doc = results.read_results_json(js)
+    assert doc["results"] == [RUNS["r-n4"], RUNS["r-wide"]] and doc["command"] == written_by
 
 
 @pytest.mark.parametrize(

@@ -102,14 +102,15 @@ def test_a_continued_checkpoint_started_from_the_weights_shipped_under_its_base_
 def test_results_json_holds_every_shipped_checkpoint_and_writes_results_md():
     """RESULTS.json evaluated exactly the shipped weights, and RESULTS.md is its rendering: neither is stale."""
     from sleepcore.checkpoint import CHECKPOINT_ROOT, weights_sha256
-    from sleepcore.results import read_results_json, results_markdown
+    from sleepcore.results import SHIPPED_COMMAND, read_results_json, results_markdown
 
     doc = read_results_json(CHECKPOINT_ROOT / "RESULTS.json")
     by_name = {r["checkpoint"]: r for r in doc["results"]}
     assert sorted(by_name) == SHIPPED
     stale = [n for n in SHIPPED if by_name[n]["weights_sha256"] != weights_sha256(n)]
     assert not stale, f"re-run `{doc['command']}`: RESULTS.json evaluated other weights for {stale}"
-    markdown = results_markdown(doc["per_depth"], doc["seed"], doc["results"])
+    assert doc["command"] == SHIPPED_COMMAND, "the shipped tables are written by the command the docs give"
+    markdown = results_markdown(doc["per_depth"], doc["seed"], doc["results"], doc["command"])
     assert markdown == (CHECKPOINT_ROOT / "RESULTS.md").read_text(encoding="utf-8")
 
 

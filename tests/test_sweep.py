@@ -213,7 +213,7 @@ def test_a_shipped_sweep_that_cannot_be_used_says_why_and_how_to_redo_it(with_sw
 
 def test_the_card_tabulates_the_shipped_sweep_and_ship_drops_it_with_new_weights(with_sweep, app_checkpoints, capsys):  # noqa: F811
     from sleepcore import cards
-    from sleepcore.checkpoint import read_info
+    from sleepcore.checkpoint import CheckpointError, read_info
 
     cards.refresh_cards(with_sweep.parent)
     card = (with_sweep / "README.md").read_text()
@@ -228,7 +228,11 @@ def test_the_card_tabulates_the_shipped_sweep_and_ship_drops_it_with_new_weights
     (with_sweep / "probes.parquet").write_bytes(b"derived from these weights")
     cards.ship(app_checkpoints / "tiny-n2", "tiny-n2", root=with_sweep.parent)  # the same weights: tables stay
     assert (with_sweep / SWEEP_FILE).is_file() and (with_sweep / "probes.parquet").is_file()
-    cards.ship(app_checkpoints / "tiny-n1", "tiny-n2", root=with_sweep.parent)  # other weights: both go
+    before = {f: (with_sweep / f).read_bytes() for f in ("model.safetensors", SWEEP_FILE, "probes.parquet")}
+    with pytest.raises(CheckpointError, match=r"tiny-n2 already holds a checkpoint with other weights; .*--replace"):
+        cards.ship(app_checkpoints / "tiny-n1", "tiny-n2", root=with_sweep.parent)  # a typo in --name, say
+    assert {f: (with_sweep / f).read_bytes() for f in before} == before, "refused: nothing touched"
+    cards.ship(app_checkpoints / "tiny-n1", "tiny-n2", root=with_sweep.parent, replace=True)  # other weights: both go
     assert not (with_sweep / SWEEP_FILE).exists() and not (with_sweep / "probes.parquet").exists()
     assert capsys.readouterr().out.count("computed from the weights this ship replaces") == 2
     assert "## Sleep at test time" not in (with_sweep / "README.md").read_text()
@@ -245,6 +249,13 @@ def test_refresh_cards_reads_every_sweep_before_it_writes_a_card(with_sweep, app
     with pytest.raises(CheckpointError, match="no card was rewritten: .*tiny-n2/sweep.parquet is not a readable"):
         cards.refresh_cards(with_sweep.parent)
     assert (with_sweep.parent / "a-first" / "README.md").read_text() == "stale"
+    (with_sweep / SWEEP_FILE).unlink()  # now only the config.json below is wrong
+    shutil.copytree(app_checkpoints / "tiny-n1", with_sweep.parent / "z-last")
+    config = with_sweep.parent / "z-last" / "config.json"
+    config.write_text(config.read_text()[:200])  # a config.json cut short, named after the others
+    with pytest.raises(CheckpointError, match="no card was rewritten: z-last: .*z-last/config.json"):
+        cards.refresh_cards(with_sweep.parent)
+    assert (with_sweep.parent / "a-first" / "README.md").read_text() == "stale", "all or nothing"
 
 
 def test_the_figure_set_draws_a_shipped_sweep(with_sweep, monkeypatch):

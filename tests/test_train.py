@@ -46,8 +46,33 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path):
 
 def test_resume_refuses_a_different_config(tmp_path):
     train(tmp_path, *tiny(steps=10), stop_after=5, progress=False)
-    with pytest.raises(ValueError, match="differs"):
+    with pytest.raises(ValueError, match=r"the sleep config .* differs from this run's \(passes: 2 there, 3 here\)"):
         train(tmp_path, *tiny(steps=10, passes=3), resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"the train config .* differs .*\(steps: 10 there, 12 here\)"):
+        train(tmp_path, *tiny(steps=12), resume=True, progress=False)
+
+
+def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, capsys):
+    """A requeued job may resume a run that already finished: its record (wall time, evaluation) stays."""
+    train(tmp_path, *tiny(steps=4), progress=False, eval_per_depth=4)
+    before = _files(tmp_path)
+    again = train(tmp_path, *tiny(steps=4), resume=True, progress=False, eval_per_depth=4)
+    assert again == json.loads(before["config.json"])
+    assert "finished at step 4: nothing to resume" in capsys.readouterr().out
+    assert _files(tmp_path) == before
+    with pytest.raises(ValueError, match=r"steps: 4 there, 8 here"):  # more steps: refused as any other change
+        train(tmp_path, *tiny(steps=8), resume=True, progress=False)
+
+
+def test_a_new_run_refuses_a_folder_whose_weights_it_would_overwrite(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")  # other files are left alone: a log, notes
+    (tmp_path / "model.safetensors").write_bytes(b"someone's weights")
+    with pytest.raises(CheckpointError, match=r"holds model.safetensors but no run .*: a new run would overwrite it"):
+        train(tmp_path, *tiny(steps=2), progress=False)
+    assert (tmp_path / "model.safetensors").read_bytes() == b"someone's weights"
+    (tmp_path / "model.safetensors").unlink()
+    assert train(tmp_path, *tiny(steps=2), progress=False, eval_per_depth=4)["finished"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def test_data_order_is_the_same_for_every_n():
@@ -454,7 +479,8 @@ def test_stop_after_must_be_a_step_still_to_train(run, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--threads", "0"], "--threads must be >= 1; got 0"),
+        (["--threads", "0"], r"--threads must be 1 to \d+ \(this machine's cores\); got 0"),
+        (["--threads", "100000"], r"--threads must be 1 to \d+ \(this machine's cores\); got 100000"),
         (["--set", "train.threads=0"], r"TrainConfig.threads must be a positive integer; got 0"),
         (["--set", "train.betas=[0.9]"], r"train.betas must be two numbers in \[0, 1\) .*; got \[0.9\]"),
         (["--set", "train.betas=[0.9, 0.95, 0.99]"], r"train.betas must be two numbers in \[0, 1\)"),
@@ -484,4 +510,6 @@ def test_sleep_window_null_is_full_attention_over_the_whole_sequence():
 
 def test_bench_rejects_zero_threads(capsys):
     assert main(["bench", "recorder", "--threads", "0"]) == 2
-    assert "--threads must be >= 1; got 0" in capsys.readouterr().err
+    assert "(this machine's cores); got 0" in capsys.readouterr().err
+    assert main(["bench", "recorder", "--threads", "100000"]) == 2
+    assert "(this machine's cores); got 100000" in capsys.readouterr().err
