@@ -500,6 +500,8 @@ def _sha256(data: bytes) -> str:
 def load_trace(trace_dir: str | Path) -> Trace:
     """Read a trace folder, checking meta.json (its keys), every file's sha256, each table's columns and types
     and the tensors' batch size; TraceError naming the file and what is wrong otherwise."""
+    if not str(trace_dir).strip():  # Path("") is the current folder
+        raise TraceError("no trace folder given (an empty path); give the folder `sleepcore trace --out` wrote")
     folder = Path(trace_dir)
     meta = _read_meta(folder)
     data = {name: _read_checked(folder, name, digest) for name, digest in meta["files"].items()}

@@ -119,6 +119,14 @@ def test_an_empty_out_path_is_refused_not_the_current_folder(trace, tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
+def test_loading_an_empty_trace_path_says_so_not_the_current_folder(tmp_path, monkeypatch):
+    from sleepcore.trace import load_trace
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TraceError, match=r"^no trace folder given \(an empty path\)"):
+        load_trace("")
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
 def test_a_trace_folder_where_no_file_can_be_made_is_refused_even_for_root(trace):
     """/proc passes os.access for root; the check makes a real file, as the trace's own writes would."""
