@@ -30,6 +30,8 @@ def begin_url(params: dict[str, str]) -> None:
 
 def url() -> dict[str, str]:
     """This run's URL parameters: read them and write them here, never through st.query_params."""
+    if "url" not in st.session_state:
+        raise RuntimeError("the app's pages run through app/main.py (`sleepcore app`), which opens the URL")
     return st.session_state["url"]
 
 
@@ -54,7 +56,7 @@ def url_wins() -> bool:
     if st.session_state.get("new_checkpoint"):
         return True
     ctx = get_script_run_ctx()
-    return bool(ctx is not None and getattr(ctx, "is_history_navigation", False))
+    return ctx is not None and ctx.is_history_navigation
 
 
 def initial(key: str, value, options: list | None = None, arg: str = "value") -> dict:
@@ -232,14 +234,19 @@ def page_view(cmp: str | None = None):
     return name, sh, view
 
 
-def warn(view) -> None:
-    """The URL's problems with a view as warnings, unless the URL was carried from the last page (main.py) or the
-    user just chose another checkpoint: what the user never typed is clamped without a word. Then every value the
-    URL holds is written as the page shows it, so a wrong one is told once, not on every run of every page (a page
-    writes back only the values it has controls for)."""
+def tell(messages: list[str]) -> None:
+    """The URL's problems as warnings, unless the URL was carried from the last page (main.py) or the user just
+    chose another checkpoint: what the user never typed is clamped without a word."""
     if not (st.session_state.get("params_carried") or st.session_state.get("new_checkpoint")):
-        for message in view.messages:
+        for message in messages:
             st.warning(message)
+
+
+def warn(view) -> None:
+    """The URL's problems with a view (tell). Then every value the URL holds is written as the page shows it, so a
+    wrong one is told once, not on every run of every page (a page writes back only the values it has controls
+    for)."""
+    tell(view.messages)
     if view.messages:
         params, shown = url(), view.params()
         params.update({k: shown[k] for k in params.keys() & shown.keys() - {"ckpt", "cmp"}})

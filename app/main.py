@@ -35,5 +35,5 @@ except RerunException:  # a newer run replaces this one (the user moved on, or p
     raise
 finally:  # also when a page stops early (data.stop), as pages with nothing to show do
     if not replaced:
-        st.session_state["last_params"] = dict(data.url())
         data.end_url()  # the run's one write of the URL (app/data.py)
+        st.session_state["last_params"] = dict(data.url())  # what the browser was sent

@@ -15,10 +15,10 @@ from sleepcore.checkpoint import (
     CheckpointError,
     atomic_write,
     checkpoint_root,
+    file_sha256,
     load_checkpoint,
     read_info,
     require_checkpoints,
-    weights_sha256,
 )
 from sleepcore.config import _is_name
 from sleepcore.results import SWEEP_FILE, cell_text, headline_metric, read_sweep, sweep_command
@@ -216,7 +216,8 @@ def ship(run: str | Path, name: str, root: Path | None = None, replace: bool = F
         raise CheckpointError(f"{run} has not finished training (step {info.get('step')} of {info['train']['steps']})")
     load_checkpoint(run)  # validates weights against the config before anything is copied
     dest = root / name
-    other = (dest / "model.safetensors").is_file() and weights_sha256(dest) != weights_sha256(run)
+    weights = dest / "model.safetensors"  # read as a file: dest may be a copy cut short, with no config.json
+    other = weights.is_file() and file_sha256(weights) != file_sha256(run / "model.safetensors")
     if other and not replace:
         raise CheckpointError(
             f"{dest} already holds a checkpoint with other weights; give another --name, or --replace to put this "

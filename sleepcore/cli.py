@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import time
@@ -60,9 +59,10 @@ def seed(text: str) -> int:
 def check_threads(threads: int, flag: str = "--threads") -> None:
     """CPU threads for torch: 1 up to this machine's cores. Far more only slows a run down, and some 100,000 made
     torch crash (a segfault) or hang while it started them."""
-    cores = os.cpu_count() or 1
-    if not 1 <= threads <= cores:
-        raise ValueError(f"{flag} must be 1 to {cores} (this machine's cores); got {threads}")
+    from sleepcore.config import cores
+
+    if not 1 <= threads <= cores():
+        raise ValueError(f"{flag} must be 1 to {cores()} (this machine's cores); got {threads}")
 
 
 def never_evicts(checkpoint: str | Path) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -212,6 +213,14 @@ def from_dict(cls, d: dict[str, Any]):
 
         cfg = TaskConfig(cfg.name, dict(get_task(cfg.name, **cfg.params).params))
     return cfg
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity: taskset and cgroup limits count), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return max(1, os.cpu_count() or 1)
 
 
 def to_dict(cfg) -> dict[str, Any]:

@@ -130,6 +130,14 @@ def command(per_depth: int, seed: int, markdown: str | None = None, results_json
     return f"{env}sleepcore eval --all --examples {per_depth} --seed {seed}{out}"
 
 
+def results_command(per_depth: int = 1000, seed: int = 777) -> str:
+    """The command that writes RESULTS.md and RESULTS.json beside the checkpoints names come from (checkpoint_root():
+    the files the app and the figure set read), from the repository's root."""
+    root = checkpoint_root()
+    where = "checkpoints" if root == CHECKPOINT_ROOT else str(root)
+    return command(per_depth, seed, f"{where}/RESULTS.md", f"{where}/RESULTS.json")
+
+
 # the command that writes the shipped tables (checkpoints/RESULTS.md, .json), run from the repository's root
 SHIPPED_COMMAND = (
     "sleepcore eval --all --examples 1000 --seed 777 --markdown checkpoints/RESULTS.md --results-json "

@@ -43,7 +43,7 @@ from sleepcore.checkpoint import (
     save_tensors,
     write_json,
 )
-from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, check_together
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, check_together, cores
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.model import SleepModel
@@ -190,9 +190,10 @@ def train(
         raise ValueError(f"stop_after (--stop-after) must be a step >= 1; got {stop_after!r}")
     check_run_folder(out, resume, stop_after)
     if resume and (done := _finished(out, (model_cfg, sleep_cfg, task_cfg, cfg))) is not None:
-        print(f"{out} finished at step {done['step']}: nothing to resume (its files are left as they are)")
+        if os.environ.get("RANK", "0") == "0":  # one line, not one per torchrun worker
+            print(f"{out} finished at step {done['step']}: nothing to resume (its files are left as they are)")
         return done  # training on would evaluate it again and add that time to its wall time
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(min(cfg.threads, cores()))  # a config from a bigger machine runs on this one's cores
     ranks = init_distributed()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if ranks is not None and device.type == "cuda":
@@ -415,7 +416,12 @@ def check_run_folder(out: str | Path, resume: bool, stop_after: int | None = Non
         )
     if resume and not (out / "trainer.json").exists():
         raise CheckpointError(f"--resume: {out} holds no trainer.json to resume from")
-    if resume and stop_after is not None and stop_after <= (step := read_trainer(out / "trainer.json")["step"]):
+    if (
+        resume
+        and stop_after is not None
+        and stop_after <= (step := read_trainer(out / "trainer.json")["step"])
+        and not _is_finished(out)  # a finished run: resuming it is a no-op (train), whatever --stop-after says
+    ):
         raise ValueError(
             f"--stop-after {stop_after}: the run in {out} is already at step {step}, so there is nothing to train; "
             "give a later step, or no --stop-after to finish it"
@@ -423,14 +429,28 @@ def check_run_folder(out: str | Path, resume: bool, stop_after: int | None = Non
 
 
 def _finished(out: Path, configs) -> dict | None:
-    """The config.json of the run in `out` if it finished with these configs (every file of its last save in place),
-    else None: a run cut off, or one of other configs, which _restore then refuses."""
+    """The config.json of the run in `out` if it finished with these configs (threads aside), else None: a run cut
+    off, or one of other configs, which _restore then refuses."""
+    if not _is_finished(out):
+        return None
+    info = read_info(out)
+    return info if _same_threads(configs_from(info)) == _same_threads(configs) else None
+
+
+def _same_threads(configs) -> tuple:
+    """The four configs, threads left out of the train config: how many CPU threads ran a run is the machine's
+    business, so a run resumes on another machine with its own count (its config.json records the first)."""
+    *rest, train_cfg = configs
+    return (*rest, dataclasses.replace(train_cfg, threads=1))
+
+
+def _is_finished(out: Path) -> bool:
+    """Whether the run in `out` finished (its config.json says so, at trainer.json's step), whatever its configs."""
     try:
         info, trainer = read_info(out), read_trainer(out / "trainer.json")
     except (CheckpointError, OSError):
-        return None
-    done = info.get("finished") is True and info.get("step") == trainer.get("step")
-    return info if done and tuple(configs_from(info)) == tuple(configs) else None
+        return False
+    return info.get("finished") is True and info.get("step") == trainer.get("step")
 
 
 def _held(out: Path) -> str:
@@ -468,7 +488,7 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
     # the configs trainer.json committed (config.json's where it was saved before trainer.json held them)
     saved = read_info(out) if has_config else {"step": None}
     held = trainer["configs"] if "configs" in trainer else saved
-    for name, mine, theirs in zip(SECTIONS, configs, configs_from(held)):
+    for name, mine, theirs in zip(SECTIONS, _same_threads(configs), _same_threads(configs_from(held))):
         if mine != theirs:
             raise CheckpointError(
                 f"--resume: the {name} config in {out} differs from this run's ({_differences(theirs, mine)}); "

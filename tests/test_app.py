@@ -507,6 +507,24 @@ def back(at: AppTest, monkeypatch: pytest.MonkeyPatch, params: dict[str, str]) -
         return at.run()
 
 
+def test_url_wins_reads_streamlits_history_navigation_mark(monkeypatch: pytest.MonkeyPatch):
+    """The tests above stand in for the mark; this one checks the mark itself: Streamlit's run context carries it
+    (a Streamlit that renamed it would fail here, not silently turn Back off)."""
+    from types import SimpleNamespace
+
+    from streamlit.runtime.scriptrunner_utils.script_run_context import ScriptRunContext
+
+    from app import data
+
+    assert "is_history_navigation" in {f.name for f in __import__("dataclasses").fields(ScriptRunContext)}
+    monkeypatch.setattr(data.st, "session_state", {})
+    for mark in (True, False):
+        monkeypatch.setattr(data, "get_script_run_ctx", lambda mark=mark: SimpleNamespace(is_history_navigation=mark))
+        assert data.url_wins() is mark
+    monkeypatch.setattr(data.st, "session_state", {"new_checkpoint": True})
+    assert data.url_wins(), "and after the user chose another checkpoint"
+
+
 def test_back_restores_the_view_the_url_names(monkeypatch: pytest.MonkeyPatch):
     at = open_page("explorer", {"ckpt": "tiny-n2", "pass": "1", "seed": "3"})
     before = dict(at.query_params)

@@ -375,5 +375,9 @@ def test_the_results_name_the_command_that_wrote_them(monkeypatch, tmp_path):
     monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)  # the repository's checkpoints/: no prefix
     assert results.command(9, 1) == "sleepcore eval --all --examples 9 --seed 1"
     assert results.command(9, 1, "my dir/R.md") == "sleepcore eval --all --examples 9 --seed 1 --markdown 'my dir/R.md'"
+    assert results.results_command() == results.SHIPPED_COMMAND, "the app's hint is the shipped tables' command"
     monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
     assert results.command(9, 1) == f"SLEEPCORE_CHECKPOINTS={tmp_path} sleepcore eval --all --examples 9 --seed 1"
+    assert results.results_command().endswith(
+        f"--markdown {tmp_path}/RESULTS.md --results-json {tmp_path}/RESULTS.json"
+    )

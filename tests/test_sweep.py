@@ -232,6 +232,11 @@ def test_the_card_tabulates_the_shipped_sweep_and_ship_drops_it_with_new_weights
     with pytest.raises(CheckpointError, match=r"tiny-n2 already holds a checkpoint with other weights; .*--replace"):
         cards.ship(app_checkpoints / "tiny-n1", "tiny-n2", root=with_sweep.parent)  # a typo in --name, say
     assert {f: (with_sweep / f).read_bytes() for f in before} == before, "refused: nothing touched"
+    (partial := with_sweep.parent / "cut-short").mkdir()  # a copy cut short: weights, no config.json
+    (partial / "model.safetensors").write_bytes(b"part of a file")
+    with pytest.raises(CheckpointError, match=r"cut-short already holds a checkpoint with other weights"):
+        cards.ship(app_checkpoints / "tiny-n1", "cut-short", root=with_sweep.parent)
+    assert cards.ship(app_checkpoints / "tiny-n1", "cut-short", root=with_sweep.parent, replace=True) == partial
     cards.ship(app_checkpoints / "tiny-n1", "tiny-n2", root=with_sweep.parent, replace=True)  # other weights: both go
     assert not (with_sweep / SWEEP_FILE).exists() and not (with_sweep / "probes.parquet").exists()
     assert capsys.readouterr().out.count("computed from the weights this ship replaces") == 2

@@ -62,6 +62,16 @@ def test_resuming_a_finished_run_leaves_it_as_it_is(tmp_path, capsys):
     assert _files(tmp_path) == before
     with pytest.raises(ValueError, match=r"steps: 4 there, 8 here"):  # more steps: refused as any other change
         train(tmp_path, *tiny(steps=8), resume=True, progress=False)
+    assert train(tmp_path, *tiny(steps=4), resume=True, stop_after=4, progress=False) == again  # a requeued job's
+    assert train(tmp_path, *tiny(steps=4, threads=2), resume=True, progress=False) == again  # threads aside
+    assert _files(tmp_path) == before
+
+
+def test_a_run_resumes_with_another_thread_count(tmp_path):
+    """Threads are the machine's business: a run saved with 2 resumes with 1 (a smaller machine) and finishes."""
+    train(tmp_path, *tiny(steps=6, threads=2), stop_after=3, progress=False)
+    info = train(tmp_path, *tiny(steps=6, threads=1), resume=True, progress=False, eval_per_depth=4)
+    assert info["finished"] and info["step"] == 6 and info["train"]["threads"] == 1
 
 
 def test_a_new_run_refuses_a_folder_whose_weights_it_would_overwrite(tmp_path):

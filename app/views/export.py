@@ -18,7 +18,7 @@ from analysis.figures import (
     state_heatmap,
 )
 from app import data, widgets
-from sleepcore.results import command
+from sleepcore.results import results_command
 from sleepcore.trace import sleep_passes
 
 st.title("Export")
@@ -36,7 +36,7 @@ def headline():
     if not counts:  # e.g. runs stopped before their end-of-training evaluation, and none in RESULTS.json
         st.info(
             f"No evaluation is stored for {name} or another checkpoint of its preset (checkpoints/RESULTS.json, or "
-            f"a finished run's config.json), so there is nothing to draw: `{command(1000, 777)}` writes one. "
+            f"a finished run's config.json), so there is nothing to draw: `{results_command()}` writes one. "
             "Pick another figure above."
         )
         data.stop()

@@ -6,7 +6,7 @@ import streamlit as st
 from analysis import session
 from analysis.figures import METRICS, accuracy_vs_passes, results_table
 from app import data
-from sleepcore.results import command
+from sleepcore.results import results_command
 
 st.title("Language models that sleep")
 st.markdown(
@@ -59,7 +59,7 @@ if table is not None:
                     st.plotly_chart(accuracy_vs_passes(sub, metric=metric), key=f"acc_{preset}_{metric}")
         sources = sorted({r["source"] for r in rows if r["preset"] == preset})
         st.caption(
-            f"From {' and '.join(sources)}: held-out examples, 95% Wilson intervals. `{command(1000, 777)}` "
+            f"From {' and '.join(sources)}: held-out examples, 95% Wilson intervals. `{results_command()}` "
             "recomputes them."
         )
         if not any(s.startswith("RESULTS.json") for s in sources):

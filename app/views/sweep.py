@@ -48,8 +48,7 @@ shipped, problem = data.shipped_sweep(name)
 if problem:
     st.warning(f"The sweep shipped with this checkpoint is not used: {problem}")
 sweep = parse_sweep(data.url(), trained, shipped["per_depth"][0] if shipped is not None else 50)
-for message in sweep.messages:
-    st.warning(message)
+data.tell(sweep.messages)
 c1, c2 = st.columns(2)
 passes = c1.multiselect(
     "Passes at test time",
