@@ -306,11 +306,11 @@ def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", titl
     return fig
 
 
-def sweep_table(results: pl.DataFrame, metric: str, cell=cell_text) -> pl.DataFrame:
+def sweep_table(results: pl.DataFrame, metric: str) -> pl.DataFrame:
     """One count of a sweep (`results_table` rows of one checkpoint at several test-time N): one row per N
-    (`passes`), one column per depth ("depth d"), each cell accuracy and its 95% interval as text (`cell`)."""
+    (`passes`), one column per depth ("depth d"), each cell accuracy and its 95% interval as text (`cell_text`)."""
     counted = results.filter(pl.col("metric") == metric)
-    text = [cell(c) for c in counted.select("acc", "lo", "hi").iter_rows(named=True)]
+    text = [cell_text(c) for c in counted.select("acc", "lo", "hi").iter_rows(named=True)]
     return (
         counted.with_columns(cell=pl.Series(text, dtype=pl.String))
         .pivot(on="depth", index="passes", values="cell", sort_columns=True)
@@ -329,7 +329,7 @@ def format_sweep(results: pl.DataFrame) -> str:
         if not counted.height:
             continue
         trained = counted["trained_passes"][0]
-        table = sweep_table(counted, metric, cell=lambda c: f"{c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]")
+        table = sweep_table(counted, metric)
         depths = [c for c in table.columns if c != "passes"]
         lines = [counted["metric_label"][0], "  N  " + "".join(f"{d:>22}" for d in depths)]
         for row in table.iter_rows(named=True):

@@ -296,8 +296,9 @@ def headline_metric(metrics) -> str:
 
 
 def cell_text(c: dict | None) -> str:
-    """One result cell as text: accuracy and its 95% interval ("—" for none)."""
-    return "—" if not c else f"{c['acc']:.3f} [{c['lo']:.2f}, {c['hi']:.2f}]"
+    """One result cell as text: accuracy and its 95% interval, to 3 decimals each ("—" for none): bounds rounded to
+    2 showed 0.999 [1.00, 1.00], an estimate outside its own interval."""
+    return "—" if not c else f"{c['acc']:.3f} [{c['lo']:.3f}, {c['hi']:.3f}]"
 
 
 # --- a test-time sweep shipped beside a checkpoint ---------------------------------------------------------------

@@ -67,10 +67,10 @@ def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
     ]
     k4 = text.split("## depo-k4 (depo): accuracy per answer")[1].split("##")[0]
     assert "| checkpoint | variant | N | depth 1 | depth 4 |" in k4 and "depth 8" not in k4
-    assert "| depo-k4-n4 | hybrid | 4 | 0.800 [0.79, 0.81] | 0.700 [0.69, 0.71] |" in k4
+    assert "| depo-k4-n4 | hybrid | 4 | 0.800 [0.790, 0.810] | 0.700 [0.690, 0.710] |" in k4
     first = text.split("## depo-k4 (depo): the first answer of each sequence alone")[1].split("##")[0]
     assert "Only the first query of each sequence." in first
-    assert "| depo-k4-n1 | hybrid | 1 | 1.000 [0.99, 1.01] | 0.100 [0.09, 0.11] |" in first
+    assert "| depo-k4-n1 | hybrid | 1 | 1.000 [0.990, 1.010] | 0.100 [0.090, 0.110] |" in first
     assert "another initialisation and data seed" in text and "depo-k4-n4-s1 (seed 1, data seed 4321)." in text
     assert (
         k4.index("| depo-k4-n4 |")
