@@ -53,6 +53,7 @@ RUNS = {
 
 
 def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
+    monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)  # the command then has no prefix
     monkeypatch.setattr(results, "require_checkpoints", lambda root: list(RUNS))
     monkeypatch.setattr(results, "evaluate_checkpoint", lambda path, label, **kw: RUNS[label])
     text = results.results_markdown(per_depth=100, seed=1)
@@ -117,6 +118,7 @@ def test_a_malformed_results_json_is_refused_with_what_is_wrong(tmp_path, text, 
 
 
 def test_eval_all_writes_both_files_from_one_evaluation(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)  # the command then has no prefix
     calls = []
 
     def evaluate_all(per_depth, seed, progress=True):

@@ -165,6 +165,7 @@ def test_a_continued_run_starts_from_its_base_and_draws_unseen_batches(tmp_path,
     from sleepcore import checkpoint
 
     monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)  # names are looked up there first
     base = _ship_tiny(tmp_path / "shipped", "tiny-n2")
     # a learning rate so small that one step cannot move a weight: the run holds its base's weights
     configs = tiny(steps=1, passes=2, init_from="tiny-n2", data_offset=12, lr=1e-30)
@@ -186,6 +187,7 @@ def test_a_continued_run_resumes_to_the_weights_of_an_unbroken_one(tmp_path, mon
     from sleepcore import checkpoint
 
     monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)  # names are looked up there first
     _ship_tiny(tmp_path / "shipped", "tiny-n2")
     configs = tiny(steps=20, passes=2, init_from="tiny-n2", data_offset=12)
     whole = train(tmp_path / "whole", *configs, progress=False, eval_per_depth=4)
@@ -204,6 +206,7 @@ def test_a_continued_run_refuses_an_unknown_or_mismatched_base(tmp_path, monkeyp
     from sleepcore.checkpoint import CheckpointError
 
     monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)  # names are looked up there first
     _ship_tiny(tmp_path / "shipped", "tiny-n2")
     with pytest.raises(
         CheckpointError, match=r"init_from: no checkpoint named 'tiny-n9' under .*; shipped checkpoints: tiny-n2"
