@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from sleepcore.checkpoint import CheckpointError, check_out
+from sleepcore.config import SEED_LIMIT
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,8 +39,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --- checks every command makes before it computes (the analysis commands use them too) ----------------------
-
-SEED_LIMIT = 2**63  # seeds land in Int64 columns (a sweep's eval_seed) and seed torch generators: 0 .. 2**63 - 1
 
 
 def seed(text: str) -> int:

@@ -215,6 +215,15 @@ def from_dict(cls, d: dict[str, Any]):
     return cfg
 
 
+SEED_LIMIT = 2**63  # seeds land in Int64 columns (a sweep's eval_seed) and seed torch generators: 0 .. 2**63 - 1
+
+
+def check_seed(value, what: str = "seed") -> None:
+    """ValueError unless `value` is a seed: an integer from 0 to 2**63 - 1 (the CLI's --seed takes the same)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{what} must be an integer from 0 to 2**63 - 1 ({SEED_LIMIT - 1}); got {value!r}")
+
+
 def cores() -> int:
     """The CPU cores this process may run on (its affinity: taskset and cgroup limits count), at least 1."""
     try:

@@ -18,6 +18,7 @@ from sleepcore.checkpoint import (
     resolve,
     weights_sha256,
 )
+from sleepcore.config import check_seed
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.tasks import get_task
 
@@ -37,6 +38,7 @@ def sweep_checkpoint(
     what the same weights answer with less sleep, or more."""
     _check_passes(passes)
     _check_per_depth(per_depth)
+    check_seed(seed)
     model, info = load_checkpoint(name)
     return sweep_model(
         model, info, passes, per_depth, seed, str(label or name), weights_sha256(resolve(name)), progress

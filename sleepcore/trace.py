@@ -33,6 +33,7 @@ from sleepcore.checkpoint import (
     weights_sha256,
     write_json,
 )
+from sleepcore.config import check_seed
 from sleepcore.data import collate
 from sleepcore.recorder import Recorder
 from sleepcore.tasks import Example, Task, get_task, split_of
@@ -648,6 +649,7 @@ def trace_checkpoint(name_or_path: str | Path, examples: int = 8, seed: int = 0,
     """Load a checkpoint (folder or shipped name), sample `examples` test examples from `seed`, and record a trace."""
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise ValueError(f"examples must be a positive integer; got {examples!r}")
+    check_seed(seed)
     if passes is not None:
         from sleepcore.results import _check_passes  # the test-time N every command accepts: 1..MAX_PASSES
 

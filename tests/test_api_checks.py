@@ -134,3 +134,19 @@ def test_query_fact_names_fact_depth_and_its_valid_range(loaded, fact_depth):
     with pytest.raises(ValueError, match=r"^fact_depth must be an integer from 0 to 8 .*rule110.*; got") as e:
         session.query_fact(loaded, example, layer=1, pass_=2, fact_depth=fact_depth, examples=8)
     assert not isinstance(e.value, session.NoSuchFact)  # a wrong argument, not a question for another example
+
+
+@pytest.mark.parametrize("bad", [-1, 2**63, 1.5, True, "7"])
+def test_the_api_takes_the_seeds_the_cli_takes(bad, tmp_path):
+    """evaluate_checkpoint, sweep_checkpoint and trace_checkpoint refuse what `--seed` refuses, before any loading
+    (the checkpoint here does not even exist)."""
+    from sleepcore.results import evaluate_checkpoint, sweep_checkpoint
+    from sleepcore.trace import trace_checkpoint
+
+    for call in (
+        lambda: evaluate_checkpoint(tmp_path / "none", seed=bad),
+        lambda: sweep_checkpoint(tmp_path / "none", [1], seed=bad),
+        lambda: trace_checkpoint(tmp_path / "none", seed=bad),
+    ):
+        with pytest.raises(ValueError, match=r"seed must be an integer from 0 to 2\*\*63 - 1 .*; got"):
+            call()
