@@ -404,7 +404,13 @@ def check_run_folder(out: str | Path, resume: bool, stop_after: int | None = Non
     for a folder that holds a run without resume (it is never overwritten) or for resume of a folder that holds none;
     ValueError for a stop_after the run to resume has already reached."""
     out = Path(out)
-    if not resume and ((out / "trainer.json").exists() or (out / "config.json").exists()):
+    if (out / "config.json").exists() and not (out / "trainer.json").exists():  # a shipped checkpoint, say
+        raise CheckpointError(
+            f"{out} holds a checkpoint ({_held(out)}) but no trainer.json, so it cannot be resumed, and it is never "
+            "overwritten; give a new --out (a new run can start from its weights with --set train.init_from=NAME, "
+            "NAME a checkpoint under checkpoints/)"
+        )
+    if not resume and (out / "trainer.json").exists():
         raise CheckpointError(
             f"{out} already holds a run ({_held(out)}); pass --resume to continue it, or give a new --out "
             "(nothing was written)"

@@ -97,12 +97,17 @@ def test_nproc_launches_torchrun_with_this_command(monkeypatch, tmp_path):
 
 def test_nproc_refuses_a_folder_holding_a_run_before_any_worker_starts(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(sleepcore.train.subprocess, "run", lambda cmd, check: pytest.fail("a worker was started"))
-    (tmp_path / "config.json").write_text("{}")  # a run's folder
+    (tmp_path / "trainer.json").write_text("{}")  # a run's folder
     argv = ["train", "--preset", "tiny", "--out", str(tmp_path), "--nproc", "2", "--no-progress"]
     assert main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
+    (tmp_path / "trainer.json").unlink()
     assert main([*argv[:-1], "--resume", "--no-progress"]) == 2, "--resume needs a trainer.json"
     assert "holds no trainer.json to resume from" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text("{}")  # a checkpoint's folder: neither a new run nor a resume
+    for more in ([], ["--resume"]):
+        assert main([*argv, *more]) == 2
+        assert "holds a checkpoint (its step cannot be read) but no trainer.json" in capsys.readouterr().err
 
 
 def test_module_entry_point_is_the_train_command(capsys):

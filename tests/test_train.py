@@ -301,9 +301,12 @@ def test_train_refuses_to_overwrite_a_run_without_resume(run, capsys):
     argv = ["train", "--preset", "tiny", "--passes", "2", "--max-steps", "6", "--out", str(run), "--no-progress"]
     assert main(argv) == 2
     assert "already holds a run (at step 2); pass --resume" in capsys.readouterr().err
-    (run / "trainer.json").unlink()  # config.json alone (a checkpoint) is a run too
-    with pytest.raises(CheckpointError, match=r"already holds a run \(at step 2\)"):
-        train(run, *tiny(steps=6), progress=False)
+    (run / "trainer.json").unlink()  # config.json alone (a checkpoint): never overwritten, and not resumable
+    for resume in (False, True):
+        with pytest.raises(
+            CheckpointError, match=r"holds a checkpoint \(at step 2\) but no trainer.json, so it cannot"
+        ):
+            train(run, *tiny(steps=6), resume=resume, progress=False)
     del before["trainer.json"]
     assert _files(run) == before
 
