@@ -564,13 +564,23 @@ def test_back_restores_the_checkpoint_and_its_view(monkeypatch: pytest.MonkeyPat
 
 def test_pages_reach_the_url_only_through_app_data():
     """A page that wrote st.query_params would add a history entry per write again, and a write after st.stop()
-    never reaches the browser: the pages use data.url() and data.stop(), which send the URL once per run."""
+    never reaches the browser: the pages use data.url() and data.stop(), which send the URL once per run. Read from
+    the code's syntax tree, so an alias (`qp = st.query_params`, `from streamlit import stop`) is caught too."""
+    import ast
+
     app = Path(APP).parent
     for f in sorted([*app.glob("*.py"), *app.glob("views/*.py")]):
         if f.name in ("data.py", "main.py", "bench.py"):
             continue
-        text = f.read_text()
-        assert "st.query_params" not in text and "st.stop()" not in text, f
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Attribute):  # st.query_params, st.stop: anything but data.stop
+                ours = isinstance(node.value, ast.Name) and node.value.id == "data"
+                bad = node.attr == "query_params" or node.attr == "stop" and not ours
+            elif isinstance(node, ast.ImportFrom) and node.module == "streamlit":
+                bad = bool({"query_params", "stop"} & {a.name for a in node.names})
+            else:
+                bad = False
+            assert not bad, f"{f.name}:{node.lineno} reaches the URL or stops without app.data"
 
 
 def test_a_typed_example_stays_across_pages():
