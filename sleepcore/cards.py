@@ -231,7 +231,7 @@ def ship(run: str | Path, name: str, root: Path | None = None, replace: bool = F
                 print(f"removed {dest / f}: it was computed from the weights this ship replaces")
     for f in ("model.safetensors", "config.json"):
         atomic_write(dest / f, lambda tmp, f=f: shutil.copyfile(run / f, tmp))
-    _write_card(dest, name, info, _sweep_of(dest))
+    _write_card(dest, model_card(name, info, sweep=_sweep_of(dest)))
     return dest
 
 
@@ -242,8 +242,8 @@ def _sweep_of(folder: Path):
         raise CheckpointError(str(e)) from None
 
 
-def _write_card(folder: Path, name: str, info: dict, sweep) -> None:
-    atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(model_card(name, info, sweep=sweep)))
+def _write_card(folder: Path, text: str) -> None:
+    atomic_write(folder / "README.md", lambda tmp: Path(tmp).write_text(text))
 
 
 def refresh_cards(root: Path | None = None) -> list[Path]:
@@ -261,5 +261,5 @@ def refresh_cards(root: Path | None = None) -> list[Path]:
     if problems:
         raise CheckpointError("no card was rewritten: " + "; ".join(problems))
     for name in names:
-        atomic_write(root / name / "README.md", lambda tmp, text=cards[name]: Path(tmp).write_text(text))
+        _write_card(root / name, cards[name])
     return [root / name / "README.md" for name in names]
