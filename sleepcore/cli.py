@@ -12,7 +12,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from sleepcore.checkpoint import CheckpointError, check_out
-from sleepcore.config import SEED_LIMIT
+from sleepcore.config import SEED_LIMIT, cores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,8 +58,6 @@ def seed(text: str) -> int:
 def check_threads(threads: int, flag: str = "--threads") -> None:
     """CPU threads for torch: 1 up to this machine's cores. Far more only slows a run down, and some 100,000 made
     torch crash (a segfault) or hang while it started them."""
-    from sleepcore.config import cores
-
     if not 1 <= threads <= cores():
         raise ValueError(f"{flag} must be 1 to {cores()} (this machine's cores); got {threads}")
 
