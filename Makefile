@@ -28,7 +28,7 @@ chromium:
 test: $(STAMP) chromium
 	$(PY) -m pytest -q
 
-app: $(STAMP)
+app: $(STAMP) chromium
 	$(VENV)/bin/sleepcore app --host $(APP_HOST) --port $(APP_PORT)
 
 lint: $(STAMP)

@@ -8,7 +8,7 @@ The sequence is cut into windows of L tokens. Attention sees only the current wi
 at every window boundary); only the fast-weight state S crosses a boundary. A window with no scored position
 is context: the model sleeps on it, running N passes through the block stack, each pass starting from the
 previous pass's hidden states and S, before the window is evicted. A window with scored positions gets one
-ordinary (wake) pass. N = 1 is exactly the attention–SSM hybrid under hard eviction (PAPER.md, Algorithm 1).
+ordinary (wake) pass. N = 1 is exactly the attention–SSM hybrid under hard eviction (arXiv 2605.26099, Algorithm 1).
 
 The wake-loop control (`SleepConfig.loop = "wake"`) spends the same N passes per window at prediction time
 instead: context windows are written into S once, and every window that is read out runs N passes, each from the

@@ -1,4 +1,4 @@
-"""The sleep loop does what PAPER.md's Algorithm 1 says, and eviction is real."""
+"""The sleep loop does what Algorithm 1 of the paper (arXiv 2605.26099) says, and eviction is real."""
 
 import pytest
 import torch

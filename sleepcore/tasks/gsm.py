@@ -1,7 +1,7 @@
 """A GSM-Infinite-style symbolic task: find one variable's value in a shuffled set of modular equations.
 
-Written from the generator's description (PAPER.md), not from its code. A random forest of variables:
-roots get values, `vA = 7 ;`; every other variable is one operation on earlier ones, `vA = vB + vC ;`, or on
+Written from the generator's description in the paper (arXiv 2605.26099), not from its code. A random forest of
+variables: roots get values, `vA = 7 ;`; every other variable is one operation on earlier ones, `vA = vB + vC ;`, or on
 one and a constant, `vA = vB - 3 ;` (with chance `constant`; at 1 every ancestry is a chain; constants are
 0..`max_constant`, by default the whole range); arithmetic is mod `modulus`. The depth ("op") is the number of
 operations in the asked variable's ancestry. Noise variables (their own forest, disjoint from that ancestry) fill
