@@ -185,11 +185,17 @@ def _continued(info: dict) -> list[str]:
         return []
     total_steps = (base.get("step") or 0) + train["steps"]
     total_wall = (base.get("wall_time_s") or 0) + info.get("training", {}).get("wall_time_s", 0)
+    batches = f"batches {train['data_offset']}–{train['data_offset'] + train['steps'] - 1}"
+    changed = base.get("task_changed")
+    if changed:
+        settings = ", ".join(f"{k} {there!r} → {here!r}" for k, (there, here) in changed.items())
+        data = f"on {batches} of a changed task ({settings}; its base was trained on the left-hand values)"
+    else:
+        data = f"on {batches} of the same data stream, which its base never saw"
     return [
         f"- **Continued training**: it starts from the weights of `{base['name']}` (step {base.get('step')}, "
         f"model.safetensors SHA-256 `{base['sha256'][:16]}…`, trained by `{_relative(base.get('command') or '?')}`) "
-        f"with a fresh optimizer and schedule, on batches {train['data_offset']}–"
-        f"{train['data_offset'] + train['steps'] - 1} of the same data stream, which its base never saw. In all: "
+        f"with a fresh optimizer and schedule, {data}. In all: "
         f"{total_steps} optimizer steps and {total_wall:.0f} s of wall time; the numbers below are this run's own.",
     ]
 

@@ -94,14 +94,14 @@ PRESETS: dict[str, Preset] = {
         dict(d_model=256, layers="attn,fw,attn,fw", attn_heads=4, fw_heads=4, head_dim=64),
         {},
         dict(steps=20000, batch_size=128, lr=1e-3, curriculum=False),
-        "PAPER.md's Rule 110: 4 rows of 24 bits, first bits after t = 4..32 steps",
+        "the paper's Rule 110: 4 rows of 24 bits, first bits after t = 4..32 steps",
     ),
     "depo-paper": Preset(
         "depo-paper",
         dict(d_model=512, layers="attn,fw,attn,fw", attn_heads=8, fw_heads=8, head_dim=64, conv_size=4),
         {},
         dict(steps=20000, batch_size=128, lr=1e-3, curriculum=False),
-        "PAPER.md's Depo: a cycle of up to 75 nodes in 4 windows of 75 tokens; k ∈ {1, 2, 4, 8, 16}",
+        "the paper's Depo: a cycle of up to 75 nodes in 4 windows of 75 tokens; k ∈ {1, 2, 4, 8, 16}",
     ),
     "gsm-paper": Preset(
         "gsm-paper",
@@ -154,6 +154,19 @@ PRESETS["gsm-chain-1w-long"] = dataclasses.replace(
     train=dict(GSM_CHAIN_TRAIN, lr=1e-3, data_offset=4000),
     about="gsm-chain-1w trained 4,000 steps more, from its shipped checkpoint at the same N and variant",
     continues="gsm-chain-1w",
+)
+
+# The whole range of constants, as a curriculum: no gsm-chain model learned one operation with constants 0..9 from
+# scratch (gsm-mini.md), but the gsm-chain-1w-long models know the chains with constants 0..2. Each continues from its
+# gsm-chain-1w-long checkpoint at the same N and variant for 4,000 steps on gsm-chain-1w-c9 (the same window, vocabulary
+# and model; only the constants' range changes), at every operation count from the start (batches 8,000..11,999 of
+# its stream), with a fresh AdamW, a 200-step warm-up to half the first run's peak rate and a cosine decay.
+PRESETS["gsm-chain-1w-c9"] = dataclasses.replace(
+    PRESETS["gsm-chain-1w"],
+    task="gsm-chain-1w-c9",
+    train=dict(GSM_CHAIN_TRAIN, lr=1e-3, data_offset=8000),
+    about="gsm-chain-1w-long continued on constants 0..9 (GSM-Infinite's range) instead of 0..2, 4,000 steps",
+    continues="gsm-chain-1w-long",
 )
 
 VARIANTS = ("hybrid", "attn-only", "full-attention", "wide", "wake-loop")

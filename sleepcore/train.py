@@ -43,7 +43,15 @@ from sleepcore.checkpoint import (
     save_tensors,
     write_json,
 )
-from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, check_together, cores
+from sleepcore.config import (
+    ModelConfig,
+    SleepConfig,
+    TaskConfig,
+    TrainConfig,
+    check_together,
+    cores,
+    task_changes,
+)
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.model import SleepModel
@@ -545,8 +553,9 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
 
 def _base(name: str, configs, device) -> tuple[dict, dict]:
     """The weights a continued run starts from, the checkpoint called `name` (checkpoint.named), checked to share
-    this run's model, sleep and task configs, and its record for the new config.json: step, tokens, wall time,
-    command, SHA-256."""
+    this run's model and sleep configs and its task, and its record for the new config.json: step, tokens, wall
+    time, command, SHA-256, and, where the task's settings changed (a curriculum: gsm-chain-1w-c9 widens the
+    constants of gsm-chain-1w), what changed, as {setting: [there, here]}."""
     from sleepcore import checkpoint as ckpt
 
     try:
@@ -554,11 +563,19 @@ def _base(name: str, configs, device) -> tuple[dict, dict]:
     except CheckpointError as e:
         raise CheckpointError(f"init_from: {e}") from None
     base, info = ckpt.load_checkpoint(folder, device)
-    for section, mine, theirs in zip(("model", "sleep", "task"), configs, ckpt.configs_from(info)[:3]):
+    model_cfg, sleep_cfg, task_cfg = configs
+    their_model, their_sleep, their_task = ckpt.configs_from(info)[:3]
+    for section, mine, theirs in (("model", model_cfg, their_model), ("sleep", sleep_cfg, their_sleep)):
         if mine != theirs:
             raise CheckpointError(
-                f"init_from: {name}'s {section} config differs from this run's, so its weights cannot continue here"
+                f"init_from: {name}'s {section} config differs from this run's ({_differences(theirs, mine)}), "
+                "so its weights cannot continue here"
             )
+    if task_cfg.name != their_task.name:
+        raise CheckpointError(
+            f"init_from: {name} was trained on task {their_task.name!r}, this run is {task_cfg.name!r}; "
+            "a continued run keeps its task (its settings may change)"
+        )
     training = info.get("training", {})
     record = {
         "name": name,
@@ -568,6 +585,9 @@ def _base(name: str, configs, device) -> tuple[dict, dict]:
         "wall_time_s": training.get("wall_time_s"),
         "command": info.get("command"),
     }
+    changed = task_changes(their_task.params, task_cfg.params)
+    if changed:
+        record["task_changed"] = changed
     return base.state_dict(), record
 
 

@@ -450,6 +450,7 @@ DATA_DIGESTS = {
     "depo-paper": "38c71c1d403db69a",
     "gsm-chain": "6fd5b24ae309ecda",
     "gsm-chain-1w": "ec3d9bcf4e3b91f8",
+    "gsm-chain-1w-c9": "dac919b4c24ad1b4",
     "gsm-chain-c2": "6f0ea17a4002ac2d",
     "gsm-mini": "3acb439c728c40de",
     "gsm-paper": "c64d1de5aa83a2e9",

@@ -221,6 +221,40 @@ def test_a_continued_run_refuses_an_unknown_or_mismatched_base(tmp_path, monkeyp
         tiny(steps=2, data_offset=-1)
 
 
+def test_a_continued_run_may_change_its_tasks_settings_and_its_card_says_which(tmp_path, monkeypatch):
+    """A curriculum (gsm-chain-1w-c9 widens gsm-chain-1w-long's constants): the same model on a changed task. The
+    change is recorded in config.json and told by the card; another task, or another model, is refused."""
+    from sleepcore import cards, checkpoint
+    from sleepcore.checkpoint import CheckpointError
+    from sleepcore.config import TaskConfig
+    from sleepcore.train import _base
+
+    monkeypatch.setattr(checkpoint, "CHECKPOINT_ROOT", tmp_path / "shipped")
+    monkeypatch.delenv("SLEEPCORE_CHECKPOINTS", raising=False)
+    _ship_tiny(tmp_path / "shipped", "tiny-n2")
+    overrides = {"task": {"min_depth": 3, "depths": [3, 4, 5, 6, 7, 8]}}
+    configs = build("tiny", 2, overrides=overrides, steps=4, eval_every=4, save_every=4, init_from="tiny-n2")
+    info = train(tmp_path / "cont", *configs, progress=False, eval_per_depth=4)
+    changed = {"depths": [[1, 2, 3, 4, 5, 6, 7, 8], [3, 4, 5, 6, 7, 8]], "min_depth": [1, 3]}
+    assert info["continued_from"]["task_changed"] == changed
+    assert json.loads((tmp_path / "cont" / "config.json").read_text())["continued_from"]["task_changed"] == changed
+    assert set(info["eval"]["answers"]) == {"3", "4", "5", "6", "7", "8"}  # evaluated on its own task
+    card = cards.ship(tmp_path / "cont", "tiny-c", root=tmp_path / "shipped")
+    text = (card / "README.md").read_text()
+    assert "of a changed task (depths [1, 2, 3, 4, 5, 6, 7, 8] → [3, 4, 5, 6, 7, 8], min_depth 1 → 3;" in text
+    assert "same data stream" not in text
+    # the plain continuation's card keeps its wording
+    plain = train(tmp_path / "plain", *tiny(steps=4, init_from="tiny-n2", data_offset=12), progress=False)
+    assert "task_changed" not in plain["continued_from"]
+    model_cfg, sleep_cfg, task_cfg, _ = configs
+    other = TaskConfig(name="depo", params=task_cfg.params)
+    with pytest.raises(CheckpointError, match="tiny-n2 was trained on task 'rule110', this run is 'depo'"):
+        _base("tiny-n2", (model_cfg, sleep_cfg, other), torch.device("cpu"))
+    wider = build("tiny", 2, overrides={"model": {"d_model": 48}}, steps=4, init_from="tiny-n2")
+    with pytest.raises(CheckpointError, match=r"tiny-n2's model config differs from this run's \(d_model: 32 there"):
+        train(tmp_path / "wider", *wider, progress=False)
+
+
 def test_a_continued_run_and_ship_use_the_checkpoints_folder_names_come_from(tmp_path, monkeypatch):
     """With $SLEEPCORE_CHECKPOINTS set, init_from finds its base there (before the repository's checkpoints/), and
     `ship` writes there: the folder the app, eval --all and every name look in."""

@@ -78,6 +78,9 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
 }
+# gsm-chain-1w with GSM-Infinite's whole range of constants, 0..9: what gsm-chain could not learn from scratch, taught
+# after 0..2 (preset gsm-chain-1w-c9 continues the gsm-chain-1w-long models on it).
+TASK_PRESETS["gsm-chain-1w-c9"] = ("gsm", {**TASK_PRESETS["gsm-chain-1w"][1], "max_constant": 9})
 
 
 def get_task(name: str, **params: Any) -> Task:
