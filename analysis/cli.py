@@ -7,7 +7,15 @@ import argparse
 import functools
 from pathlib import Path
 
-from sleepcore.cli import check_out, check_test_passes, check_threads, never_evicts, seed
+from sleepcore.cli import (
+    add_task_changes,
+    check_out,
+    check_test_passes,
+    check_threads,
+    never_evicts,
+    seed,
+    task_changes_of,
+)
 from sleepcore.results import MAX_PASSES
 
 
@@ -278,13 +286,14 @@ def _sweep_parser(sub) -> None:
     p.add_argument("--figure", help="write the accuracy-vs-N figure here: .html, or .svg/.pdf/.png (needs Chromium)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
     p.add_argument("--no-progress", action="store_true")
+    add_task_changes(p)
     p.set_defaults(func=_reporting_export_errors(_sweep))
 
 
 def _sweep(args) -> int:
     from analysis.figures import accuracy_vs_test_passes, format_sweep, headline_metric, results_table
-    from sleepcore.checkpoint import read_info
-    from sleepcore.results import sweep_checkpoint
+    from sleepcore.checkpoint import read_info, resolve
+    from sleepcore.results import SWEEP_FILE, sweep_checkpoint, task_for
 
     figure = Path(args.figure) if args.figure else None
     fmt = figure.suffix.lower().lstrip(".") if figure is not None else None
@@ -303,7 +312,21 @@ def _sweep(args) -> int:
     given = "" if args.passes else f"the default N = {','.join(map(str, passes))} (1 .. 2 × trained N)"
     check_test_passes(args.checkpoint, passes, given)
     progress = not args.no_progress
-    make = lambda: results_table(sweep_checkpoint(args.checkpoint, passes, args.examples, args.seed, progress))  # noqa: E731
+    changes = task_changes_of(args.task_changes)
+    if (
+        changes
+        and args.out
+        and Path(args.out).name == SWEEP_FILE
+        and Path(args.out).parent.resolve() == (resolve(args.checkpoint).resolve())
+    ):
+        raise ValueError(
+            f"--out {args.out} is the checkpoint's own {SWEEP_FILE}, which holds its sweep on the task it was "
+            "trained on; write a sweep on a changed task (--set) elsewhere"
+        )
+    task_for(read_info(args.checkpoint), changes)  # a bad change is told before the sweep runs
+    make = lambda: results_table(  # noqa: E731
+        sweep_checkpoint(args.checkpoint, passes, args.examples, args.seed, progress, task_changes=changes)
+    )
 
     def figure_file(df) -> list:
         """The figure, rendered now (before the table is written), and how to write it."""

@@ -7,6 +7,7 @@ writes a file or prints; export lives in analysis/export.py.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -118,8 +119,9 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
     name for its effective depth, e.g. gsm's "operations, the question alone"), depth, acc, lo, hi, n, chance (per
     answer; null for exact), train_seed (the initialisation seed: models trained again with other seeds are
     replicas), and where the input says (`sleepcore.results` evaluations do) weights_sha256, per_depth (sequences
-    per depth) and eval_seed (the held-out examples' seed), else null. Compare models within one preset: presets of
-    one task can ask different depths of different problems.
+    per depth) and eval_seed (the held-out examples' seed), else null; task_changed: the task settings an
+    evaluation changed (`setting=value, ...`; null on the task the model was trained on). Compare models within one
+    preset: presets of one task can ask different depths of different problems.
     """
     rows = []
     for r in eval_results:
@@ -146,6 +148,7 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
                         "weights_sha256": r.get("weights_sha256"),
                         "per_depth": r.get("per_depth"),
                         "eval_seed": r.get("seed"),
+                        "task_changed": _changes_text(r.get("task_changed")),
                     }
                 )
     schema = {
@@ -167,8 +170,17 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
         "weights_sha256": pl.String,
         "per_depth": pl.Int32,
         "eval_seed": pl.Int64,
+        "task_changed": pl.String,
     }
     return pl.DataFrame(rows, schema=schema).sort("variant", "checkpoint", "passes", "metric", "depth")
+
+
+def _changes_text(changed: dict | None) -> str | None:
+    """An evaluation's task changes ({setting: [trained, here]}) as `setting=value, ...` (the values evaluated), or
+    None for the task the checkpoint was trained on."""
+    if not changed:
+        return None
+    return ", ".join(f"{k}={json.dumps(here)}" for k, (_, here) in changed.items())
 
 
 _BASELINE_SYMBOLS = {
@@ -337,7 +349,9 @@ def format_sweep(results: pl.DataFrame) -> str:
             starred |= n == trained
             lines.append(f"{n:>3}{'*' if n == trained else ' '} " + "".join(f"{row[d] or '—':>22}" for d in depths))
         blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + ("\n(* the N it was trained with)" if starred else "")
+    changed = results["task_changed"].drop_nulls().unique().to_list() if "task_changed" in results.columns else []
+    head = [f"on a changed task: {'; '.join(changed)}"] if changed else []
+    return "\n\n".join(head + blocks) + ("\n(* the N it was trained with)" if starred else "")
 
 
 def _chance_line(fig: go.Figure, results: pl.DataFrame) -> None:

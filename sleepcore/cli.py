@@ -220,6 +220,7 @@ def _eval_parser(sub) -> None:
     p.add_argument("--seed", type=seed, default=777, help="the examples' seed (0 to 2**63 - 1; default 777)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_task_changes(p)
     p.add_argument("--markdown", help="with --all: write the results tables to this Markdown file")
     p.add_argument(
         "--results-json", help="with --all: write every result, every count, to this JSON file (the app charts it)"
@@ -227,15 +228,46 @@ def _eval_parser(sub) -> None:
     p.set_defaults(func=_eval)
 
 
+def add_task_changes(p) -> None:
+    """`--set task.KEY=VALUE` for the commands that evaluate trained weights (eval, sweep)."""
+    p.add_argument(
+        "--set",
+        dest="task_changes",
+        action="append",
+        default=[],
+        metavar="task.KEY=VALUE",
+        help="test the weights on a changed task: one of its settings, e.g. task.max_depth=6 with "
+        "task.depths=[1,2,3,4,5,6] (gsm: longer chains) or task.max_constant=9; repeatable. Settings that change "
+        "the vocabulary or the window are refused: the weights fix them",
+    )
+
+
+def task_changes_of(items: list[str]) -> dict | None:
+    """`--set task.KEY=VALUE` items as {KEY: VALUE}; ValueError for another section (the weights fix the model's and
+    sleep's settings; test-time N is --passes)."""
+    if not items:
+        return None
+    settings = parse_settings(items)
+    other = sorted(set(settings) - {"task"})
+    if other:
+        raise ValueError(
+            f"--set changes only task settings here (task.KEY=VALUE); got {', '.join(other)}: the weights fix the "
+            "model's and sleep's settings, and --passes sets the test-time N"
+        )
+    return settings["task"]
+
+
 def _eval(args) -> int:
     from sleepcore.results import command, evaluate_all, evaluate_checkpoint, results_markdown, write_results_json
 
     if args.passes is not None and args.passes < 1:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
+    changes = task_changes_of(args.task_changes)
     if args.all:
-        if args.checkpoint or args.passes is not None:
+        if args.checkpoint or args.passes is not None or changes:
             raise ValueError(
-                "--all evaluates every shipped checkpoint at its trained N: give no checkpoint or --passes"
+                "--all evaluates every shipped checkpoint at its trained N, on its own task: give no checkpoint, "
+                "--passes or --set"
             )
         for flag, path in (("--markdown", args.markdown), ("--results-json", args.results_json)):
             if path:
@@ -258,11 +290,13 @@ def _eval(args) -> int:
     if args.passes is not None:
         check_test_passes(args.checkpoint, [args.passes])
     progress = not (args.json or args.no_progress)
-    res = evaluate_checkpoint(args.checkpoint, args.passes, args.examples, args.seed, progress=progress)
+    res = evaluate_checkpoint(
+        args.checkpoint, args.passes, args.examples, args.seed, progress=progress, task_changes=changes
+    )
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print(format_eval(res, title=f"{args.checkpoint} (test N={res['passes']})"))
+        print(format_eval(res, title=f"{args.checkpoint} (test N={res['passes']}){changed_text(res)}"))
     return 0
 
 
@@ -320,6 +354,14 @@ def _bench(args) -> int:
     check_threads(args.threads)
     check_out(args.out, folder=True)
     return run(args.which, Path(args.out), quick=args.quick, threads=args.threads)
+
+
+def changed_text(res: dict) -> str:
+    """`, on a changed task: KEY trained → here, ...` for an evaluation off the trained task, else ''."""
+    changed = res.get("task_changed")
+    if not changed:
+        return ""
+    return ", on a changed task: " + ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items())
 
 
 def format_eval(res: dict, title: str = "") -> str:

@@ -24,15 +24,29 @@ from sleepcore.tasks import get_task
 
 
 def evaluate_checkpoint(
-    name, passes: int | None = None, per_depth: int = 250, seed: int = 777, progress: bool = False, label=None
+    name,
+    passes: int | None = None,
+    per_depth: int = 250,
+    seed: int = 777,
+    progress: bool = False,
+    label=None,
+    task_changes: dict | None = None,
 ) -> dict:
     """Evaluate a checkpoint (folder or shipped name) on per_depth held-out examples per depth; every count, with
-    what identifies the model (its weights' SHA-256, seeds, N). label: the name to record (default: `name`)."""
-    return sweep_checkpoint(name, [passes], per_depth, seed, progress, label)[0]
+    what identifies the model (its weights' SHA-256, seeds, N). label: the name to record (default: `name`).
+    task_changes: settings of its task to change ({"max_depth": 6, ...}; `task_for`), to test it off the
+    distribution it was trained on; the result records them as `task_changed`."""
+    return sweep_checkpoint(name, [passes], per_depth, seed, progress, label, task_changes)[0]
 
 
 def sweep_checkpoint(
-    name, passes: list[int | None], per_depth: int = 250, seed: int = 777, progress: bool = False, label=None
+    name,
+    passes: list[int | None],
+    per_depth: int = 250,
+    seed: int = 777,
+    progress: bool = False,
+    label=None,
+    task_changes: dict | None = None,
 ) -> list[dict]:
     """`evaluate_checkpoint` at each test-time N in `passes` (None: the trained N), on the same held-out examples:
     what the same weights answer with less sleep, or more."""
@@ -40,9 +54,35 @@ def sweep_checkpoint(
     _check_per_depth(per_depth)
     check_seed(seed)
     model, info = load_checkpoint(name)
+    task_for(info, task_changes)  # a bad change is refused before anything runs
     return sweep_model(
-        model, info, passes, per_depth, seed, str(label or name), weights_sha256(resolve(name)), progress
+        model, info, passes, per_depth, seed, str(label or name), weights_sha256(resolve(name)), progress, task_changes
     )
+
+
+def task_for(info: dict, changes: dict | None = None):
+    """The task a checkpoint (config.json `info`) was trained on, with `changes` to its settings: the same weights
+    tested off their training distribution (gsm: deeper chains, `max_depth`; other constants, `max_constant`).
+    ValueError for an unknown setting or a bad value (naming the valid ones), and for a change its weights cannot
+    read: another vocabulary (Depo's and Rule 110's depths are tokens of their queries) or another window."""
+    name, params = info["task"]["name"], info["task"]["params"]
+    if not changes:
+        return get_task(name, **params)
+    if not isinstance(changes, dict):
+        raise ValueError(f"task changes must be a dict of task settings; got {changes!r}")
+    task, trained = get_task(name, **{**params, **changes}), get_task(name, **params)
+    what = ", ".join(f"{k}={v!r}" for k, v in changes.items())
+    if task.vocab.tokens != trained.vocab.tokens:
+        raise ValueError(
+            f"{what} changes task {name!r}'s vocabulary ({len(trained.vocab)} tokens → {len(task.vocab)}), and the "
+            "weights read only the tokens they were trained on; change settings that keep it"
+        )
+    if task.window != trained.window:
+        raise ValueError(f"{what} changes the context window ({trained.window} → {task.window}); the model's is fixed")
+    positions = info["model"]["max_positions"]
+    if info["sleep"].get("window") is None and task.seq_len > positions:  # full attention reads the whole sequence
+        raise ValueError(f"{what} makes sequences of {task.seq_len} tokens; this model reads at most {positions}")
+    return task
 
 
 MAX_PASSES = 64  # a cap on test-time N: the shipped sweeps go to 2N = 8, and each pass costs a whole sleep
@@ -62,14 +102,25 @@ def _check_per_depth(per_depth) -> None:
 
 
 def sweep_model(
-    model, info: dict, passes: list[int | None], per_depth: int, seed: int, label: str, sha256: str, progress=False
+    model,
+    info: dict,
+    passes: list[int | None],
+    per_depth: int,
+    seed: int,
+    label: str,
+    sha256: str,
+    progress=False,
+    task_changes: dict | None = None,
 ) -> list[dict]:
     """`sweep_checkpoint` for a model already loaded (with its config.json `info` and its weights' SHA-256)."""
     from tqdm import tqdm
 
+    from sleepcore.config import task_changes as differences
+
     _check_passes(passes)
     _check_per_depth(per_depth)
-    task = get_task(info["task"]["name"], **info["task"]["params"])
+    task = task_for(info, task_changes)
+    changed = differences(info["task"]["params"], {**info["task"]["params"], **(task_changes or {})})
     examples = sample_eval(task, per_depth, seed)
     about = {
         "checkpoint": label,
@@ -99,6 +150,7 @@ def sweep_model(
                         else {}
                     ),
                     **({"first_about": task.first_answer_about} if task.first_answer_about else {}),
+                    **({"task_changed": changed} if changed else {}),
                 }
             )
     return out
@@ -360,6 +412,12 @@ def read_sweep(folder: str | Path):
     for column in ("weights_sha256", "per_depth", "eval_seed", "trained_passes"):
         if sweep[column].null_count() or sweep[column].n_unique() != 1:
             raise ValueError(f"{path} mixes evaluations ({column}: {sweep[column].unique().to_list()}); {redo}")
+    if "task_changed" in sweep.columns and sweep["task_changed"].null_count() < sweep.height:
+        changed = sweep["task_changed"].drop_nulls().unique().to_list()
+        raise ValueError(
+            f"{path} was computed on a changed task ({'; '.join(changed)}), not the one {name} was trained on; "
+            f"keep such a sweep elsewhere; {redo}"
+        )
     if sweep["weights_sha256"][0] != weights_sha256(folder):
         try:  # weights that do not load (cut short, damaged) are the checkpoint's problem, not the sweep's
             load_checkpoint(folder)

@@ -142,7 +142,10 @@ def test_eval_all_writes_both_files_from_one_evaluation(monkeypatch, tmp_path, c
     [
         (["eval", "r-n4", "--markdown", "x.md"], "use them with --all"),
         (["eval", "r-n4", "--results-json", "x.json"], "use them with --all"),
-        (["eval", "--all", "--passes", "2"], "give no checkpoint or --passes"),
+        (["eval", "--all", "--passes", "2"], "give no checkpoint, --passes or --set"),
+        (["eval", "--all", "--set", "task.max_depth=6"], "give no checkpoint, --passes or --set"),
+        (["eval", "r-n4", "--set", "model.d_model=8"], "--set changes only task settings here (task.KEY=VALUE)"),
+        (["eval", "r-n4", "--set", "task"], "expected SECTION.KEY=VALUE"),
     ],
 )
 def test_eval_refuses_options_that_would_be_ignored(args, says, capsys, tmp_path, monkeypatch):

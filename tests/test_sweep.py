@@ -304,3 +304,61 @@ def test_check_out_looks_at_the_folder_written_into(tmp_path, monkeypatch):
     readonly.add(Path("/"))
     with pytest.raises(ValueError, match="the folder / is not writable"):  # not a StopIteration traceback
         cli.check_out("/", folder=True)
+
+
+def _shipped(name):
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+
+    return CHECKPOINT_ROOT / name  # a path: under the full suite, names resolve in the app fixture's folder
+
+
+def test_an_evaluation_on_a_changed_task_asks_what_was_changed_and_records_it():
+    """gsm chains longer than trained (5 and 6 operations fit its window): the same weights, other examples."""
+    ckpt = _shipped("gsm-chain-1w-long-n4")
+    changes = {"max_depth": 6, "depths": [5, 6]}
+    res = evaluate_checkpoint(ckpt, per_depth=4, seed=3, task_changes=changes)
+    assert res["task_changed"] == {"depths": [[1, 2, 3, 4], [5, 6]], "max_depth": [4, 6]}
+    assert sorted(res["effective"]) == ["5", "6"] and all(c["n"] == 4 for c in res["effective"].values())
+    plain = evaluate_checkpoint(ckpt, per_depth=4, seed=3)
+    assert "task_changed" not in plain and sorted(plain["effective"]) == ["1", "2", "3", "4"]
+    # the same settings as the trained ones are no change
+    assert "task_changed" not in evaluate_checkpoint(ckpt, per_depth=2, seed=3, task_changes={"max_depth": 4})
+    table = results_table([res])
+    assert table["task_changed"].unique().to_list() == ["depths=[5, 6], max_depth=6"]
+    assert format_sweep(table).startswith("on a changed task: depths=[5, 6], max_depth=6\n")
+    assert results_table([plain])["task_changed"].null_count() == results_table([plain]).height
+
+
+@pytest.mark.parametrize(
+    "name, changes, says",
+    [
+        ("depo-k4-n4", {"max_depth": 6, "depths": [5, 6]}, r"changes task 'depo''s vocabulary \(30 tokens → 32\)"),
+        ("gsm-chain-1w-long-n4", {"max_depth": 7, "depths": [7]}, "more than context_windows \\* window = 48"),
+        ("gsm-chain-1w-long-n4", {"window": 64}, r"changes task 'gsm''s vocabulary|changes the context window"),
+        ("gsm-chain-1w-long-n4", {"hops": 2}, r"unknown parameter\(s\) hops for task 'gsm'; valid parameters:"),
+        ("rule110-mini-full-attention", {"W": 12}, "changes"),
+    ],
+)
+def test_a_change_the_weights_cannot_read_is_refused_before_anything_runs(name, changes, says):
+    with pytest.raises(ValueError, match=says):
+        sweep_checkpoint(_shipped(name), [1, 2], per_depth=2, task_changes=changes)
+
+
+def test_sweep_on_a_changed_task_prints_it_and_never_writes_the_checkpoints_own_sweep(tmp_path, capsys):
+    ckpt = tmp_path / "gsm-chain-1w-long-n4"
+    shutil.copytree(_shipped("gsm-chain-1w-long-n4"), ckpt)
+    before = (ckpt / SWEEP_FILE).read_bytes()
+    deeper = ["--set", "task.max_depth=6", "--set", "task.depths=[6]", "--examples", "3", "--no-progress"]
+    assert main(["sweep", str(ckpt), "--passes", "4,5", *deeper, "--out", str(ckpt / SWEEP_FILE)]) == 2
+    assert "is the checkpoint's own sweep.parquet" in capsys.readouterr().err
+    assert (ckpt / SWEEP_FILE).read_bytes() == before
+    assert main(["sweep", str(ckpt), "--passes", "4,5", *deeper, "--out", str(tmp_path / "deep.parquet")]) == 0
+    assert capsys.readouterr().out.startswith("on a changed task: depths=[6], max_depth=6")
+    deep = pl.read_parquet(tmp_path / "deep.parquet")
+    assert deep["task_changed"].unique().to_list() == ["depths=[6], max_depth=6"]
+    assert sorted(deep["passes"].unique().to_list()) == [4, 5]
+    shutil.copy(tmp_path / "deep.parquet", ckpt / SWEEP_FILE)  # copied in by hand: the app must not show it
+    with pytest.raises(ValueError, match=r"was computed on a changed task \(depths=\[6\], max_depth=6\), not the one"):
+        read_sweep(ckpt)
+    assert main(["sweep", str(ckpt), "--set", "model.d_model=8"]) == 2
+    assert "--set changes only task settings here" in capsys.readouterr().err
