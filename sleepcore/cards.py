@@ -183,8 +183,7 @@ def _continued(info: dict) -> list[str]:
     base, train = info.get("continued_from"), info["train"]
     if not base:
         return []
-    total_steps = (base.get("step") or 0) + train["steps"]
-    total_wall = (base.get("wall_time_s") or 0) + info.get("training", {}).get("wall_time_s", 0)
+    total_steps, total_wall, bases = _lineage(info)
     batches = f"batches {train['data_offset']}–{train['data_offset'] + train['steps'] - 1}"
     changed = base.get("task_changed")
     if changed:
@@ -195,9 +194,29 @@ def _continued(info: dict) -> list[str]:
     return [
         f"- **Continued training**: it starts from the weights of `{base['name']}` (step {base.get('step')}, "
         f"model.safetensors SHA-256 `{base['sha256'][:16]}…`, trained by `{_relative(base.get('command') or '?')}`) "
-        f"with a fresh optimizer and schedule, {data}. In all: "
+        f"with a fresh optimizer and schedule, {data}. In all, with {_bases_text(bases)}: "
         f"{total_steps} optimizer steps and {total_wall:.0f} s of wall time; the numbers below are this run's own.",
     ]
+
+
+def _lineage(info: dict) -> tuple[int, float, list[str]]:
+    """A continued run's optimizer steps and wall time with every base it continues (a continuation of a
+    continuation: gsm-chain-1w-c9 ← gsm-chain-1w-long ← gsm-chain-1w), and the bases' names, nearest first. Each base
+    gives what its record says; a base's own base is read from its config.json where that is shipped."""
+    steps, wall, names = info["train"]["steps"], info.get("training", {}).get("wall_time_s", 0), []
+    base = info.get("continued_from")
+    while base and base.get("name") not in names:
+        names.append(base["name"])
+        steps, wall = steps + (base.get("step") or 0), wall + (base.get("wall_time_s") or 0)
+        try:
+            base = read_info(base["name"]).get("continued_from")
+        except (CheckpointError, OSError):  # a base no longer shipped: what its continuation recorded is all there is
+            break
+    return steps, wall, names
+
+
+def _bases_text(names: list[str]) -> str:
+    return "its base" if len(names) == 1 else "its bases (" + " ← ".join(f"`{n}`" for n in names) + ")"
 
 
 DERIVED = (SWEEP_FILE, "probes.parquet")  # tables computed from a checkpoint's weights, shipped beside them

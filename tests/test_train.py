@@ -243,6 +243,12 @@ def test_a_continued_run_may_change_its_tasks_settings_and_its_card_says_which(t
     text = (card / "README.md").read_text()
     assert "of a changed task (depths [1, 2, 3, 4, 5, 6, 7, 8] → [3, 4, 5, 6, 7, 8], min_depth 1 → 3;" in text
     assert "same data stream" not in text
+    assert "In all, with its base: 16 optimizer steps" in text  # tiny-n2's 12 and its own 4
+    # a continuation of a continuation counts every base's steps, nearest first
+    again = build("tiny", 2, overrides=overrides, steps=4, eval_every=4, save_every=4, init_from="tiny-c")
+    train(tmp_path / "again", *again, progress=False, eval_per_depth=4)
+    text = (cards.ship(tmp_path / "again", "tiny-c2", root=tmp_path / "shipped") / "README.md").read_text()
+    assert "In all, with its bases (`tiny-c` ← `tiny-n2`): 20 optimizer steps" in text
     # the plain continuation's card keeps its wording
     plain = train(tmp_path / "plain", *tiny(steps=4, init_from="tiny-n2", data_offset=12), progress=False)
     assert "task_changed" not in plain["continued_from"]
