@@ -292,7 +292,7 @@ def _sweep_parser(sub) -> None:
 
 def _sweep(args) -> int:
     from analysis.figures import accuracy_vs_test_passes, format_sweep, headline_metric, results_table
-    from sleepcore.checkpoint import read_info, resolve
+    from sleepcore.checkpoint import read_info
     from sleepcore.results import SWEEP_FILE, sweep_checkpoint, task_for
 
     figure = Path(args.figure) if args.figure else None
@@ -313,17 +313,13 @@ def _sweep(args) -> int:
     check_test_passes(args.checkpoint, passes, given)
     progress = not args.no_progress
     changes = task_changes_of(args.task_changes)
-    if (
-        changes
-        and args.out
-        and Path(args.out).name == SWEEP_FILE
-        and Path(args.out).parent.resolve() == (resolve(args.checkpoint).resolve())
-    ):
+    _, changed = task_for(read_info(args.checkpoint), changes)  # a bad change is told before the sweep runs
+    out = Path(args.out) if args.out else None
+    if changed and out is not None and out.name == SWEEP_FILE and (out.parent / "config.json").is_file():
         raise ValueError(
-            f"--out {args.out} is the checkpoint's own {SWEEP_FILE}, which holds its sweep on the task it was "
-            "trained on; write a sweep on a changed task (--set) elsewhere"
+            f"--out {args.out} is a checkpoint's own {SWEEP_FILE}, which holds its sweep on the task it was trained "
+            "on (the app and the model card read it); write a sweep on a changed task (--set) elsewhere"
         )
-    task_for(read_info(args.checkpoint), changes)  # a bad change is told before the sweep runs
     make = lambda: results_table(  # noqa: E731
         sweep_checkpoint(args.checkpoint, passes, args.examples, args.seed, progress, task_changes=changes)
     )

@@ -301,7 +301,9 @@ def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", titl
     if len(names) != 1:
         raise ValueError(f"a sweep figure shows one checkpoint; got {names or 'none'} with metric {metric!r}")
     label = results["metric_label"][0] if "metric_label" in results.columns else METRIC_LABELS.get(metric, metric)
-    fig = _figure(title or f"{names[0]}: accuracy vs test-time passes ({label})")
+    changed = results["task_changed"].drop_nulls().unique().to_list() if "task_changed" in results.columns else []
+    on = f", on a changed task: {'; '.join(changed)}" if changed else ""
+    fig = _figure(title or f"{names[0]}: accuracy vs test-time passes ({label}){on}")
     for i, depth in enumerate(results["depth"].unique().sort().to_list()):
         d = results.filter(pl.col("depth") == depth)
         fig.add_trace(_with_errors(d, f"depth {depth}", _colour(i), SYMBOLS[i % len(SYMBOLS)], mode="lines+markers"))

@@ -17,12 +17,14 @@ from sleepcore.checkpoint import (
     checkpoint_root,
     file_sha256,
     load_checkpoint,
+    named,
     read_info,
     require_checkpoints,
+    weights_sha256,
 )
 from sleepcore.config import _is_name
 from sleepcore.results import SWEEP_FILE, cell_text, headline_metric, read_sweep, sweep_command
-from sleepcore.tasks import get_task
+from sleepcore.tasks import changes_text, get_task
 
 VARIANT_TEXT = {
     "hybrid": "the sleep model: attention and fast-weight blocks under hard KV eviction",
@@ -187,8 +189,7 @@ def _continued(info: dict) -> list[str]:
     batches = f"batches {train['data_offset']}–{train['data_offset'] + train['steps'] - 1}"
     changed = base.get("task_changed")
     if changed:
-        settings = ", ".join(f"{k} {there!r} → {here!r}" for k, (there, here) in changed.items())
-        data = f"on {batches} of a changed task ({settings}; its base was trained on the left-hand values)"
+        data = f"on {batches} of a changed task ({changes_text(changed)}; its base was trained on the left-hand values)"
     else:
         data = f"on {batches} of the same data stream, which its base never saw"
     return [
@@ -202,14 +203,18 @@ def _continued(info: dict) -> list[str]:
 def _lineage(info: dict) -> tuple[int, float, list[str]]:
     """A continued run's optimizer steps and wall time with every base it continues (a continuation of a
     continuation: gsm-chain-1w-c9 ← gsm-chain-1w-long ← gsm-chain-1w), and the bases' names, nearest first. Each base
-    gives what its record says; a base's own base is read from its config.json where that is shipped."""
+    gives what its record says; a base's own base is read from the config.json shipped under its name, where the
+    weights there are still the ones recorded (a base re-shipped with other weights ends the walk)."""
     steps, wall, names = info["train"]["steps"], info.get("training", {}).get("wall_time_s", 0), []
     base = info.get("continued_from")
     while base and base.get("name") not in names:
         names.append(base["name"])
         steps, wall = steps + (base.get("step") or 0), wall + (base.get("wall_time_s") or 0)
         try:
-            base = read_info(base["name"]).get("continued_from")
+            folder = named(base["name"])
+            if weights_sha256(folder) != base.get("sha256"):
+                break
+            base = read_info(folder).get("continued_from")
         except (CheckpointError, OSError):  # a base no longer shipped: what its continuation recorded is all there is
             break
     return steps, wall, names

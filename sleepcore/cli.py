@@ -247,14 +247,13 @@ def task_changes_of(items: list[str]) -> dict | None:
     sleep's settings; test-time N is --passes)."""
     if not items:
         return None
-    settings = parse_settings(items)
-    other = sorted(set(settings) - {"task"})
+    other = [item for item in items if not item.strip().startswith("task.")]
     if other:
         raise ValueError(
-            f"--set changes only task settings here (task.KEY=VALUE); got {', '.join(other)}: the weights fix the "
-            "model's and sleep's settings, and --passes sets the test-time N"
+            f"--set changes only task settings here (task.KEY=VALUE); got {', '.join(map(repr, other))}: the weights "
+            "fix the model's and sleep's settings, and --passes sets the test-time N"
         )
-    return settings["task"]
+    return parse_settings(items)["task"]
 
 
 def _eval(args) -> int:
@@ -358,10 +357,10 @@ def _bench(args) -> int:
 
 def changed_text(res: dict) -> str:
     """`, on a changed task: KEY trained → here, ...` for an evaluation off the trained task, else ''."""
+    from sleepcore.tasks import changes_text
+
     changed = res.get("task_changed")
-    if not changed:
-        return ""
-    return ", on a changed task: " + ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items())
+    return f", on a changed task: {changes_text(changed)}" if changed else ""
 
 
 def format_eval(res: dict, title: str = "") -> str:

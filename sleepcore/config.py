@@ -232,14 +232,6 @@ def cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def task_changes(there: dict, here: dict) -> dict:
-    """The task settings that differ between two sets (a base and its continuation, a checkpoint's and an
-    evaluation's): {setting: [there, here]}, sorted by setting; tuples compare equal to lists, as in config.json."""
-    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
-    keys = sorted(set(there) | set(here))
-    return {k: [norm(there.get(k)), norm(here.get(k))] for k in keys if norm(there.get(k)) != norm(here.get(k))}
-
-
 def to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 

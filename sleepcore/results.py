@@ -20,7 +20,7 @@ from sleepcore.checkpoint import (
 )
 from sleepcore.config import check_seed
 from sleepcore.evaluate import evaluate, sample_eval
-from sleepcore.tasks import get_task
+from sleepcore.tasks import changed_task
 
 
 def evaluate_checkpoint(
@@ -54,7 +54,7 @@ def sweep_checkpoint(
     _check_per_depth(per_depth)
     check_seed(seed)
     model, info = load_checkpoint(name)
-    task_for(info, task_changes)  # a bad change is refused before anything runs
+    task_for(info, task_changes)  # a bad change is refused before the weights are hashed and anything runs
     return sweep_model(
         model, info, passes, per_depth, seed, str(label or name), weights_sha256(resolve(name)), progress, task_changes
     )
@@ -62,27 +62,17 @@ def sweep_checkpoint(
 
 def task_for(info: dict, changes: dict | None = None):
     """The task a checkpoint (config.json `info`) was trained on, with `changes` to its settings: the same weights
-    tested off their training distribution (gsm: deeper chains, `max_depth`; other constants, `max_constant`).
-    ValueError for an unknown setting or a bad value (naming the valid ones), and for a change its weights cannot
-    read: another vocabulary (Depo's and Rule 110's depths are tokens of their queries) or another window."""
-    name, params = info["task"]["name"], info["task"]["params"]
-    if not changes:
-        return get_task(name, **params)
-    if not isinstance(changes, dict):
-        raise ValueError(f"task changes must be a dict of task settings; got {changes!r}")
-    task, trained = get_task(name, **{**params, **changes}), get_task(name, **params)
-    what = ", ".join(f"{k}={v!r}" for k, v in changes.items())
-    if task.vocab.tokens != trained.vocab.tokens:
-        raise ValueError(
-            f"{what} changes task {name!r}'s vocabulary ({len(trained.vocab)} tokens → {len(task.vocab)}), and the "
-            "weights read only the tokens they were trained on; change settings that keep it"
-        )
-    if task.window != trained.window:
-        raise ValueError(f"{what} changes the context window ({trained.window} → {task.window}); the model's is fixed")
+    tested off their training distribution (gsm: deeper chains, `max_depth` with `depths`; other constants,
+    `max_constant`), and what really changed ({setting: [trained, here]}; `tasks.changed_task`). ValueError for an
+    unknown setting or a bad value (naming the valid ones), for a change its weights cannot read (other tokens,
+    another window), and for sequences longer than a model that never evicts reads."""
+    task, changed = changed_task(info["task"]["name"], info["task"]["params"], changes)
     positions = info["model"]["max_positions"]
     if info["sleep"].get("window") is None and task.seq_len > positions:  # full attention reads the whole sequence
-        raise ValueError(f"{what} makes sequences of {task.seq_len} tokens; this model reads at most {positions}")
-    return task
+        raise ValueError(
+            f"the changed task makes sequences of {task.seq_len} tokens; this model reads at most {positions}"
+        )
+    return task, changed
 
 
 MAX_PASSES = 64  # a cap on test-time N: the shipped sweeps go to 2N = 8, and each pass costs a whole sleep
@@ -115,12 +105,9 @@ def sweep_model(
     """`sweep_checkpoint` for a model already loaded (with its config.json `info` and its weights' SHA-256)."""
     from tqdm import tqdm
 
-    from sleepcore.config import task_changes as differences
-
     _check_passes(passes)
     _check_per_depth(per_depth)
-    task = task_for(info, task_changes)
-    changed = differences(info["task"]["params"], {**info["task"]["params"], **(task_changes or {})})
+    task, changed = task_for(info, task_changes)
     examples = sample_eval(task, per_depth, seed)
     about = {
         "checkpoint": label,
@@ -237,6 +224,11 @@ def read_results_json(path: str | Path) -> dict:
         bad = [k for k, t in REQUIRED.items() if not isinstance(r, dict) or not isinstance(r.get(k), t)]
         if bad:
             raise ValueError(f"{path}: result {i} lacks or mistypes {', '.join(bad)} (needed: {', '.join(REQUIRED)})")
+        if r.get("task_changed"):  # `eval --all` evaluates each checkpoint on its own task, and the tables say so
+            raise ValueError(
+                f"{path}: {r['checkpoint']}'s result was evaluated on a changed task ({r['task_changed']}), not the "
+                f"one it was trained on; write the file again with `{SHIPPED_COMMAND}`"
+            )
         for metric in ("answers", "exact", "effective", "first"):
             cells = r.get(metric, {})
             if not isinstance(cells, dict) or not all(_is_cell(c) for c in cells.values()):

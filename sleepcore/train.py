@@ -50,14 +50,13 @@ from sleepcore.config import (
     TrainConfig,
     check_together,
     cores,
-    task_changes,
 )
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.model import SleepModel
 from sleepcore.presets import SECTIONS
 from sleepcore.recorder import NULL
-from sleepcore.tasks import get_task
+from sleepcore.tasks import changed_task, get_task
 
 EVAL_SEED = 777  # evaluation examples come from the test split with this seed, the same for every model
 HASHED = ("model.safetensors", "optimizer.safetensors")  # trainer.json records their SHA-256: a resume checks them
@@ -576,6 +575,10 @@ def _base(name: str, configs, device) -> tuple[dict, dict]:
             f"init_from: {name} was trained on task {their_task.name!r}, this run is {task_cfg.name!r}; "
             "a continued run keeps its task (its settings may change)"
         )
+    try:  # the same tokens at the same ids, and the same window: else the weights would read other things
+        _, changed = changed_task(their_task.name, their_task.params, task_cfg.params)
+    except ValueError as e:
+        raise CheckpointError(f"init_from: {name}'s weights cannot continue on this run's task: {e}") from None
     training = info.get("training", {})
     record = {
         "name": name,
@@ -585,7 +588,6 @@ def _base(name: str, configs, device) -> tuple[dict, dict]:
         "wall_time_s": training.get("wall_time_s"),
         "command": info.get("command"),
     }
-    changed = task_changes(their_task.params, task_cfg.params)
     if changed:
         record["task_changed"] = changed
     return base.state_dict(), record

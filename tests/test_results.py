@@ -105,11 +105,15 @@ def test_results_json_round_trips(tmp_path):
             "lacks or mistypes weights_sha256",
         ),
         ("BAD_CELL", "'first' is not {depth: {acc, lo, hi, n}}"),
+        ("CHANGED", "depo-k4-n1's result was evaluated on a changed task"),
     ],
 )
 def test_a_malformed_results_json_is_refused_with_what_is_wrong(tmp_path, text, says):
     if text == "BAD_CELL":
         bad = {**RUNS["depo-k4-n1"], "first": {"1": {"acc": "high"}}}
+        text = json.dumps({"format": 1, "per_depth": 9, "seed": 1, "results": [bad]})
+    if text == "CHANGED":  # an evaluation off the trained task is never a row of the shipped tables
+        bad = {**RUNS["depo-k4-n1"], "task_changed": {"n_min": [9, 10]}}
         text = json.dumps({"format": 1, "per_depth": 9, "seed": 1, "results": [bad]})
     (tmp_path / "RESULTS.json").write_text(text)
     with pytest.raises(ValueError, match=r"RESULTS\.json") as e:
@@ -145,7 +149,8 @@ def test_eval_all_writes_both_files_from_one_evaluation(monkeypatch, tmp_path, c
         (["eval", "--all", "--passes", "2"], "give no checkpoint, --passes or --set"),
         (["eval", "--all", "--set", "task.max_depth=6"], "give no checkpoint, --passes or --set"),
         (["eval", "r-n4", "--set", "model.d_model=8"], "--set changes only task settings here (task.KEY=VALUE)"),
-        (["eval", "r-n4", "--set", "task"], "expected SECTION.KEY=VALUE"),
+        (["eval", "r-n4", "--set", "task"], "--set changes only task settings here (task.KEY=VALUE); got 'task'"),
+        (["eval", "r-n4", "--set", "task.W"], "--set 'task.W': expected SECTION.KEY=VALUE"),
     ],
 )
 def test_eval_refuses_options_that_would_be_ignored(args, says, capsys, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 from app_fixtures import app_checkpoints  # noqa: F401
 
 from analysis.figures import accuracy_vs_test_passes, format_sweep, results_table
+from sleepcore.checkpoint import read_info
 from sleepcore.cli import main
 from sleepcore.results import (
     SWEEP_FILE,
@@ -323,6 +324,9 @@ def test_an_evaluation_on_a_changed_task_asks_what_was_changed_and_records_it():
     assert "task_changed" not in plain and sorted(plain["effective"]) == ["1", "2", "3", "4"]
     # the same settings as the trained ones are no change
     assert "task_changed" not in evaluate_checkpoint(ckpt, per_depth=2, seed=3, task_changes={"max_depth": 4})
+    # nor is a setting an older config.json lacks, given at its default (gsm-mini predates `order`)
+    old = evaluate_checkpoint(_shipped("gsm-mini-n1"), per_depth=1, seed=3, task_changes={"order": "deepest"})
+    assert "order" not in read_info(_shipped("gsm-mini-n1"))["task"]["params"] and "task_changed" not in old
     table = results_table([res])
     assert table["task_changed"].unique().to_list() == ["depths=[5, 6], max_depth=6"]
     assert format_sweep(table).startswith("on a changed task: depths=[5, 6], max_depth=6\n")
@@ -334,9 +338,10 @@ def test_an_evaluation_on_a_changed_task_asks_what_was_changed_and_records_it():
     [
         ("depo-k4-n4", {"max_depth": 6, "depths": [5, 6]}, r"changes task 'depo''s vocabulary \(30 tokens → 32\)"),
         ("gsm-chain-1w-long-n4", {"max_depth": 7, "depths": [7]}, "more than context_windows \\* window = 48"),
-        ("gsm-chain-1w-long-n4", {"window": 64}, r"changes task 'gsm''s vocabulary|changes the context window"),
+        ("gsm-chain-1w-long-n4", {"window": 64}, r"window=64 changes the context window \(48 → 64\)"),
         ("gsm-chain-1w-long-n4", {"hops": 2}, r"unknown parameter\(s\) hops for task 'gsm'; valid parameters:"),
-        ("rule110-mini-full-attention", {"W": 12}, "changes"),
+        ("gsm-chain-1w-long-n4", {"ops": ["-", "+"]}, "the same number of tokens, reordered or replaced"),
+        ("rule110-mini-full-attention", {"W": 12}, r"W=12 changes the context window \(17 → 13\)"),
     ],
 )
 def test_a_change_the_weights_cannot_read_is_refused_before_anything_runs(name, changes, says):
@@ -350,10 +355,20 @@ def test_sweep_on_a_changed_task_prints_it_and_never_writes_the_checkpoints_own_
     before = (ckpt / SWEEP_FILE).read_bytes()
     deeper = ["--set", "task.max_depth=6", "--set", "task.depths=[6]", "--examples", "3", "--no-progress"]
     assert main(["sweep", str(ckpt), "--passes", "4,5", *deeper, "--out", str(ckpt / SWEEP_FILE)]) == 2
-    assert "is the checkpoint's own sweep.parquet" in capsys.readouterr().err
+    assert "is a checkpoint's own sweep.parquet" in capsys.readouterr().err
     assert (ckpt / SWEEP_FILE).read_bytes() == before
+    # by any path to a checkpoint folder, not only the one the checkpoint argument names
+    other = tmp_path / "copy"
+    shutil.copytree(ckpt, other)
+    assert main(["sweep", str(ckpt), "--passes", "4", *deeper, "--out", str(other / SWEEP_FILE)]) == 2
+    assert "is a checkpoint's own sweep.parquet" in capsys.readouterr().err
+    assert (other / SWEEP_FILE).read_bytes() == before
     assert main(["sweep", str(ckpt), "--passes", "4,5", *deeper, "--out", str(tmp_path / "deep.parquet")]) == 0
     assert capsys.readouterr().out.startswith("on a changed task: depths=[6], max_depth=6")
+    html = tmp_path / "deep.html"
+    assert main(["sweep", str(ckpt), "--passes", "4", *deeper, "--figure", str(html)]) == 0
+    assert "on a changed task: depths=[6], max_depth=6" in html.read_text()  # the figure says so too
+    capsys.readouterr()
     deep = pl.read_parquet(tmp_path / "deep.parquet")
     assert deep["task_changed"].unique().to_list() == ["depths=[6], max_depth=6"]
     assert sorted(deep["passes"].unique().to_list()) == [4, 5]

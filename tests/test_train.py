@@ -256,6 +256,14 @@ def test_a_continued_run_may_change_its_tasks_settings_and_its_card_says_which(t
     other = TaskConfig(name="depo", params=task_cfg.params)
     with pytest.raises(CheckpointError, match="tiny-n2 was trained on task 'rule110', this run is 'depo'"):
         _base("tiny-n2", (model_cfg, sleep_cfg, other), torch.device("cpu"))
+    narrower = TaskConfig(name="rule110", params={**tiny(steps=2)[2].params, "W": 12})  # model and sleep configs pass
+    with pytest.raises(CheckpointError, match=r"tiny-n2's weights cannot continue on this run's task: W=12 changes"):
+        _base("tiny-n2", (model_cfg, sleep_cfg, narrower), torch.device("cpu"))
+    # a base re-shipped with other weights: the lineage stops at what the continuation recorded
+    shutil.rmtree(tmp_path / "shipped" / "tiny-c")
+    _ship_tiny(tmp_path / "shipped", "tiny-c", steps=5)
+    text = cards.model_card("tiny-c2", read_info(tmp_path / "shipped" / "tiny-c2"))
+    assert "In all, with its base: 8 optimizer steps" in text  # tiny-c's recorded 4 and its own 4
     wider = build("tiny", 2, overrides={"model": {"d_model": 48}}, steps=4, init_from="tiny-n2")
     with pytest.raises(CheckpointError, match=r"tiny-n2's model config differs from this run's \(d_model: 32 there"):
         train(tmp_path / "wider", *wider, progress=False)

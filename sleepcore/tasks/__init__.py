@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sleepcore.tasks.base import Example, Task, Vocab, split_of
@@ -88,6 +89,39 @@ def get_task(name: str, **params: Any) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
     return TASKS[name](**params)
+
+
+def changed_task(name: str, params: dict, changes: dict | None) -> tuple[Task, dict]:
+    """Task `name` as trained (`params`, a checkpoint's) with `changes` to its settings, and what really changed:
+    {setting: [trained, here]} over both tasks' full settings, defaults included (a setting an old config.json lacks
+    is its default, not a change). ValueError for an unknown setting or a bad value, and for a change that weights
+    trained on `params` cannot read: other tokens (Depo's and Rule 110's depths are tokens of their queries; gsm's
+    ops are tokens) or another window."""
+    if changes is not None and not isinstance(changes, dict):
+        raise ValueError(f"task changes must be a dict of task settings; got {changes!r}")
+    trained = get_task(name, **params)
+    if not changes:
+        return trained, {}
+    task = get_task(name, **{**params, **changes})
+    given = {k: v for k, v in changes.items() if trained.params.get(k) != (list(v) if isinstance(v, tuple) else v)}
+    what = ", ".join(f"{k}={json.dumps(v)}" for k, v in (given or changes).items())  # the settings really changed
+    if task.vocab.tokens != trained.vocab.tokens:
+        n, m = len(trained.vocab), len(task.vocab)
+        how = f"{n} tokens → {m}" if n != m else "the same number of tokens, reordered or replaced"
+        raise ValueError(
+            f"{what} changes task {name!r}'s vocabulary ({how}), and the weights read only the tokens they were "
+            "trained on, at the ids they were trained on; change settings that keep it"
+        )
+    if task.window != trained.window:
+        raise ValueError(f"{what} changes the context window ({trained.window} → {task.window}); the model's is fixed")
+    there, here = trained.params, task.params
+    changed = {k: [there.get(k), here.get(k)] for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)}
+    return task, changed
+
+
+def changes_text(changed: dict, sep: str = " → ") -> str:
+    """{setting: [trained, here]} as `setting trained → here, ...`, values in JSON (as --set takes them)."""
+    return ", ".join(f"{k} {json.dumps(a)}{sep}{json.dumps(b)}" for k, (a, b) in changed.items())
 
 
 def get_preset(preset: str) -> Task:
