@@ -183,6 +183,11 @@ def _changes_text(changed: dict | None) -> str | None:
     return ", ".join(f"{k}={json.dumps(here)}" for k, (_, here) in changed.items())
 
 
+def _task_changes(results: pl.DataFrame) -> list[str]:
+    """The task changes a results table was evaluated with (`results_table`'s task_changed), or [] for none."""
+    return results["task_changed"].drop_nulls().unique().to_list() if "task_changed" in results.columns else []
+
+
 _BASELINE_SYMBOLS = {
     "attn-only": "x",
     "full-attention": "star",
@@ -301,7 +306,7 @@ def accuracy_vs_test_passes(results: pl.DataFrame, metric: str = "answers", titl
     if len(names) != 1:
         raise ValueError(f"a sweep figure shows one checkpoint; got {names or 'none'} with metric {metric!r}")
     label = results["metric_label"][0] if "metric_label" in results.columns else METRIC_LABELS.get(metric, metric)
-    changed = results["task_changed"].drop_nulls().unique().to_list() if "task_changed" in results.columns else []
+    changed = _task_changes(results)
     on = f", on a changed task: {'; '.join(changed)}" if changed else ""
     fig = _figure(title or f"{names[0]}: accuracy vs test-time passes ({label}){on}")
     for i, depth in enumerate(results["depth"].unique().sort().to_list()):
@@ -351,7 +356,7 @@ def format_sweep(results: pl.DataFrame) -> str:
             starred |= n == trained
             lines.append(f"{n:>3}{'*' if n == trained else ' '} " + "".join(f"{row[d] or '—':>22}" for d in depths))
         blocks.append("\n".join(lines))
-    changed = results["task_changed"].drop_nulls().unique().to_list() if "task_changed" in results.columns else []
+    changed = _task_changes(results)
     head = [f"on a changed task: {'; '.join(changed)}"] if changed else []
     return "\n\n".join(head + blocks) + ("\n(* the N it was trained with)" if starred else "")
 

@@ -54,7 +54,6 @@ def sweep_checkpoint(
     _check_per_depth(per_depth)
     check_seed(seed)
     model, info = load_checkpoint(name)
-    task_for(info, task_changes)  # a bad change is refused before the weights are hashed and anything runs
     return sweep_model(
         model, info, passes, per_depth, seed, str(label or name), weights_sha256(resolve(name)), progress, task_changes
     )
