@@ -43,14 +43,7 @@ from sleepcore.checkpoint import (
     save_tensors,
     write_json,
 )
-from sleepcore.config import (
-    ModelConfig,
-    SleepConfig,
-    TaskConfig,
-    TrainConfig,
-    check_together,
-    cores,
-)
+from sleepcore.config import ModelConfig, SleepConfig, TaskConfig, TrainConfig, check_together, cores
 from sleepcore.data import collate
 from sleepcore.evaluate import evaluate, sample_eval
 from sleepcore.model import SleepModel

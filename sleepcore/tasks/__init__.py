@@ -119,9 +119,9 @@ def changed_task(name: str, params: dict, changes: dict | None) -> tuple[Task, d
     return task, changed
 
 
-def changes_text(changed: dict, sep: str = " → ") -> str:
+def changes_text(changed: dict) -> str:
     """{setting: [trained, here]} as `setting trained → here, ...`, values in JSON (as --set takes them)."""
-    return ", ".join(f"{k} {json.dumps(a)}{sep}{json.dumps(b)}" for k, (a, b) in changed.items())
+    return ", ".join(f"{k} {json.dumps(a)} → {json.dumps(b)}" for k, (a, b) in changed.items())
 
 
 def get_preset(preset: str) -> Task:
