@@ -116,7 +116,8 @@ def _check_steps(n_steps: int, internal_batch_size: int) -> None:
         raise ValueError(f"n_steps (--n-steps: integration steps) must be an integer >= 1, such as 32; got {n_steps!r}")
     if internal_batch_size < 2:
         raise ValueError(
-            f"internal_batch_size must be >= 2 (two IG steps per batch at least); got {internal_batch_size}"
+            f"internal_batch_size (--internal-batch-size) must be >= 2 (two IG steps per batch at least); "
+            f"got {internal_batch_size}"
         )
 
 
@@ -291,6 +292,9 @@ def _mean_ci(values: np.ndarray, rng: np.random.Generator, resamples: int = 1000
 # --- a checkpoint's attributions, for the command line --------------------------------------------------------
 
 
+MAX_EXAMPLES = 1024  # attributions run n_steps backward passes per answer and per n: seconds an example on a CPU
+
+
 def attribute_checkpoint(
     name_or_path: str | Path,
     *,
@@ -308,8 +312,10 @@ def attribute_checkpoint(
     from sleepcore.checkpoint import configs_from, load_checkpoint
     from sleepcore.tasks import get_task
 
-    if examples < 1:
-        raise ValueError(f"examples must be >= 1; got {examples}")
+    if not 1 <= examples <= MAX_EXAMPLES:
+        raise ValueError(
+            f"examples must be from 1 to {MAX_EXAMPLES} (each costs n_steps backward passes per n); got {examples}"
+        )
     _check_steps(n_steps, internal_batch_size)
     model, info = load_checkpoint(name_or_path)
     task_cfg = configs_from(info)[2]

@@ -46,7 +46,13 @@ def _reporting_export_errors(command):
 def _probe_parser(sub) -> None:
     p = sub.add_parser("probe", help="linear probes on fast-weight states, per layer and pass (a probes table)")
     p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
-    p.add_argument("--examples", "-K", type=int, default=512, help="held-out examples, split 70/30 per seed")
+    p.add_argument(
+        "--examples",
+        "-K",
+        type=int,
+        default=512,
+        help="held-out examples, split 70/30 per seed (default 512, at most 16,384)",
+    )
     p.add_argument("--seeds", type=SEEDS, default=(0, 1, 2), help="probe seeds, comma-separated (default 0,1,2)")
     p.add_argument("--window", type=int, default=-1, help="the context window whose states are probed (-1 = last)")
     p.add_argument(
@@ -55,6 +61,7 @@ def _probe_parser(sub) -> None:
     p.add_argument("--out", help="write the table to this file: .parquet or .csv")
     p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1: the fits are small)")
     p.add_argument("--no-progress", action="store_true")
+    add_task_changes(p)
     p.set_defaults(func=_probe)
 
 
@@ -93,6 +100,22 @@ def _probe(args) -> int:
             f"--seeds must be below 2**31 ({PROBE_SEED_LIMIT}: the probes table stores them as Int32), such as "
             f"0,1,2; got {too_big}"
         )
+    changes = task_changes_of(args.task_changes)
+
+    def before() -> None:
+        from analysis.probes import PROBES_FILE
+        from sleepcore.checkpoint import read_info
+        from sleepcore.results import task_for
+
+        task, changed = task_for(read_info(args.checkpoint), changes)  # a bad change is told before anything runs
+        out = Path(args.out) if args.out else None
+        if changed and out is not None and out.name == PROBES_FILE and (out.parent / "config.json").is_file():
+            raise ValueError(
+                f"--out {args.out} is a checkpoint's own {PROBES_FILE}, which holds its probes on the task it was "
+                "trained on (the app reads it); write probes on a changed task (--set) elsewhere"
+            )
+        _check_probe_examples(args.checkpoint, task, args.examples, args.max_fact_depth)
+
     _table_command(
         args,
         lambda: probe_checkpoint(
@@ -102,9 +125,10 @@ def _probe(args) -> int:
             window=args.window,
             max_fact_depth=args.max_fact_depth,
             progress=not args.no_progress,
+            task_changes=changes,
         ),
         format_probes,
-        before=lambda: _check_probe_examples(args.checkpoint, args.examples, args.max_fact_depth),
+        before=before,
     )
     return 0
 
@@ -112,22 +136,18 @@ def _probe(args) -> int:
 PROBE_SAMPLE_LIMIT = 8192  # the most examples sampled to find how many every fact depth needs (seconds at most)
 
 
-def _check_probe_examples(checkpoint: str, examples: int, max_fact_depth: int | None) -> None:
-    """Before any model runs: refuse a --max-fact-depth beyond the task's facts, and an --examples count that
-    leaves some fact depth (from the task's first up to the largest probed) with fewer than 2 examples. A probe
-    splits whole examples into train and test, so a fact depth needs 2 (analysis.probes.split_examples), and
-    probe_models drops one with fewer without a word. The message gives the smallest count that serves every
-    depth: the probed examples are a fixed sample (seed probes.DATA_SEED) whose first n are those of any larger one."""
+def _check_probe_examples(checkpoint: str, task, examples: int, max_fact_depth: int | None) -> None:
+    """Before any model runs: refuse a --max-fact-depth beyond `task`'s facts (the checkpoint's task, or the changed
+    one the probes run on), and an --examples count that leaves some fact depth (from the task's first up to the
+    largest probed) with fewer than 2 examples. A probe splits whole examples into train and test, so a fact depth
+    needs 2 (analysis.probes.split_examples), and probe_models drops one with fewer without a word. The message gives
+    the smallest count that serves every depth: the probed examples are a fixed sample (seed probes.DATA_SEED) whose
+    first n are those of any larger one."""
     import numpy as np
 
-    from analysis.probes import DATA_SEED, task_facts
-    from sleepcore.checkpoint import configs_from, read_info
-    from sleepcore.tasks import get_task
+    from analysis.probes import DATA_SEED, check_probe_count, task_facts
 
-    if examples < 2:
-        raise ValueError(f"--examples must be >= 2 (they are split into train and test); got {examples}")
-    task_cfg = configs_from(read_info(checkpoint))[2]
-    task = get_task(task_cfg.name, **task_cfg.params)
+    check_probe_count(examples, "--examples")
     if max_fact_depth is not None and not 0 <= max_fact_depth <= task.max_depth:
         raise ValueError(
             f"--max-fact-depth must be from 0 to {task.max_depth} (the deepest facts of the task, {task.name}); "
@@ -223,8 +243,8 @@ def _attribute_parser(sub) -> None:
         "Depo: path recall against a random-edge baseline",
     )
     p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
-    p.add_argument("--examples", "-K", type=int, default=16, help="held-out examples (default 16)")
-    p.add_argument("--seed", type=seed, default=0, help="the examples' seed (0 to 2**63 - 1)")
+    p.add_argument("--examples", "-K", type=int, default=16, help="held-out examples (default 16, at most 1,024)")
+    p.add_argument("--seed", type=seed, default=0, help="the examples' seed (0 to 2**63 - 1; default 0)")
     p.add_argument(
         "--passes",
         type=PASSES,
@@ -234,7 +254,7 @@ def _attribute_parser(sub) -> None:
     p.add_argument("--n-steps", type=int, default=32, help="integration steps (default 32)")
     p.add_argument("--internal-batch-size", type=int, default=16, help="bounds memory (default 16)")
     p.add_argument("--out", help="write the attributions table to this file: .parquet or .csv")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_attribute)
 
@@ -276,15 +296,18 @@ def _sweep_parser(sub) -> None:
         "--passes",
         "-N",
         type=PASSES,
-        help=f"test-time N, comma-separated (default: 1 .. 2 × trained N; at most {MAX_PASSES})",
+        help=f"test-time N, comma-separated (default: 1 .. 2 × trained N, or 1 for a model that never evicts; at most "
+        f"{MAX_PASSES})",
     )
-    p.add_argument("--examples", type=int, default=250, help="held-out sequences per depth (default 250)")
+    p.add_argument(
+        "--examples", type=int, default=250, help="held-out sequences per depth (default 250, at most 20,000)"
+    )
     p.add_argument(
         "--seed", type=seed, default=777, help="the examples' seed (0 to 2**63 - 1; default 777, as in RESULTS.md)"
     )
     p.add_argument("--out", help="write the results table (every count, per N and depth) here: .parquet or .csv")
     p.add_argument("--figure", help="write the accuracy-vs-N figure here: .html, or .svg/.pdf/.png (needs Chromium)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true")
     add_task_changes(p)
     p.set_defaults(func=_reporting_export_errors(_sweep))
@@ -292,7 +315,7 @@ def _sweep_parser(sub) -> None:
 
 def _sweep(args) -> int:
     from analysis.figures import accuracy_vs_test_passes, format_sweep, headline_metric, results_table
-    from sleepcore.checkpoint import read_info
+    from sleepcore.checkpoint import configs_from, read_info
     from sleepcore.results import SWEEP_FILE, sweep_checkpoint, task_for
 
     figure = Path(args.figure) if args.figure else None
@@ -305,7 +328,7 @@ def _sweep(args) -> int:
         check_out(figure, "--figure")
         if fmt in FORMATS:
             check_browser("--figure", str(figure), ", or write the figure as .html, which needs none")
-    trained = read_info(args.checkpoint)["sleep"]["passes"]
+    trained = configs_from(read_info(args.checkpoint))[1].passes  # checked: a damaged config.json is told
     # by default 1 .. 2 × the trained N; N = 1 alone for a model that never evicts, where N changes nothing
     default = [1] if never_evicts(args.checkpoint) else list(range(1, 2 * trained + 1))
     passes = list(args.passes or default)
@@ -351,7 +374,7 @@ FORMATS = ("svg", "pdf", "png")
 def _figures_parser(sub) -> None:
     p = sub.add_parser("figures", help="regenerate the figure set from the shipped checkpoints (talk template)")
     p.add_argument("--out", default="figures", help="output folder (default: figures/)")
-    p.add_argument("--format", default="svg,pdf,png", help="comma-separated: svg, pdf, png")
+    p.add_argument("--format", default="svg,pdf,png", help="comma-separated: svg, pdf, png (default all three)")
     p.add_argument("--checkpoints", help="comma-separated checkpoint names (default: all shipped)")
     p.set_defaults(func=_reporting_export_errors(_figures))
 
@@ -388,3 +411,11 @@ def _figures(args) -> int:
         atomic_write(out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
     print(f"wrote {len(rendered)} files to {out}/")
     return 0
+
+
+if __name__ == "__main__":  # `python -m analysis.cli ARGS` is `sleepcore ARGS`, whose subcommands this module adds
+    import sys
+
+    from sleepcore.cli import main
+
+    sys.exit(main())

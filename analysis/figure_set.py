@@ -37,9 +37,9 @@ from sleepcore.trace import sleep_passes
 
 
 def headline_figures(names: list[str]) -> Iterator[tuple[str, go.Figure]]:
-    rows, _ = session.result_rows(names)
+    rows, notes = session.result_rows(names)  # a damaged RESULTS.json, a checkpoint skipped: said, not dropped
     rows, left_out = session.one_per_seed(rows)  # accuracy_vs_passes draws one model per preset, N and seed
-    for _, note in left_out:
+    for note in [*notes, *(note for _, note in left_out)]:
         print(f"note: {note}", file=sys.stderr)
     if not rows:
         return

@@ -7,7 +7,6 @@ writes a file or prints; export lives in analysis/export.py.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from sleepcore.results import cell_text
 from sleepcore.results import headline_metric as results_headline
+from sleepcore.tasks import changed_values
 
 # Okabe & Ito (2008), yellow last: it is the hardest to read on white.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442"]
@@ -148,7 +148,7 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
                         "weights_sha256": r.get("weights_sha256"),
                         "per_depth": r.get("per_depth"),
                         "eval_seed": r.get("seed"),
-                        "task_changed": _changes_text(r.get("task_changed")),
+                        "task_changed": changed_values(r.get("task_changed")),
                     }
                 )
     schema = {
@@ -173,14 +173,6 @@ def results_table(eval_results: list[dict]) -> pl.DataFrame:
         "task_changed": pl.String,
     }
     return pl.DataFrame(rows, schema=schema).sort("variant", "checkpoint", "passes", "metric", "depth")
-
-
-def _changes_text(changed: dict | None) -> str | None:
-    """An evaluation's task changes ({setting: [trained, here]}) as `setting=value, ...` (the values evaluated), or
-    None for the task the checkpoint was trained on."""
-    if not changed:
-        return None
-    return ", ".join(f"{k}={json.dumps(here)}" for k, (_, here) in changed.items())
 
 
 def _task_changes(results: pl.DataFrame) -> list[str]:

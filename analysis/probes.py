@@ -52,8 +52,8 @@ from sleepcore.config import ModelConfig, SleepConfig
 from sleepcore.data import collate
 from sleepcore.model import SleepModel
 from sleepcore.recorder import Recorder
-from sleepcore.results import read_table, redo_command
-from sleepcore.tasks import Example, Task, get_task
+from sleepcore.results import read_table, redo_command, task_for
+from sleepcore.tasks import Example, Task, changed_values
 from sleepcore.tasks.gsm import evaluate as gsm_values
 from sleepcore.tasks.rule110 import rule110_step
 
@@ -457,6 +457,22 @@ def random_model(model_cfg: ModelConfig, sleep_cfg: SleepConfig, seed: int = RAN
         return SleepModel(model_cfg, sleep_cfg).eval()
 
 
+# The most examples probed: every pass's state of every fast-weight layer is kept for each (64 KB at the mini shapes,
+# so 1 GB at the cap); the shipped probes use 4,096.
+MAX_PROBE_EXAMPLES = 16_384
+
+
+def check_probe_count(examples: int, flag: str = "examples") -> None:
+    """ValueError unless 2 <= examples <= MAX_PROBE_EXAMPLES."""
+    if examples < 2:
+        raise ValueError(f"{flag} must be >= 2 (they are split into train and test); got {examples}")
+    if examples > MAX_PROBE_EXAMPLES:
+        raise ValueError(
+            f"{flag} must be at most {MAX_PROBE_EXAMPLES:,} (every pass's fast-weight state of each is kept; the "
+            f"shipped probes use 4,096); got {examples:,}"
+        )
+
+
 def probe_models(
     models: dict[str, SleepModel],
     task: Task,
@@ -470,8 +486,7 @@ def probe_models(
 ) -> pl.DataFrame:
     """The probes table for models named by baseline ("trained", "random_init"); a "trained" model's pass-1 rows
     are labelled "pass1". Columns and dtypes: SCHEMA; sorted by KEYS."""
-    if examples < 2:
-        raise ValueError(f"examples must be >= 2 (they are split into train and test); got {examples}")
+    check_probe_count(examples)
     if not seeds:
         raise ValueError("give at least one seed")
     w = context_window(task, window)
@@ -522,13 +537,16 @@ def probe_checkpoint(
     window: int = -1,
     max_fact_depth: int | None = None,
     progress: bool = True,
+    task_changes: dict | None = None,
 ) -> pl.DataFrame:
     """The probes table of a checkpoint (folder or name under checkpoints/): its trained model and the random-init
-    baseline, on `examples` held-out examples, one row per fact × fact_depth × layer × pass × baseline × seed."""
+    baseline, on `examples` held-out examples, one row per fact × fact_depth × layer × pass × baseline × seed.
+    `task_changes` ({setting: value}): the examples come from its task with these settings changed
+    (results.task_for), and the table gains a `task_changed` column saying so (`setting=value, ...`)."""
     model, info = load_checkpoint(name_or_path)
-    model_cfg, sleep_cfg, task_cfg, _ = configs_from(info)
-    task = get_task(task_cfg.name, **task_cfg.params)
-    return probe_models(
+    model_cfg, sleep_cfg = configs_from(info)[:2]
+    task, changed = task_for(info, task_changes)
+    table = probe_models(
         {"trained": model, "random_init": random_model(model_cfg, sleep_cfg)},
         task,
         checkpoint=resolve(name_or_path).name,
@@ -538,6 +556,7 @@ def probe_checkpoint(
         max_fact_depth=max_fact_depth,
         progress=progress,
     )
+    return table.with_columns(task_changed=pl.lit(changed_values(changed))) if changed else table
 
 
 def format_probes(df: pl.DataFrame) -> str:
@@ -545,7 +564,8 @@ def format_probes(df: pl.DataFrame) -> str:
     at the last pass ("rand") per layer."""
     if df.is_empty():
         return "no probe rows"
-    lines = []
+    changed = df["task_changed"].unique().to_list() if "task_changed" in df.columns else []
+    lines = [f"on a changed task: {'; '.join(map(str, changed))}"] if changed else []
     mean = df.group_by(["fact", "fact_depth", "layer", "pass", "baseline"]).agg(
         pl.col("acc").mean(), pl.col("chance").mean()
     )
@@ -592,4 +612,11 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
         f"write it again with: {redo_command('probe', folder, PROBES_FILE)}, adding the --examples and --seeds it "
         "was made with (beside its numbers in the README or checkpoints/NOTES)"
     )
-    return read_table(path, SCHEMA, "probes table", redo)
+    table = read_table(path, SCHEMA, "probes table", redo)
+    if "task_changed" in table.columns and table["task_changed"].null_count() < table.height:
+        changed = table["task_changed"].drop_nulls().unique().to_list()
+        raise ValueError(
+            f"{path} was computed on a changed task ({'; '.join(changed)}), not the one {folder.name} was trained "
+            f"on; keep such a table elsewhere; {redo}"
+        )
+    return table

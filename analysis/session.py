@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sleepcore.checkpoint import available, checkpoint_root, load_checkpoint, read_info, weights_sha256
+from sleepcore.checkpoint import available, checked_info, checkpoint_root, load_checkpoint, read_info, weights_sha256
 from sleepcore.tasks import Example, Task, get_task
 from sleepcore.trace import Trace, record_trace
 
@@ -26,7 +26,8 @@ def _folder(name: str) -> Path:
 
 
 def checkpoint_info(name: str) -> dict:
-    return read_info(_folder(name))
+    """The config.json of checkpoint `name`, checked and with every setting written out (checkpoint.checked_info)."""
+    return checked_info(read_info(_folder(name)))
 
 
 def result_row(name: str, info: dict) -> dict | None:

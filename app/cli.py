@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -28,7 +30,29 @@ def port(text: str) -> int:
     return value
 
 
+def check_address(host: str, port: int) -> None:
+    """ValueError, before Streamlit starts (whose own failure is a traceback), unless `host` names an address of this
+    machine and `port` is free there: the bind Streamlit's server will make, tried and released."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as e:
+        raise ValueError(
+            f"--host {host!r} is not an address this machine can serve on ({e}); the default is 127.0.0.1"
+        ) from None
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Streamlit's server does
+        try:
+            s.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ValueError(
+                    f"port {port} is in use on {host}: another server holds it; give another --port"
+                ) from None
+            raise ValueError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+
+
 def _serve(args) -> int:
+    check_address(args.host, args.port)
     cmd = [
         sys.executable,
         "-m",

@@ -7,6 +7,7 @@ together (a save cut off part-way, a file copied in).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -165,6 +166,9 @@ def _lookup(name: str) -> tuple[Path | None, list[Path], str]:
                 return r / p, roots, ""
     where = [f"checkpoints in ${ROOT_ENV} ({root}): {', '.join(available(root)) or 'none'}"] if root != shipped else []
     where.append(f"shipped checkpoints: {', '.join(available(shipped)) or 'none'}")
+    names = sorted({n for r in roots for n in available(r)})
+    if close := difflib.get_close_matches(p.name, names, n=3, cutoff=0.75):  # a typo: the nearest names first
+        where.insert(0, f"did you mean {' or '.join(close)}?")
     return None, roots, "; ".join(where)
 
 
@@ -260,12 +264,20 @@ def read_info(path: str | Path) -> dict:
     return info
 
 
+def checked_info(info: dict) -> dict:
+    """config.json's `info` with its model, sleep, task and train sections checked (configs_from) and written out in
+    full: a setting an older (or hand-edited) file lacks takes its default there, as it does in the model built from
+    it, so code reading info["sleep"]["passes"] sees what the model runs with. CheckpointError as configs_from."""
+    return {**info, **{k: v for k, v in checkpoint_info(*configs_from(info)).items() if k != "format"}}
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu"):
-    """Load (model, info). Validates the config and every tensor name and shape against the model it describes."""
+    """Load (model, info). Validates the config and every tensor's name, shape, dtype and values (finite) against the
+    model it describes; `info` is checked_info's: every setting there, defaults included."""
     from sleepcore.model import SleepModel
 
     path = resolve(path)
-    info = read_info(path)
+    info = checked_info(read_info(path))
     model_cfg, sleep_cfg, _, _ = configs_from(info)
     model = SleepModel(model_cfg, sleep_cfg)
     try:
@@ -285,6 +297,12 @@ def check_tensors(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor
         for k, v in expected.items()
         if k in got and got[k].shape != v.shape
     ]
+    mistyped = [
+        f"{k}: {got[k].dtype} but the model holds {v.dtype}"
+        for k, v in expected.items()
+        if k in got and got[k].dtype != v.dtype
+    ]
+    nonfinite = sorted(k for k, t in got.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
     problems = []
     if missing:
         problems.append(f"missing tensors {missing[:6]}{' …' if len(missing) > 6 else ''}")
@@ -292,6 +310,10 @@ def check_tensors(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor
         problems.append(f"unexpected tensors {unexpected[:6]}{' …' if len(unexpected) > 6 else ''}")
     if misshapen:
         problems.append("wrong shapes: " + "; ".join(misshapen[:6]))
+    if mistyped:
+        problems.append("wrong dtypes: " + "; ".join(mistyped[:6]))
+    if nonfinite:
+        problems.append(f"NaN or infinite values in {nonfinite[:6]}{' …' if len(nonfinite) > 6 else ''}")
     if problems:
         raise CheckpointError(f"{where} does not match its config.json: " + ", ".join(problems))
 

@@ -214,9 +214,13 @@ def _worker_argv(args) -> list[str]:
 def _eval_parser(sub) -> None:
     p = sub.add_parser("eval", help="accuracy by depth with 95%% intervals on held-out examples")
     p.add_argument("checkpoint", nargs="?", help="a checkpoint folder, or a name under checkpoints/")
-    p.add_argument("--all", action="store_true", help="every checkpoint under checkpoints/")
+    p.add_argument(
+        "--all", action="store_true", help="every checkpoint under checkpoints/ ($SLEEPCORE_CHECKPOINTS where set)"
+    )
     p.add_argument("--passes", "-N", type=int, help="N at test time (default: the trained N)")
-    p.add_argument("--examples", type=int, default=250, help="held-out sequences per depth")
+    p.add_argument(
+        "--examples", type=int, default=250, help="held-out sequences per depth (default 250, at most 20,000)"
+    )
     p.add_argument("--seed", type=seed, default=777, help="the examples' seed (0 to 2**63 - 1; default 777)")
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -229,7 +233,7 @@ def _eval_parser(sub) -> None:
 
 
 def add_task_changes(p) -> None:
-    """`--set task.KEY=VALUE` for the commands that evaluate trained weights (eval, sweep)."""
+    """`--set task.KEY=VALUE` for the commands that run trained weights on their task (eval, sweep, trace, probe)."""
     p.add_argument(
         "--set",
         dest="task_changes",
@@ -253,7 +257,12 @@ def task_changes_of(items: list[str]) -> dict | None:
             f"--set changes only task settings here (task.KEY=VALUE); got {', '.join(map(repr, other))}: the weights "
             "fix the model's and sleep's settings, and --passes sets the test-time N"
         )
-    return parse_settings(items)["task"]
+    changes = parse_settings(items)["task"]
+    if "name" in changes:
+        raise ValueError(
+            "--set task.name: the weights fix the task they were trained on; --set task.KEY changes its settings"
+        )
+    return changes
 
 
 def _eval(args) -> int:
@@ -302,10 +311,19 @@ def _eval(args) -> int:
 def _trace_parser(sub) -> None:
     p = sub.add_parser("trace", help="record a trace (states, attention, anytime readout) of K held-out examples")
     p.add_argument("checkpoint", help="a checkpoint folder, or a name under checkpoints/")
-    p.add_argument("--examples", "-K", type=int, default=8, help="held-out examples, spread over the task's depths")
-    p.add_argument("--seed", type=seed, default=0, help="seed the examples are sampled from (0 to 2**63 - 1)")
+    p.add_argument(
+        "--examples",
+        "-K",
+        type=int,
+        default=8,
+        help="held-out examples, spread over the task's depths (default 8, at most 1,024)",
+    )
+    p.add_argument(
+        "--seed", type=seed, default=0, help="seed the examples are sampled from (0 to 2**63 - 1; default 0)"
+    )
     p.add_argument("--passes", "-N", type=int, help="N at test time (default: the trained N)")
     p.add_argument("--out", required=True, help="trace folder to write (docs/TRACE_SCHEMA.md)")
+    add_task_changes(p)
     p.set_defaults(func=_trace)
 
 
@@ -318,10 +336,14 @@ def _trace(args) -> int:
     if args.passes is not None:
         check_test_passes(args.checkpoint, [args.passes])
     t0 = time.perf_counter()
-    trace = trace_checkpoint(args.checkpoint, args.examples, args.seed, args.passes)
+    changes = task_changes_of(args.task_changes)
+    trace = trace_checkpoint(args.checkpoint, args.examples, args.seed, args.passes, task_changes=changes)
     m = write_trace(trace, args.out)
     out = Path(args.out)
-    print(f"trace of {args.checkpoint}: {m['examples']} examples, N={m['passes']}, {len(m['windows'])} windows")
+    print(
+        f"trace of {args.checkpoint}: {m['examples']} examples, N={m['passes']}, {len(m['windows'])} windows"
+        + changed_text(m)
+    )
     total = 0
     for name in [*m["files"], META]:
         size = (out / name).stat().st_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,6 +123,17 @@ class TrainConfig:
             )
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
+        if not self.clip > 0:  # clip_grad_norm_ with a negative norm flips the gradients' sign
+            raise ValueError(f"clip (the gradients' largest norm) must be > 0; got {self.clip}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(
+                f"min_lr_ratio (the cosine's end, a fraction of lr) must be in [0, 1]; got {self.min_lr_ratio}"
+            )
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}")
+        for name in ("warmup", "curriculum_start"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (steps); got {getattr(self, name)}")
         if not isinstance(self.data_offset, int) or isinstance(self.data_offset, bool) or self.data_offset < 0:
             raise ValueError(f"data_offset must be an integer >= 0; got {self.data_offset!r}")
         if self.init_from is not None and (not isinstance(self.init_from, str) or not _is_name(self.init_from)):
@@ -138,7 +150,7 @@ CONFIG_TYPES = {"model": ModelConfig, "sleep": SleepConfig, "task": TaskConfig, 
 # checked by their section's validate().
 _TYPES = {
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an int"),
-    "float": (lambda v: _is_number(v), "a number"),
+    "float": (lambda v: _is_number(v), "a finite number"),
     "str": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "int | None": (lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)), "an int or null"),
@@ -242,7 +254,8 @@ def _is_name(text: str) -> bool:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """An int or a float that is finite: JSON's NaN and Infinity (which Python reads) are no setting's value."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive(cfg, *names: str) -> None:

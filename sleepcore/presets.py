@@ -169,6 +169,17 @@ PRESETS["gsm-chain-1w-c9"] = dataclasses.replace(
     continues="gsm-chain-1w-long",
 )
 
+# Does a slow seed finish the curriculum given more steps? Seed 1's gsm-chain-1w-c9 N = 4 was still climbing at 4,000
+# steps (0.25 at 4 operations). Each model continues from its gsm-chain-1w-c9 checkpoint at the same N and variant
+# (pass --set train.init_from=NAME for another seed's) for 4,000 more steps on batches 12,000..15,999, with the same
+# fresh AdamW, warm-up and cosine decay; the task is unchanged.
+PRESETS["gsm-chain-1w-c9-long"] = dataclasses.replace(
+    PRESETS["gsm-chain-1w-c9"],
+    train=dict(GSM_CHAIN_TRAIN, lr=1e-3, data_offset=12000),
+    about="gsm-chain-1w-c9 trained 4,000 steps more, from its checkpoint at the same N and variant",
+    continues="gsm-chain-1w-c9",
+)
+
 VARIANTS = ("hybrid", "attn-only", "full-attention", "wide", "wake-loop")
 
 
@@ -191,6 +202,11 @@ def build(
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid variants: {', '.join(VARIANTS)}")
+    if "name" in overrides.get("task", {}):
+        raise ValueError(
+            f"task.name cannot be set: preset {preset!r} fixes its task ({TASK_PRESETS[PRESETS[preset].task][0]}); "
+            "--set task.KEY changes that task's settings. For another task choose its preset: " + ", ".join(PRESETS)
+        )
     if "passes" in overrides.get("sleep", {}):
         raise ValueError("sleep.passes is N: set it with --passes N (build's `passes`), not with --set sleep.passes")
     if variant == "full-attention" and passes != 1:

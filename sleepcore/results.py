@@ -12,6 +12,7 @@ from sleepcore.checkpoint import (
     CheckpointError,
     atomic_write,
     checkpoint_root,
+    configs_from,
     json_problem,
     load_checkpoint,
     require_checkpoints,
@@ -65,9 +66,10 @@ def task_for(info: dict, changes: dict | None = None):
     `max_constant`), and what really changed ({setting: [trained, here]}; `tasks.changed_task`). ValueError for an
     unknown setting or a bad value (naming the valid ones), for a change its weights cannot read (other tokens,
     another window), and for sequences longer than a model that never evicts reads."""
-    task, changed = changed_task(info["task"]["name"], info["task"]["params"], changes)
-    positions = info["model"]["max_positions"]
-    if info["sleep"].get("window") is None and task.seq_len > positions:  # full attention reads the whole sequence
+    model_cfg, sleep_cfg, task_cfg = configs_from(info)[:3]  # checked: a damaged config.json is told, not a KeyError
+    task, changed = changed_task(task_cfg.name, task_cfg.params, changes)
+    positions = model_cfg.max_positions
+    if sleep_cfg.window is None and task.seq_len > positions:  # full attention reads the whole sequence
         raise ValueError(
             f"the changed task makes sequences of {task.seq_len} tokens; this model reads at most {positions}"
         )
@@ -85,9 +87,19 @@ def _check_passes(passes) -> None:
         raise ValueError(f"passes must be at most {MAX_PASSES} (test-time N); got {too_many}")
 
 
+# A cap on examples per depth: the documented evaluation uses 1,000, and every example is sampled before the first
+# runs, so a mistyped count would fill memory with no output rather than run.
+MAX_PER_DEPTH = 20_000
+
+
 def _check_per_depth(per_depth) -> None:
     if isinstance(per_depth, bool) or not isinstance(per_depth, int) or per_depth < 1:
         raise ValueError(f"examples per depth (--examples) must be an integer >= 1; got {per_depth!r}")
+    if per_depth > MAX_PER_DEPTH:
+        raise ValueError(
+            f"examples per depth (--examples) must be at most {MAX_PER_DEPTH:,} (the shipped results use 1,000); "
+            f"got {per_depth:,}"
+        )
 
 
 def sweep_model(

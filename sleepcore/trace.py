@@ -36,7 +36,8 @@ from sleepcore.checkpoint import (
 from sleepcore.config import check_seed
 from sleepcore.data import collate
 from sleepcore.recorder import Recorder
-from sleepcore.tasks import Example, Task, get_task, split_of
+from sleepcore.results import task_for
+from sleepcore.tasks import Example, Task, split_of
 
 FORMAT = 1
 META = "meta.json"
@@ -200,19 +201,22 @@ def record_trace(
     include: tuple[str, ...] = DEFAULT_POINTS,
     checkpoint_sha256: str | None = None,
     example_seeds: list[int] | None = None,
+    task_changes: dict | None = None,
 ) -> Trace:
     """Run `model` over `examples` (one batch; they share a length) with a Recorder, and build the trace.
 
     N = `passes` or the trained N. The recorded run uses N passes; with `anytime`, the model runs again at every
     n = 1..N−1 for the anytime readout. `include` (glob patterns over record point names) picks what is kept in
-    `tensors`; the tables are built whatever it says.
+    `tensors`; the tables are built whatever it says. `task_changes` ({setting: value}): the examples come from the
+    checkpoint's task with these settings changed (results.task_for); meta.json then holds the changed task and
+    `task_changed` ({setting: [trained, here]}).
     """
     if not examples:
         raise ValueError("a trace needs at least one example")
     N = info["sleep"]["passes"] if passes is None else passes
     if N < 1:
         raise ValueError(f"passes (N) must be >= 1; got {N}")
-    task = get_task(info["task"]["name"], **info["task"]["params"])
+    task, changed = task_for(info, task_changes)
     model.eval()
     batch = collate(examples, next(model.parameters()).device)
     record, logits = _run(model, batch, N, tuple(include), anytime)
@@ -221,7 +225,7 @@ def record_trace(
         "format": FORMAT,
         "checkpoint": checkpoint,
         "checkpoint_sha256": checkpoint_sha256,
-        "task": {"name": info["task"]["name"], "params": dict(info["task"]["params"])},
+        "task": {"name": task.name, "params": dict(task.params)},
         "seed": seed,
         "examples": len(examples),
         "example_seeds": example_seeds,
@@ -234,6 +238,8 @@ def record_trace(
         "windows": windows,
         "code_version": _code_version(),
     }
+    if changed:  # absent on the trained task, as in traces written before it existed
+        meta["task_changed"] = changed
     tables = {
         "tokens": tokens_table(examples, windows, task),
         "state": state_table(record, windows, meta["layers"], N, meta["loop"]),
@@ -645,10 +651,28 @@ def sample_examples(task: Task, k: int, seed: int) -> list[Example]:
     ]
 
 
-def trace_checkpoint(name_or_path: str | Path, examples: int = 8, seed: int = 0, passes: int | None = None) -> Trace:
-    """Load a checkpoint (folder or shipped name), sample `examples` test examples from `seed`, and record a trace."""
+# The most examples one trace records: they run as one batch with every record point kept, so memory grows with them
+# (gsm-chain-1w-long-n4, 256 examples: 711 MB peak resident, 70 MB written, 79 s on the project's machine).
+MAX_TRACE_EXAMPLES = 1024
+
+
+def trace_checkpoint(
+    name_or_path: str | Path,
+    examples: int = 8,
+    seed: int = 0,
+    passes: int | None = None,
+    task_changes: dict | None = None,
+) -> Trace:
+    """Load a checkpoint (folder or shipped name), sample `examples` test examples from `seed` (from its task with
+    `task_changes`, if any: results.task_for), and record a trace."""
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise ValueError(f"examples must be a positive integer; got {examples!r}")
+    if examples > MAX_TRACE_EXAMPLES:
+        raise ValueError(
+            f"examples must be at most {MAX_TRACE_EXAMPLES}; got {examples}. A trace keeps every recorded tensor of "
+            "one batch in memory (about 2.5 MB an example); for accuracy over more examples use `sleepcore eval`, "
+            "for fast-weight states `sleepcore probe`"
+        )
     check_seed(seed)
     if passes is not None:
         from sleepcore.results import _check_passes  # the test-time N every command accepts: 1..MAX_PASSES
@@ -656,7 +680,7 @@ def trace_checkpoint(name_or_path: str | Path, examples: int = 8, seed: int = 0,
         _check_passes([passes])
     folder = resolve(name_or_path)
     model, info = load_checkpoint(folder)
-    task = get_task(info["task"]["name"], **info["task"]["params"])
+    task, _ = task_for(info, task_changes)
     return record_trace(
         model,
         info,
@@ -666,4 +690,5 @@ def trace_checkpoint(name_or_path: str | Path, examples: int = 8, seed: int = 0,
         passes=passes,
         checkpoint_sha256=weights_sha256(folder),
         example_seeds=example_seeds(seed, examples),
+        task_changes=task_changes,
     )

@@ -501,6 +501,11 @@ def _restore(out, model, opt, configs, device, note: bool = True) -> dict:
                 "use a new --out, or the run's own settings"
             )
     step, cut = trainer["step"], "a save was cut off part-way, or a file was copied in"
+    if step > configs[3].steps:  # no save of this run is past its last step: the file was edited, or is another's
+        raise CheckpointError(
+            f"--resume: {out / 'trainer.json'} is at step {step}, past this run's last step ({configs[3].steps}); "
+            "it is not this run's save: start it again with a new --out"
+        )
     # _save writes config.json after trainer.json: a kill between them leaves config.json one save behind files that
     # belong together (trainer.json's hashes say so), or none after a first save; the next save writes it.
     behind = not has_config or (isinstance(saved.get("step"), int) and saved["step"] < step)

@@ -226,7 +226,7 @@ def test_rule110_attributions_have_no_path_table(rule110):
     model, task, example = rule110
     text = format_attributions(attribute(model, [example], task, n_steps=4, passes=[1]))
     assert "mean_abs_delta" in text and "path recall" not in text
-    with pytest.raises(ValueError, match="examples must be >= 1"):
+    with pytest.raises(ValueError, match="examples must be from 1 to 1024"):
         from analysis.attribution import attribute_checkpoint
 
         attribute_checkpoint("nowhere", examples=0)

@@ -381,3 +381,195 @@ def test_the_results_name_the_command_that_wrote_them(monkeypatch, tmp_path):
     assert results.results_command().endswith(
         f"--markdown {tmp_path}/RESULTS.md --results-json {tmp_path}/RESULTS.json"
     )
+
+
+# --- 6. what a new user's bad input found (an audit, 2026-12-05) ---------------------------------------------------
+
+READERS = [  # the commands that run a checkpoint's weights on its task (CKPT, OUT: filled in by _argv)
+    ["eval", "CKPT", "--examples", "1"],
+    ["sweep", "CKPT", "--examples", "1", "--no-progress"],
+    ["trace", "CKPT", "--out", "OUT"],
+    ["probe", "CKPT", "--no-progress"],
+]
+
+
+def _argv(command: list[str], ckpt: Path, tmp_path: Path) -> list[str]:
+    return [str(ckpt) if a == "CKPT" else str(tmp_path / "o") if a == "OUT" else a for a in command]
+
+
+@pytest.mark.parametrize(
+    "command",
+    READERS,
+)
+def test_the_task_itself_cannot_be_set_only_its_settings(app_checkpoints, tmp_path, capsys, nothing_computes, command):  # noqa: F811
+    line = fails([*_argv(command, app_checkpoints / "tiny-n2", tmp_path), "--set", "task.name=depo"], capsys)
+    assert line.endswith(
+        "--set task.name: the weights fix the task they were trained on; --set task.KEY changes its settings"
+    )
+
+
+def test_train_refuses_another_task_by_set_and_names_the_presets(tmp_path, capsys, nothing_computes):
+    line = fails(["train", "--preset", "tiny", "--set", "task.name=gsm", "--out", str(tmp_path / "o")], capsys)
+    assert "task.name cannot be set: preset 'tiny' fixes its task (rule110)" in line and "gsm-chain-1w-c9" in line
+
+
+@pytest.mark.parametrize(
+    "setting, says",
+    [
+        ("train.lr=Infinity", "train.lr must be a finite number; got inf"),
+        ("train.lr=NaN", "train.lr must be a finite number; got nan"),
+        ("model.mlp_ratio=NaN", "model.mlp_ratio must be a finite number; got nan"),
+        ("train.clip=-1", "clip (the gradients' largest norm) must be > 0; got -1"),
+        ("train.min_lr_ratio=-0.5", "min_lr_ratio (the cosine's end, a fraction of lr) must be in [0, 1]; got -0.5"),
+        ("train.weight_decay=-1", "weight_decay must be >= 0; got -1"),
+        ("train.warmup=-3", "warmup must be >= 0 (steps); got -3"),
+        ("train.curriculum_start=-1", "curriculum_start must be >= 0 (steps); got -1"),
+    ],
+)
+def test_training_settings_that_would_train_wrongly_are_refused(tmp_path, capsys, nothing_computes, setting, says):
+    assert says in fails(["train", "--preset", "tiny", "--set", setting, "--out", str(tmp_path / "o")], capsys)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "command, says",
+    [
+        (["eval", "CKPT", "--examples", "20001"], "must be at most 20,000 (the shipped results use 1,000); got 20,001"),
+        (["sweep", "CKPT", "--examples", "20001", "--no-progress"], "must be at most 20,000"),
+        (["probe", "CKPT", "--examples", "16385", "--no-progress"], "--examples must be at most 16,384"),
+        (["attribute", "CKPT", "-K", "1025", "--no-progress"], "examples must be from 1 to 1024"),
+        (["trace", "CKPT", "-K", "1025", "--out", "OUT"], "examples must be at most 1024; got 1025"),
+    ],
+)
+def test_an_example_count_past_its_cap_is_refused_at_once(app_checkpoints, tmp_path, capsys, command, says):  # noqa: F811
+    assert says in fails(_argv(command, app_checkpoints / "tiny-n2", tmp_path), capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def _damaged(app_checkpoints, tmp_path, change) -> Path:  # noqa: F811
+    import json
+    import shutil
+
+    ckpt = tmp_path / "damaged"
+    shutil.copytree(app_checkpoints / "tiny-n2", ckpt)
+    info = json.loads((ckpt / "config.json").read_text())
+    change(info)
+    (ckpt / "config.json").write_text(json.dumps(info))
+    return ckpt
+
+
+@pytest.mark.parametrize(
+    "change, says",
+    [
+        (lambda i: i.pop("sleep"), "config.json has no 'sleep' section; it needs model, sleep, task and train"),
+        (lambda i: i.pop("task"), "config.json has no 'task' section"),
+        (lambda i: i.update(sleep=[1]), "config.json is not valid: SleepConfig must be a JSON object; got list"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [*READERS, ["probe", "CKPT", "--no-progress", "--set", "task.W=12"]],
+)
+def test_a_damaged_config_is_told_by_every_command_not_a_key_error(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    change,
+    says,
+    command,
+):
+    ckpt = _damaged(app_checkpoints, tmp_path, change)
+    assert says in fails(_argv(command, ckpt, tmp_path), capsys)
+
+
+def test_a_setting_a_config_lacks_is_its_default_everywhere(app_checkpoints, tmp_path):  # noqa: F811
+    """An older (or hand-edited) config.json without train.seed and sleep.loop: they take their defaults (0, and
+    "sleep") in the model and in every command that reads the config (read checked, not raw: a KeyError before)."""
+    from sleepcore.checkpoint import load_checkpoint
+    from sleepcore.results import evaluate_checkpoint, sweep_checkpoint
+
+    def drop(info):
+        info["train"].pop("seed"), info["sleep"].pop("loop")
+
+    ckpt = _damaged(app_checkpoints, tmp_path, drop)
+    model, info = load_checkpoint(ckpt)
+    assert info["train"]["seed"] == 0 and info["sleep"]["loop"] == model.sleep.loop == "sleep"
+    assert evaluate_checkpoint(ckpt, per_depth=1, seed=0)["passes"] == 2
+    assert {r["train_seed"] for r in sweep_checkpoint(ckpt, [1], per_depth=1)} == {0}
+
+
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (
+            lambda t: {**t, "blocks.0.mlp.up.weight": t["blocks.0.mlp.up.weight"].half()},
+            "wrong dtypes: blocks.0.mlp.up.weight: torch.float16 but",
+        ),
+        (
+            lambda t: {k: v.fill_(float("nan")) if k == "blocks.0.mlp.up.weight" else v for k, v in t.items()},
+            "NaN or infinite values in ['blocks.0.mlp.up.weight']",
+        ),
+    ],
+)
+def test_weights_of_another_dtype_or_not_finite_are_refused(app_checkpoints, tmp_path, capsys, damage, says):  # noqa: F811
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    ckpt = tmp_path / "w"
+    shutil.copytree(app_checkpoints / "tiny-n2", ckpt)
+    save_file(damage(load_file(ckpt / "model.safetensors")), ckpt / "model.safetensors")
+    line = fails(["eval", str(ckpt), "--examples", "1"], capsys)
+    assert "model.safetensors does not match its config.json" in line and says in line
+
+
+def test_a_resume_past_the_runs_last_step_is_refused(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "run"
+    args = ["train", "--preset", "tiny", "--max-steps", "5", "--out", str(out), "--no-progress"]
+    assert main([*args, "--stop-after", "2"]) == 0
+    trainer = json.loads((out / "trainer.json").read_text())
+    (out / "trainer.json").write_text(json.dumps({**trainer, "step": 1000}))  # edited: its files still match
+    capsys.readouterr()
+    line = fails([*args, "--resume"], capsys)
+    assert "trainer.json is at step 1000, past this run's last step (5)" in line
+
+
+def test_figures_say_when_results_json_is_damaged(app_checkpoints, tmp_path, capsys, monkeypatch):  # noqa: F811
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(app_checkpoints, root)
+    (root / "RESULTS.json").write_text('{"x":')
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(root))
+    assert main(["figures", "--format", "svg", "--out", str(tmp_path / "f"), "--checkpoints", "tiny-n2"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "RESULTS.json cannot be read as JSON" in err
+        and "showing each checkpoint's own stored evaluation instead" in err
+    )
+
+
+def test_the_app_refuses_an_address_it_cannot_serve_on(capsys):
+    import socket
+
+    line = fails(["app", "--host", "nosuch.invalid", "--port", "8778"], capsys)
+    assert "--host 'nosuch.invalid' is not an address this machine can serve on" in line
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        line = fails(["app", "--port", str(port)], capsys)
+    assert line.endswith(f"port {port} is in use on 127.0.0.1: another server holds it; give another --port")
+
+
+def test_a_mistyped_checkpoint_name_is_answered_with_the_nearest_names(tmp_path, monkeypatch, capsys):
+    for name in ("depo-k4-n4", "depo-k4-n2", "rule110-mini-n4"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text("{}")
+        (tmp_path / name / "model.safetensors").write_bytes(b"")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    line = fails(["eval", "depo-k4-n5", "--examples", "1"], capsys)
+    assert "no checkpoint at 'depo-k4-n5'" in line and "; did you mean depo-k4-n4 or depo-k4-n2" in line
+    assert "did you mean" not in fails(["eval", "nothing-like-it", "--examples", "1"], capsys)

@@ -474,3 +474,39 @@ def test_the_probe_lab_shows_a_damaged_table_as_an_error_and_offers_to_fit(app_c
         assert any(c.proto.id.endswith("-probe_trained") for c in at.get("plotly_chart"))
     finally:
         st.cache_data.clear()
+
+
+def test_probes_on_a_changed_task_say_so_and_never_replace_the_checkpoints_own(tmp_path, capsys, monkeypatch):
+    """gsm chains longer than trained, probed: the table says what changed, and a checkpoint folder's probes.parquet
+    (which the app reads as its probes on the trained task) is never written with it, nor read when copied there."""
+    import shutil
+
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+    from sleepcore.cli import main
+
+    shipped, ckpt = CHECKPOINT_ROOT / "gsm-chain-1w-long-n4", tmp_path / "gsm-chain-1w-long-n4"
+    shutil.copytree(shipped, ckpt)
+    own = (ckpt / "probes.parquet").read_bytes()  # it ships its probes on the trained task
+    deeper = ["--set", "task.max_depth=6", "--set", "task.depths=[5,6]", "--seeds", "0", "--no-progress"]
+    fast = [*deeper, "--examples", "16", "--max-fact-depth", "1"]
+    real = probes.probe_checkpoint
+    monkeypatch.setattr(probes, "probe_checkpoint", lambda *a, **k: pytest.fail("probed before the check"))
+    assert main(["probe", str(ckpt), *fast, "--out", str(ckpt / "probes.parquet")]) == 2
+    assert "is a checkpoint's own probes.parquet" in capsys.readouterr().err
+    assert (ckpt / "probes.parquet").read_bytes() == own
+    assert main(["probe", str(ckpt), "--set", "task.window=64", "--no-progress"]) == 2
+    assert r"window=64 changes the context window (48 → 64)" in capsys.readouterr().err
+    assert main(["probe", str(ckpt), "--set", "sleep.passes=2", "--no-progress"]) == 2
+    assert "--set changes only task settings here" in capsys.readouterr().err
+    monkeypatch.setattr(probes, "probe_checkpoint", real)
+    assert main(["probe", str(ckpt), *fast, "--out", str(tmp_path / "deep.parquet")]) == 0
+    assert capsys.readouterr().out.startswith("on a changed task: depths=[5, 6], max_depth=6\n")
+    deep = pl.read_parquet(tmp_path / "deep.parquet")
+    assert deep["task_changed"].unique().to_list() == ["depths=[5, 6], max_depth=6"]
+    assert set(deep["fact_depth"]) == {0, 1} and set(deep["baseline"]) == {"pass1", "trained", "random_init"}
+    plain = probes.probe_checkpoint(ckpt, examples=16, seeds=(0,), max_fact_depth=1, progress=False)
+    assert "task_changed" not in plain.columns  # the trained task: the table of before
+    assert not plain.drop(["checkpoint"]).equals(deep.drop(["checkpoint", "task_changed"]))  # other examples
+    shutil.copy(tmp_path / "deep.parquet", ckpt / "probes.parquet")  # copied in by hand: the app must not show it
+    with pytest.raises(ValueError, match=r"was computed on a changed task \(depths=\[5, 6\], max_depth=6\), not the"):
+        probes.read_probes(ckpt)

@@ -336,9 +336,10 @@ def test_an_evaluation_on_a_changed_task_asks_what_was_changed_and_records_it():
 @pytest.mark.parametrize(
     "name, changes, says",
     [
-        ("depo-k4-n4", {"max_depth": 6, "depths": [5, 6]}, r"changes task 'depo''s vocabulary \(30 tokens → 32\)"),
+        ("depo-k4-n4", {"max_depth": 6, "depths": [5, 6]}, r"changes the vocabulary of task 'depo' \(30 tokens → 32\)"),
         ("gsm-chain-1w-long-n4", {"max_depth": 7, "depths": [7]}, "more than context_windows \\* window = 48"),
         ("gsm-chain-1w-long-n4", {"window": 64}, r"window=64 changes the context window \(48 → 64\)"),
+        ("gsm-chain-1w-long-n4", {"max_depth": 3}, r"= \[1, 3\]; got 4: set task.depths with it, e.g. --set"),
         ("gsm-chain-1w-long-n4", {"hops": 2}, r"unknown parameter\(s\) hops for task 'gsm'; valid parameters:"),
         ("gsm-chain-1w-long-n4", {"ops": ["-", "+"]}, "the same number of tokens, reordered or replaced"),
         ("rule110-mini-full-attention", {"W": 12}, r"W=12 changes the context window \(17 → 13\)"),

@@ -277,6 +277,9 @@ def test_cli_writes_a_trace_of_a_checkpoint(checkpoint, tmp_path, capsys):
         (["CKPT", "--examples", "0"], "examples must be a positive integer"),
         (["CKPT", "--passes", "0"], "passes"),
         (["CKPT", "--passes", "100000"], "passes must be at most 64"),  # refused, not run for hours
+        (["CKPT", "--examples", "1025"], "examples must be at most 1024; got 1025"),  # refused, not run out of memory
+        (["CKPT", "--set", "task.hops=2"], r"unknown parameter(s) hops for task 'rule110'; valid parameters:"),
+        (["CKPT", "--set", "model.d_model=8"], "--set changes only task settings here"),
     ],
 )
 def test_cli_errors_are_one_clear_line(checkpoint, tmp_path, capsys, args, message):
@@ -284,3 +287,24 @@ def test_cli_errors_are_one_clear_line(checkpoint, tmp_path, capsys, args, messa
     assert main(["trace", *args, "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sleepcore trace: error:") and message in err and err.count("\n") == 1
+
+
+def test_a_trace_on_a_changed_task_records_the_change_and_its_examples_follow_it(tmp_path, capsys):
+    """gsm chains longer than trained, traced: meta.json holds the task the examples came from, and what changed."""
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+
+    ckpt, out = CHECKPOINT_ROOT / "gsm-chain-1w-long-n4", tmp_path / "deep"
+    deeper = ["--set", "task.max_depth=6", "--set", "task.depths=[5,6]", "--examples", "2"]
+    assert main(["trace", str(ckpt), *deeper, "--out", str(out)]) == 0
+    assert "on a changed task: depths [1, 2, 3, 4] → [5, 6], max_depth 4 → 6" in capsys.readouterr().out
+    t = load_trace(out)
+    assert t.meta["task_changed"] == {"depths": [[1, 2, 3, 4], [5, 6]], "max_depth": [4, 6]}
+    assert t.meta["task"]["params"]["depths"] == [5, 6] and t.meta["task"]["params"]["max_depth"] == 6
+    task = get_task("gsm", **t.meta["task"]["params"])
+    again = sample_examples(task, 2, 0)  # the examples are those of the changed task: the tokens say so
+    assert t.tables["tokens"].filter(pl.col("example") == 1)["token"].to_list() == [
+        task.vocab.tokens[i] for i in again[1].tokens
+    ]
+    assert [ex.depth[0] for ex in again] == [5, 6]  # the question, first: 5 and 6 operations deep
+    assert main(["trace", str(ckpt), "--examples", "1", "--out", str(tmp_path / "plain")]) == 0
+    assert "task_changed" not in load_trace(tmp_path / "plain").meta  # the trained task: no entry, as before

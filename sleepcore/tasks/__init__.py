@@ -84,7 +84,7 @@ TASK_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
 TASK_PRESETS["gsm-chain-1w-c9"] = ("gsm", {**TASK_PRESETS["gsm-chain-1w"][1], "max_constant": 9})
 
 
-def get_task(name: str, **params: Any) -> Task:
+def get_task(name: str, /, **params: Any) -> Task:
     """The task `name` with `params` over its defaults; ValueError for an unknown name, parameter or bad value."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}")
@@ -102,14 +102,19 @@ def changed_task(name: str, params: dict, changes: dict | None) -> tuple[Task, d
     trained = get_task(name, **params)
     if not changes:
         return trained, {}
-    task = get_task(name, **{**params, **changes})
+    try:
+        task = get_task(name, **{**params, **changes})
+    except ValueError as e:  # a range changed without the depths drawn from it: say which setting goes with it
+        if "depths" in changes or not {"min_depth", "max_depth"} & set(changes) or "depths must lie in" not in str(e):
+            raise
+        raise ValueError(f"{e}: set task.depths with it, e.g. --set 'task.depths=[...]' within the new range") from None
     given = {k: v for k, v in changes.items() if trained.params.get(k) != (list(v) if isinstance(v, tuple) else v)}
     what = ", ".join(f"{k}={json.dumps(v)}" for k, v in (given or changes).items())  # the settings really changed
     if task.vocab.tokens != trained.vocab.tokens:
         n, m = len(trained.vocab), len(task.vocab)
         how = f"{n} tokens → {m}" if n != m else "the same number of tokens, reordered or replaced"
         raise ValueError(
-            f"{what} changes task {name!r}'s vocabulary ({how}), and the weights read only the tokens they were "
+            f"{what} changes the vocabulary of task {name!r} ({how}), and the weights read only the tokens they were "
             "trained on, at the ids they were trained on; change settings that keep it"
         )
     if task.window != trained.window:
@@ -122,6 +127,14 @@ def changed_task(name: str, params: dict, changes: dict | None) -> tuple[Task, d
 def changes_text(changed: dict) -> str:
     """{setting: [trained, here]} as `setting trained → here, ...`, values in JSON (as --set takes them)."""
     return ", ".join(f"{k} {json.dumps(a)} → {json.dumps(b)}" for k, (a, b) in changed.items())
+
+
+def changed_values(changed: dict | None) -> str | None:
+    """{setting: [trained, here]} as `setting=here, ...` (the values a table's rows were computed with, as --set
+    takes them; a table's task_changed column), or None for the trained task."""
+    if not changed:
+        return None
+    return ", ".join(f"{k}={json.dumps(here)}" for k, (_, here) in changed.items())
 
 
 def get_preset(preset: str) -> Task:
