@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from sleepcore.checkpoint import configs_from, load_checkpoint, resolve
+from sleepcore.checkpoint import configs_from, load_checkpoint, read_info, resolve
 from sleepcore.config import ModelConfig, SleepConfig
 from sleepcore.data import collate
 from sleepcore.model import SleepModel
@@ -618,5 +618,10 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
         raise ValueError(
             f"{path} was computed on a changed task ({'; '.join(changed)}), not the one {folder.name} was trained "
             f"on; keep such a table elsewhere; {redo}"
+        )
+    task = configs_from(read_info(folder))[2].name
+    if (tasks := table["task"].unique().to_list()) != [task]:  # copied from another checkpoint: its facts are not these
+        raise ValueError(
+            f"{path} holds probes of task {', '.join(map(str, tasks))}, and {folder.name} is a {task} model; {redo}"
         )
     return table

@@ -32,9 +32,15 @@ def checkpoint_info(name: str) -> dict:
 
 def result_row(name: str, info: dict) -> dict | None:
     """A checkpoint's stored evaluation as one `analysis.figures.results_table` input row (None if it has none)."""
+    from sleepcore.results import is_counts
+
     ev = info.get("eval")
     if not ev:
         return None
+    if not isinstance(ev, dict) or not all(is_counts(ev.get(k, {})) for k in ("answers", "exact")):
+        raise ValueError(
+            "its config.json's stored evaluation ('eval') is not {answers, exact: {depth: {acc, lo, hi, n}}}"
+        )
     passes = info["sleep"]["passes"]
     return {
         "checkpoint": name,
@@ -79,11 +85,18 @@ def result_rows(names: list[str]) -> tuple[list[dict], list[str]]:
             notes.append(f"Checkpoint skipped: {name}: {e}")
             continue
         r = shipped.get(name)
-        if r is not None and r["weights_sha256"] != weights_sha256(_folder(name)):
-            notes.append(f"{name}: {path} evaluated other weights than its model.safetensors; using its config.json")
-            r = None
-        if r is None and (r := result_row(name, info)) is not None:
-            r["source"] = "config.json (end of training)"
+        try:
+            if r is not None and r["weights_sha256"] != weights_sha256(_folder(name)):
+                load_checkpoint(_folder(name))  # weights that do not load are the checkpoint's problem: said so
+                notes.append(
+                    f"{name}: {path} evaluated other weights than its model.safetensors; using its config.json"
+                )
+                r = None
+            if r is None and (r := result_row(name, info)) is not None:
+                r["source"] = "config.json (end of training)"
+        except ValueError as e:
+            notes.append(f"Checkpoint skipped: {name}: {e}")
+            continue
         if r is not None:
             rows.append(r)
     return rows, notes
@@ -141,8 +154,15 @@ def results_sections(preset: str) -> list[tuple[str, str]]:
 
 
 def model_card(name: str) -> str:
+    """The checkpoint's model card (README.md, Markdown), or a line saying why there is none to show."""
     card = _folder(name) / "README.md"
-    return card.read_text() if card.is_file() else f"*{name} has no model card (README.md).*"
+    if not card.is_file():
+        return f"*{name} has no model card (README.md).*"
+    try:
+        return card.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        why = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else e.strerror or str(e)
+        return f"*{name}'s model card ({card}) cannot be read: {why}; rewrite it: `sleepcore ship --refresh-cards`.*"
 
 
 @dataclass

@@ -15,6 +15,7 @@ from sleepcore.checkpoint import (
     configs_from,
     json_problem,
     load_checkpoint,
+    read_info,
     require_checkpoints,
     resolve,
     weights_sha256,
@@ -240,15 +241,49 @@ def read_results_json(path: str | Path) -> dict:
                 f"{path}: {r['checkpoint']}'s result was evaluated on a changed task ({r['task_changed']}), not the "
                 f"one it was trained on; write the file again with `{SHIPPED_COMMAND}`"
             )
-        for metric in ("answers", "exact", "effective", "first"):
-            cells = r.get(metric, {})
-            if not isinstance(cells, dict) or not all(_is_cell(c) for c in cells.values()):
+        for metric in METRIC_NAMES:
+            if not is_counts(r.get(metric, {})):
                 raise ValueError(f"{path}: {r['checkpoint']}'s {metric!r} is not {{depth: {{acc, lo, hi, n}}}}")
+        odd = [k for k, ok in _OPTIONAL.items() if k in r and not ok(r[k])]
+        if r["passes"] < 1 or odd:
+            what = ", ".join(odd) if odd else f"passes {r['passes']}"
+            raise ValueError(
+                f"{path}: {r['checkpoint']}'s result has a bad {what}; write the file again with `{SHIPPED_COMMAND}`"
+            )
     return doc
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_depth(k) -> bool:
+    return isinstance(k, str) and k.isdecimal() and len(k) < 6
+
+
+_OPTIONAL = {  # what a result may hold besides REQUIRED, and what it must be
+    "trained_passes": lambda v: _is_int(v) and v >= 1,
+    "train_seed": _is_int,
+    "chance": lambda v: isinstance(v, dict) and all(_is_depth(k) and _is_number(c) for k, c in v.items()),
+}
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_counts(cells) -> bool:
+    """Whether `cells` is an evaluation's counts: {depth (a whole number, as text): {acc, lo, hi in [0, 1], n >= 0}}."""
+    return isinstance(cells, dict) and all(_is_depth(k) and _is_cell(c) for k, c in cells.items())
+
+
 def _is_cell(c) -> bool:
-    return isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) for k in ("acc", "lo", "hi", "n"))
+    return (
+        isinstance(c, dict)
+        and all(_is_number(c.get(k)) and 0 <= c[k] <= 1 for k in ("acc", "lo", "hi"))
+        and _is_int(c.get("n"))
+        and c["n"] >= 0
+    )
 
 
 def results_markdown(
@@ -415,6 +450,8 @@ def read_sweep(folder: str | Path):
     for column in ("weights_sha256", "per_depth", "eval_seed", "trained_passes"):
         if sweep[column].null_count() or sweep[column].n_unique() != 1:
             raise ValueError(f"{path} mixes evaluations ({column}: {sweep[column].unique().to_list()}); {redo}")
+    if problem := _sweep_problem(sweep):
+        raise ValueError(f"{path} is not a sweep table ({problem}); {redo}")
     if "task_changed" in sweep.columns and sweep["task_changed"].null_count() < sweep.height:
         changed = sweep["task_changed"].drop_nulls().unique().to_list()
         raise ValueError(
@@ -430,7 +467,39 @@ def read_sweep(folder: str | Path):
                 "them): copy or ship the checkpoint again"
             ) from None
         raise ValueError(f"{path} was computed on other weights than {name}'s model.safetensors; {redo}")
+    trained = configs_from(read_info(folder))[1].passes
+    if sweep["trained_passes"][0] != trained:
+        raise ValueError(
+            f"{path} says {name} was trained at N = {sweep['trained_passes'][0]}, its config.json at N = {trained}; "
+            f"{redo}"
+        )
     return sweep.with_columns(checkpoint=pl.lit(name))
+
+
+def _sweep_problem(sweep) -> str | None:
+    """What is wrong with a sweep table's values (read_table checked its columns and types), or None."""
+    import polars as pl
+
+    empty = [c for c in SWEEP_COLUMNS if c != "chance" and sweep[c].null_count()]  # chance: none for exact
+    if empty:
+        return f"empty cells in {', '.join(empty)}"
+    metrics = set(sweep["metric"].unique().to_list())
+    if "answers" not in metrics or metrics - set(METRIC_NAMES):
+        return f"metrics {sorted(metrics)}: it needs 'answers', and knows {', '.join(METRIC_NAMES)}"
+    if sweep.select("metric", "passes", "depth").is_duplicated().any():
+        return "a (metric, passes, depth) row twice"
+    ranges = (
+        ("passes", pl.col("passes") >= 1),
+        ("trained_passes", pl.col("trained_passes") >= 1),
+        ("depth", pl.col("depth") >= 0),
+        ("n", pl.col("n") >= 0),
+        *((c, pl.col(c).is_between(0, 1)) for c in ("acc", "lo", "hi")),
+    )
+    bad = [c for c, ok in ranges if not sweep.select(ok.all()).item()]
+    return f"values out of range in {', '.join(bad)}" if bad else None
+
+
+METRIC_NAMES = ("answers", "exact", "effective", "first")  # the counts an evaluation holds
 
 
 def redo_command(command: str, folder: Path, file: str) -> str:

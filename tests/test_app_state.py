@@ -193,6 +193,34 @@ def test_result_rows_come_from_results_json_where_it_evaluated_these_weights(
     assert "result 0 lacks or mistypes checkpoint" in notes[0] and "stored evaluation instead" in notes[0]
 
 
+def test_a_checkpoint_whose_files_are_damaged_is_skipped_with_the_reason(app_checkpoints, tmp_path, monkeypatch):  # noqa: F811
+    """What the app's overview reads beside each checkpoint, damaged (an audit of the app, 2026-12-05): a stored
+    evaluation of the wrong shape, weights that do not load, a model card that is not text. Each is said, and the
+    other checkpoints are shown."""
+    import shutil
+
+    from analysis import session
+
+    for name in ("tiny-n1", "tiny-n2", "tiny-gsm-n2"):
+        shutil.copytree(app_checkpoints / name, tmp_path / name)
+    shutil.copy(app_checkpoints / "RESULTS.json", tmp_path / "RESULTS.json")
+    info = json.loads((tmp_path / "tiny-n1" / "config.json").read_text())
+    (tmp_path / "tiny-n1" / "config.json").write_text(json.dumps({**info, "eval": {"answers": "x"}}))
+    (tmp_path / "RESULTS.json").write_text((tmp_path / "RESULTS.json").read_text().replace('"tiny-n1"', '"other"'))
+    (tmp_path / "tiny-n2" / "model.safetensors").write_bytes(b"cut short")
+    (tmp_path / "tiny-gsm-n2" / "README.md").write_bytes(b"\xff\xfe not text")
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
+    rows, notes = session.result_rows(["tiny-n1", "tiny-n2", "tiny-gsm-n2"])
+    assert [r["checkpoint"] for r in rows] == ["tiny-gsm-n2"]
+    assert notes[0] == (
+        "Checkpoint skipped: tiny-n1: its config.json's stored evaluation ('eval') is not "
+        "{answers, exact: {depth: {acc, lo, hi, n}}}"
+    )
+    assert notes[1].startswith("Checkpoint skipped: tiny-n2: ") and "cannot be read as safetensors" in notes[1]
+    card = session.model_card("tiny-gsm-n2")
+    assert "model card" in card and "cannot be read: it is not UTF-8 text" in card and "--refresh-cards" in card
+
+
 def test_every_shipped_preset_charts_every_count_it_has(monkeypatch):
     """The app's overview and export draw one figure per preset and count from the shipped results: checkpoints
     that continue others (rule110-long) and replicas must not collide, and gsm must have its question alone."""

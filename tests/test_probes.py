@@ -386,7 +386,7 @@ def shipped(tiny_checkpoint, tmp_path, monkeypatch):
 
     folder = tmp_path / "tiny-n2"
     shutil.copytree(tiny_checkpoint, folder)
-    one_probe_row(baseline="trained").write_parquet(folder / "probes.parquet")
+    one_probe_row(baseline="trained", checkpoint="tiny-n2", task="rule110").write_parquet(folder / "probes.parquet")
     monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
     return folder
 
@@ -401,6 +401,10 @@ def shipped(tiny_checkpoint, tmp_path, monkeypatch):
         ),
         (lambda p: one_probe_row().head(0).write_parquet(p), "(missing columns none, 0 rows)"),
         (lambda p: one_probe_row().with_columns(acc=pl.lit("high")).write_parquet(p), "(column types {"),
+        (
+            lambda p: one_probe_row(task="depo").write_parquet(p),
+            "holds probes of task depo, and tiny-n2 is a rule110 model",
+        ),
     ],
 )
 def test_a_damaged_shipped_probes_table_says_why_and_how_to_redo_it(shipped, damage, says):

@@ -10,7 +10,7 @@ from sleepcore.cli import main
 
 
 def cell(acc: float) -> dict:
-    return {"acc": acc, "lo": acc - 0.01, "hi": acc + 0.01, "correct": int(acc * 100), "n": 100}
+    return {"acc": acc, "lo": max(acc - 0.01, 0), "hi": min(acc + 0.01, 1), "correct": int(acc * 100), "n": 100}
 
 
 def fake(name, preset, task, variant, passes, answers, effective=None, first=None):
@@ -71,7 +71,7 @@ def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
     assert "| depo-k4-n4 | hybrid | 4 | 0.800 [0.790, 0.810] | 0.700 [0.690, 0.710] |" in k4
     first = text.split("## depo-k4 (depo): the first answer of each sequence alone")[1].split("##")[0]
     assert "Only the first query of each sequence." in first
-    assert "| depo-k4-n1 | hybrid | 1 | 1.000 [0.990, 1.010] | 0.100 [0.090, 0.110] |" in first
+    assert "| depo-k4-n1 | hybrid | 1 | 1.000 [0.990, 1.000] | 0.100 [0.090, 0.110] |" in first
     assert "another initialisation and data seed" in text and "depo-k4-n4-s1 (seed 1, data seed 4321)." in text
     assert (
         k4.index("| depo-k4-n4 |")
@@ -106,12 +106,20 @@ def test_results_json_round_trips(tmp_path):
         ),
         ("BAD_CELL", "'first' is not {depth: {acc, lo, hi, n}}"),
         ("CHANGED", "depo-k4-n1's result was evaluated on a changed task"),
+        ({"answers": {"x": {"acc": 0.5, "lo": 0.4, "hi": 0.6, "n": 9}}}, "'answers' is not {depth: {acc, lo, hi, n}}"),
+        ({"answers": {"1": {"acc": 1.5, "lo": 0.4, "hi": 0.6, "n": 9}}}, "'answers' is not {depth:"),
+        ({"train_seed": "zero"}, "depo-k4-n1's result has a bad train_seed; write the file again"),
+        ({"chance": "x"}, "has a bad chance"),
+        ({"chance": {"1": "x"}}, "has a bad chance"),
+        ({"passes": -3}, "has a bad passes -3"),
     ],
 )
 def test_a_malformed_results_json_is_refused_with_what_is_wrong(tmp_path, text, says):
     if text == "BAD_CELL":
         bad = {**RUNS["depo-k4-n1"], "first": {"1": {"acc": "high"}}}
         text = json.dumps({"format": 1, "per_depth": 9, "seed": 1, "results": [bad]})
+    if isinstance(text, dict):  # one field of a result changed
+        text = json.dumps({"format": 1, "per_depth": 9, "seed": 1, "results": [{**RUNS["depo-k4-n1"], **text}]})
     if text == "CHANGED":  # an evaluation off the trained task is never a row of the shipped tables
         bad = {**RUNS["depo-k4-n1"], "task_changed": {"n_min": [9, 10]}}
         text = json.dumps({"format": 1, "per_depth": 9, "seed": 1, "results": [bad]})

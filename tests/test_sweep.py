@@ -171,6 +171,11 @@ def with_sweep(swept, tmp_path):
     return Path(shutil.copytree(swept, tmp_path / "tiny-n2"))
 
 
+def _edit(path, **columns) -> None:
+    """Rewrite a sweep table with some columns changed, as a hand edit or a damaged copy would."""
+    pl.read_parquet(path).with_columns(**columns).write_parquet(path)
+
+
 def test_a_shipped_sweep_is_read_with_its_name_and_checked_against_the_weights(with_sweep):
     sweep = read_sweep(with_sweep)
     assert set(sweep["checkpoint"].to_list()) == {"tiny-n2"}  # the folder's name, whatever path it was swept from
@@ -202,6 +207,16 @@ def test_a_shipped_sweep_is_read_with_its_name_and_checked_against_the_weights(w
             "mixes evaluations (eval_seed",
         ),
         (lambda p: pl.read_parquet(p).with_columns(weights_sha256=pl.lit("0" * 64)).write_parquet(p), "other weights"),
+        # values the app would draw wrongly, or fail on (an audit of the app, 2026-12-05)
+        (lambda p: _edit(p, metric=pl.lit("bogus")), "metrics ['bogus']: it needs 'answers', and knows answers,"),
+        (lambda p: _edit(p, metric=pl.lit("exact")), "metrics ['exact']: it needs 'answers'"),
+        (lambda p: _edit(p, metric_label=pl.lit(None, pl.String)), "(empty cells in metric_label)"),
+        (lambda p: _edit(p, passes=pl.when(pl.col("n") > 0).then(None).otherwise(1)), "(empty cells in passes)"),
+        (lambda p: _edit(p, lo=pl.lit(None, pl.Float64)), "(empty cells in lo)"),
+        (lambda p: pl.concat([pl.read_parquet(p)] * 2).write_parquet(p), "(a (metric, passes, depth) row twice)"),
+        (lambda p: _edit(p, acc=pl.col("acc") + 2), "(values out of range in acc)"),
+        (lambda p: _edit(p, depth=pl.lit(-1)), "a (metric, passes, depth) row twice"),
+        (lambda p: _edit(p, trained_passes=pl.lit(9)), "says tiny-n2 was trained at N = 9, its config.json at N = 2"),
     ],
 )
 def test_a_shipped_sweep_that_cannot_be_used_says_why_and_how_to_redo_it(with_sweep, damage, says):
