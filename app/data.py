@@ -3,6 +3,7 @@ bounded number of entries, so moving a slider reads a cached trace and never re-
 
 from __future__ import annotations
 
+import os
 from typing import NoReturn
 
 import streamlit as st
@@ -72,6 +73,13 @@ def initial(key: str, value, options: list | None = None, arg: str = "value") ->
     if options is not None:
         return {"index": options.index(value)}
     return {arg: value}
+
+
+def checkpoints_place() -> str:
+    """The folder the app's checkpoints come from, for messages: `checkpoints/`, or $SLEEPCORE_CHECKPOINTS's."""
+    from sleepcore.checkpoint import ROOT_ENV, checkpoint_root
+
+    return f"{checkpoint_root()} (${ROOT_ENV})" if os.environ.get(ROOT_ENV) else "checkpoints/"
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -157,7 +165,7 @@ def pick_checkpoint(
 
     names = checkpoint_names() if names is None else names
     params = url()
-    chosen, messages = choose_checkpoint(params, names, key, default)
+    chosen, messages = choose_checkpoint(params, names, key, default, checkpoints_place())
     for m in messages:
         st.warning(m)
     if chosen is None:

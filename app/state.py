@@ -4,6 +4,7 @@ never a path and never a traceback. Pure Python, so it is tested without a brows
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -40,10 +41,16 @@ class Shape:
 
 
 def choose_checkpoint(
-    params: Mapping[str, str], names: list[str], key: str = "ckpt", default: str | None = None
+    params: Mapping[str, str],
+    names: list[str],
+    key: str = "ckpt",
+    default: str | None = None,
+    place: str = "checkpoints/",
 ) -> tuple[str | None, list[str]]:
+    """The checkpoint the URL's `key` names among `names`, else `default` (if there) or the first, with a message
+    for a name that is not there; (None, why) where `place` (the folder the names come from) holds none."""
     if not names:
-        return None, ["No checkpoints found under checkpoints/: train one with `sleepcore train` (see the README)."]
+        return None, [f"No checkpoints found in {place}: train one with `sleepcore train` (see the README)."]
     fallback = default if default in names else names[0]
     value = params.get(key)
     if value is None:
@@ -83,6 +90,20 @@ def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | No
     layer = integer("layer", list(shape.fw_layers), shape.fw_layers[0], "Layer") if shape.fw_layers else 0
     head = integer("head", list(range(shape.heads)), 0, "Head")
     return View(ckpt, depth, seed, window, pass_, layer, head, cmp, messages)
+
+
+def not_comparable(left: str, ours: dict, name: str, theirs: dict) -> str:
+    """Why checkpoint `name`, trained on task `theirs` ({name, params}), is not compared with `left`, trained on
+    `ours`: another task, or the same one with other settings, named."""
+    if theirs["name"] != ours["name"]:
+        return f"{name!r} is trained on {theirs['name']}, {left!r} on {ours['name']}"
+    a, b = ours["params"], theirs["params"]
+    differ = [
+        f"{k} {json.dumps(b.get(k))} there, {json.dumps(a.get(k))} here"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+    return f"{name!r} is trained on {ours['name']} with other settings ({'; '.join(differ)}) than {left!r}"
 
 
 SWEEP_EXAMPLES = (25, 50, 100, 250, 500)  # held-out sequences per depth the sweep page offers

@@ -9,6 +9,7 @@ import streamlit as st
 
 from app import data
 from app.state import MAX_SEED, View
+from sleepcore.tasks.base import AnswerMarkError, without_marks
 
 STRIP_CSS = """
 <style>
@@ -75,7 +76,8 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
         task = data.loaded(name).task
         st.caption(
             f"{task.seq_len} tokens separated by spaces; `|` between windows is optional; answers are "
-            "recomputed. Valid tokens: "
+            "recomputed (the `[=…]` marks show them; edit the problem, and marks that no longer hold are ignored). "
+            "Windows and tokens are counted from 0. Valid tokens: "
             + " ".join(f"`{t}`" for t in task.vocab.tokens[:40])
             + (" …" if len(task.vocab) > 40 else "")
         )
@@ -92,8 +94,14 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
         use = st.toggle("Use this example", key="use_custom", on_change=_keep_use)
     if use:
         try:
-            data.trace(name, depth, seed, custom=text)
-            custom = text
+            try:
+                data.trace(name, depth, seed, custom=text)
+                custom = text
+            except AnswerMarkError as e:  # an input edited after its answers were shown: run it, and say so
+                custom = without_marks(text)
+                data.trace(name, depth, seed, custom=custom)
+                st.info(f"{e}. The example runs with the answers its problem gives (the `[=…]` marks are ignored).")
         except ValueError as e:
+            custom = None
             st.error(f"That example does not parse: {e}")
     return depth, seed, custom

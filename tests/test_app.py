@@ -234,6 +234,21 @@ def test_a_valid_custom_example_is_traced():
     assert heatmap_z(at) == heatmap_z(open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}))
 
 
+def test_a_custom_example_whose_answer_marks_no_longer_hold_runs_with_the_recomputed_answers():
+    """A user edits a shown example's problem: its `[=a]` marks are stale. The example runs, and the page says the
+    marks were ignored (before, every mark had to be deleted by hand first)."""
+    seeded_text = open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}).text_area(key="custom_text").value
+    stale = seeded_text.replace("[=0]", "[=2]").replace("[=1]", "[=0]").replace("[=2]", "[=1]")
+    assert stale != seeded_text
+    at = open_page("explorer", {"ckpt": "tiny-n2", "seed": "0"})
+    at.text_area(key="custom_text").input(stale).run()
+    at.toggle(key="use_custom").set_value(True).run()
+    assert not at.exception and not at.error, texts(at.error)
+    (info,) = [i for i in texts(at.info) if "answer mark" in i]
+    assert "disagree with the problem: token " in info and "the `[=…]` marks are ignored" in info
+    assert heatmap_z(at) == heatmap_z(open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"})), "the same problem"
+
+
 def test_compare_shows_both_checkpoints_with_passes_aligned():
     at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2"})
     assert_clean(at)
@@ -709,7 +724,8 @@ def test_compare_follows_the_left_checkpoint_to_another_task():
     assert not at.warning, texts(at.warning)
     # tiny-depo-n2 is the only Depo model: nothing to compare it with, rather than itself
     assert "cmp" not in at.query_params and not [s for s in at.selectbox if s.key == "select_cmp"]
-    assert any("different task" in i and "nothing to compare it with" in i for i in texts(at.info))
+    said = "'tiny-n1' is trained on rule110, 'tiny-depo-n2' on depo, and tiny-depo-n2 is the only checkpoint trained"
+    assert any(said in i and "nothing to compare it with" in i for i in texts(at.info)), texts(at.info)
 
 
 def test_the_cache_stamp_leaves_out_temporary_files_and_survives_a_missing_root(tmp_path):

@@ -71,7 +71,8 @@ def test_compare_says_when_there_is_nothing_to_compare_with(cmp: str | None):
     assert not at.warning, texts(at.warning)
     (info,) = texts(at.info)
     assert "nothing to compare it with" in info
-    assert ("different task" in info) == (cmp == "tiny-n1")
+    assert ("'tiny-n1' is trained on rule110, 'tiny-depo-n2' on depo" in info) == (cmp == "tiny-n1")
+    assert "{" not in info, "the task by name, not as a dict"
     assert not at.subheader and not [s for s in at.selectbox if s.key == "select_cmp"]
     assert "cmp" not in at.query_params
 

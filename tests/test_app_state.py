@@ -43,7 +43,9 @@ def test_choose_checkpoint_falls_back_on_an_unknown_name_and_says_so(bad: str):
 def test_choose_checkpoint_with_no_checkpoints_explains_how_to_get_one():
     name, messages = choose_checkpoint({"ckpt": "x"}, [])
     assert name is None
-    assert len(messages) == 1 and "sleepcore train" in messages[0]
+    assert len(messages) == 1 and "sleepcore train" in messages[0] and "found in checkpoints/" in messages[0]
+    _, messages = choose_checkpoint({}, [], place="/data/ckpts ($SLEEPCORE_CHECKPOINTS)")
+    assert messages[0].startswith("No checkpoints found in /data/ckpts ($SLEEPCORE_CHECKPOINTS): train one")
 
 
 def test_parse_view_reads_valid_parameters():
@@ -288,3 +290,14 @@ def test_streamlit_run_by_hand_serves_this_machine_only():
 
     config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1"
+
+
+def test_compare_names_what_keeps_two_checkpoints_apart():
+    from app.state import not_comparable
+
+    gsm1 = {"name": "gsm", "params": {"context_windows": 1, "window": 48}}
+    gsm2 = {"name": "gsm", "params": {"context_windows": 2, "window": 48}}
+    assert not_comparable("a", gsm1, "b", {"name": "depo", "params": {}}) == "'b' is trained on depo, 'a' on gsm"
+    assert not_comparable("a", gsm1, "b", gsm2) == (
+        "'b' is trained on gsm with other settings (context_windows 2 there, 1 here) than 'a'"
+    )

@@ -9,6 +9,7 @@ from functools import cache
 import pytest
 
 from sleepcore.tasks import TASK_PRESETS, TASKS, Example, Task, get_preset, get_task, split_of
+from sleepcore.tasks.base import AnswerMarkError, without_marks
 from sleepcore.tasks.gsm import evaluate
 
 PRESETS = list(TASK_PRESETS)
@@ -175,8 +176,12 @@ def words_of(task: Task, ex: Example) -> list[str]:
 def test_parse_rejects_unknown_token_wrong_length_and_empty(preset):
     task = task_of(preset)
     words = words_of(task, train_samples(preset)[0])
-    with pytest.raises(ValueError, match=r"unknown token\(s\) 'banana'.*valid tokens: <pad>"):
+    with pytest.raises(
+        ValueError, match=r"1 unknown token\(s\) \('banana'; the first is token 0, .*valid tokens: <pad>"
+    ):
         task.parse(" ".join(["banana"] + words[1:]))
+    with pytest.raises(ValueError, match=r"^3 unknown token\(s\) \('x', 'y'; the first is token 1, counting from 0\)"):
+        task.parse(" ".join([words[0], "x", "y", "x"] + words[4:]))  # each named once
     with pytest.raises(ValueError) as long_token:  # a pasted blob is shortened, the valid tokens still listed
         task.parse(" ".join(["x" * 20_000] + words[1:]))
     assert f"'{'x' * 24}'…" in str(long_token.value) and len(str(long_token.value)) < 2_000
@@ -194,8 +199,12 @@ def test_parse_rejects_a_wrong_answer():
     task = task_of("rule110-paper")
     ex = train_samples("rule110-paper")[0]
     text = task.render(ex).replace("?[=0]", "?[=2]").replace("?[=1]", "?[=0]").replace("?[=2]", "?[=1]")
-    with pytest.raises(ValueError, match=r"answer \[=.\] given, but the answer is"):
+    with pytest.raises(
+        AnswerMarkError, match=r"answer mark\(s\) disagree with the problem: token \d+ .*: \[=.\], but the answer is"
+    ):
         task.parse(text)
+    assert task.parse(without_marks(text)).targets == ex.targets  # the marks taken off: the answers recomputed
+    assert without_marks(text) == task.render(ex).replace("[=0]", "").replace("[=1]", "")
     with pytest.raises(ValueError, match="not scored"):
         task.parse("t27[=1]" + task.render(ex)[3:])
 
@@ -204,16 +213,16 @@ def test_parse_rule110_structure_errors():
     task = task_of("rule110-paper")
     words = words_of(task, train_samples("rule110-paper")[0])
     bad = ["0"] + words[1:]
-    with pytest.raises(ValueError, match=r"token 1 \(window 1.*expected the step token t1…t32"):
+    with pytest.raises(ValueError, match=r"token 0 \(window 0.*expected the step token t1…t32"):
         task.parse(" ".join(bad))
     bad = words[:25] + ["t1" if words[25] != "t1" else "t2"] + words[26:]
     with pytest.raises(ValueError, match="must announce the same t"):
         task.parse(" ".join(bad))
     bad = words[:3] + ["?"] + words[4:]
-    with pytest.raises(ValueError, match=r"token 4 \(window 1.*expected a bit 0 or 1"):
+    with pytest.raises(ValueError, match=r"token 3 \(window 0.*expected a bit 0 or 1"):
         task.parse(" ".join(bad))
     bad = words[:-1] + ["?"]
-    with pytest.raises(ValueError, match=r"token 125 .*expected '<pad>', got '\?'"):
+    with pytest.raises(ValueError, match=r"token 124 .*expected '<pad>', got '\?'"):
         task.parse(" ".join(bad))
 
 
@@ -293,19 +302,21 @@ def test_parse_gsm_custom_and_structure_errors():
         task.parse(gsm_mini_text("<q> v5 ; v3 = v1 - 2 ; v1 = 4 ;", "v5 <ans> 0"))
     with pytest.raises(ValueError, match="expected the question first"):
         task.parse(gsm_mini_text("v3 = 4 ; <q> v3 ;", "v3 <ans> 4"))
-    with pytest.raises(ValueError, match=r"token 7 \(window 1.*expected ';' or an operation \(\+ -\), got 'v2'"):
+    with pytest.raises(ValueError, match=r"token 6 \(window 0.*expected ';' or an operation \(\+ -\), got 'v2'"):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 v2 ; v1 = 4 ;", "v3 <ans> 2"))
     with pytest.raises(ValueError, match="a root equation gives a value"):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 ; v1 = 4 ;", "v3 <ans> 4"))
-    with pytest.raises(ValueError, match=r"token 65 \(window 3, token 1 .*starts by asking the question, 'v3 <ans> a'"):
+    with pytest.raises(
+        ValueError, match=r"token 64 \(window 2, its token 0 of 0–31\).*starts by asking the question, 'v3 <ans> a'"
+    ):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v1 <ans> 4"))
-    with pytest.raises(ValueError, match=r"token 67 \(window 3, token 3 .*expected '2', got '5'"):
+    with pytest.raises(ValueError, match=r"token 66 \(window 2, its token 2 .*expected '2', got '5'"):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 5"))
-    with pytest.raises(ValueError, match=r"token 68 .*the query asks for v9, which no equation defines"):
+    with pytest.raises(ValueError, match=r"token 67 .*the query asks for v9, which no equation defines"):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 2 v9 <ans> 1"))
-    with pytest.raises(ValueError, match=r"token 68 .*expected a query 'vX <ans> a', got '<ans> 1 <pad>'"):
+    with pytest.raises(ValueError, match=r"token 67 .*expected a query 'vX <ans> a', got '<ans> 1 <pad>'"):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 2 <ans> 1"))
-    with pytest.raises(ValueError, match=r"unknown token\(s\) '\*'"):
+    with pytest.raises(ValueError, match=r"unknown token\(s\) \('\*'"):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 * 2 ; v1 = 4 ;", "v3 <ans> 8"))
 
 

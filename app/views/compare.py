@@ -1,13 +1,14 @@
 """Compare: two checkpoints of one task side by side on the same example, passes aligned."""
 
 from dataclasses import replace
+from functools import partial
 
 import polars as pl
 import streamlit as st
 
 from analysis.figures import state_heatmap
 from app import data, widgets
-from app.state import parse_view
+from app.state import not_comparable, parse_view
 from sleepcore.trace import is_wake_loop, sleep_passes
 
 st.title("Compare")
@@ -18,6 +19,10 @@ except ValueError as e:
     st.error(f"Checkpoint {left_name!r} cannot be loaded: {e}")
     data.stop()
 task = data.info(left_name)["task"]
+
+other_task = partial(not_comparable, left_name, task)  # why a checkpoint is not compared with the left one
+
+
 infos = data.readable_infos()
 same_task = [n for n, info in infos.items() if info["task"] == task]
 others = [n for n in same_task if n != left_name]  # a checkpoint is not compared with itself
@@ -25,10 +30,10 @@ params = data.url()
 asked = params.get("cmp")
 if not others:
     params.pop("cmp", None)
-    elsewhere = f"{asked!r} is trained on a different task, and " if asked in infos and asked != left_name else ""
+    elsewhere = f"{other_task(asked, infos[asked]['task'])}, and " if asked in infos and asked != left_name else ""
     st.info(
-        f"{elsewhere}{left_name} is the only checkpoint trained on {task}: there is nothing to compare it with. "
-        "Pick another left checkpoint, or train another model of this task."
+        f"{elsewhere}{left_name} is the only checkpoint trained on its task ({task['name']}, with its settings): "
+        "there is nothing to compare it with. Pick another left checkpoint, or train another model of this task."
     )
     data.stop()
 left_passes = infos[left_name]["sleep"]["passes"] if left_name in infos else 1
@@ -45,7 +50,7 @@ if asked == left_name:  # the left side moved onto the right one, or a URL named
     )
 elif asked in infos and infos[asked]["task"] != task:  # from the URL, or left over when the left side changed task
     params.pop("cmp")
-    st.info(f"{asked!r} is trained on a different task from {left_name!r}; comparing with {default_right!r}.")
+    st.info(f"{other_task(asked, infos[asked]['task'])}; comparing {left_name!r} with {default_right!r}.")
 right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right, names=others)
 try:
     right_shape = data.shape(right_name)

@@ -19,8 +19,8 @@ st.markdown(
 names = data.checkpoint_names()
 if not names:
     st.warning(
-        "No checkpoints found under checkpoints/. Train one: `sleepcore train --preset rule110-mini "
-        "--passes 4 --out checkpoints/rule110-mini-n4`."
+        f"No checkpoints found in {data.checkpoints_place()}. Train one: `sleepcore train --preset rule110-mini "
+        "--passes 4 --out runs/r110-n4`, then `sleepcore ship runs/r110-n4 --name rule110-mini-n4`."
     )
     data.stop()
 

@@ -27,11 +27,16 @@ class Vocab:
         return self.index[token]
 
     def encode(self, words: list[str]) -> list[int]:
-        unknown = [w for w in words if w not in self.index]
+        unknown = list(dict.fromkeys(w for w in words if w not in self.index))  # each once, in order
         if unknown:
             # each shown at most 24 characters long, so a pasted blob cannot bury the list of valid tokens
             shown = ", ".join(repr(w) if len(w) <= 24 else repr(w[:24]) + "…" for w in unknown[:5])
-            raise ValueError(f"unknown token(s) {shown}; valid tokens: {' '.join(self.tokens)}")
+            first = next(i for i, w in enumerate(words) if w not in self.index)
+            count = sum(w not in self.index for w in words)
+            raise ValueError(
+                f"{count} unknown token(s) ({shown}{', …' if len(unknown) > 5 else ''}; the first is token {first}, "
+                f"counting from 0); valid tokens: {' '.join(self.tokens)}"
+            )
         return [self.index[w] for w in words]
 
     def decode(self, ids: list[int]) -> list[str]:
@@ -201,8 +206,8 @@ class Task(ABC):
     # --- text ---------------------------------------------------------------------------------------------
 
     def at(self, i: int) -> str:
-        """Where position i is, for error messages (1-based)."""
-        return f"token {i + 1} (window {i // self.window + 1}, token {i % self.window + 1} of {self.window})"
+        """Where position i is, for error messages, counted from 0 as the explorer counts windows."""
+        return f"token {i} (window {i // self.window}, its token {i % self.window} of 0–{self.window - 1})"
 
     def render(self, example: Example) -> str:
         words = self.vocab.decode(example.tokens)
@@ -213,7 +218,9 @@ class Task(ABC):
         return " | ".join(" ".join(words[s : s + L]) for s in range(0, len(words), L))
 
     def parse(self, text: str) -> Example:
-        """An example from readable text (see the class docstring); answers are recomputed from the structure."""
+        """An example from readable text (see the class docstring); answers are recomputed from the structure.
+        An answer mark `[=a]` that disagrees with the recomputed answer raises AnswerMarkError (without_marks takes
+        them off: a problem edited after its answers were shown)."""
         items = text.replace("|", " | ").split()
         if not [w for w in items if w != "|"]:
             raise ValueError(f"empty example: expected {self._shape()}")
@@ -249,14 +256,30 @@ class Task(ABC):
         for i, a in given.items():
             if not example.loss_mask[i]:
                 raise ValueError(f"{self.at(i)}: answer [={a}] given on a position that is not scored")
-            if self.vocab[a] != example.targets[i]:
-                raise ValueError(
-                    f"{self.at(i)}: answer [={a}] given, but the answer is {self.vocab.tokens[example.targets[i]]!r}"
-                )
+        wrong = [i for i, a in given.items() if self.vocab[a] != example.targets[i]]
+        if wrong:
+            shown = [
+                f"{self.at(i)}: [={given[i]}], but the answer is {self.vocab.tokens[example.targets[i]]!r}"
+                for i in wrong
+            ]
+            raise AnswerMarkError(
+                f"{len(wrong)} answer mark(s) disagree with the problem: "
+                + "; ".join(shown[:3])
+                + (" …" if len(wrong) > 3 else "")
+            )
         return example
 
     def _shape(self) -> str:
         return f"{self.seq_len} tokens ({self.seq_len // self.window} windows of {self.window})"
+
+
+class AnswerMarkError(ValueError):
+    """A typed example whose `[=a]` answer marks disagree with the answers its problem gives (Task.parse)."""
+
+
+def without_marks(text: str) -> str:
+    """A typed example with its `[=a]` answer marks taken off (the tokens and window bars as they were)."""
+    return " ".join(m.group(1) if (m := _ANNOTATION.match(w)) else w for w in text.replace("|", " | ").split())
 
 
 def check_int(params: dict[str, Any], name: str, lo: int, lo_name: str = "") -> int:

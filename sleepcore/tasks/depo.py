@@ -172,7 +172,7 @@ class Depo(Task):
             for j in range(i, end):
                 if words[j] != "<pad>":
                     raise ValueError(
-                        f"{self.at(j)}: expected only <pad> after the padding in window {w + 1}, got {words[j]!r}"
+                        f"{self.at(j)}: expected only <pad> after the padding in window {w}, got {words[j]!r}"
                     )
         if not 1 <= len(queries) <= self.queries:
             raise ValueError(

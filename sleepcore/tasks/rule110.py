@@ -83,11 +83,11 @@ class Rule110(Task):
             if not (head.startswith("t") and head[1:].isdigit()):
                 raise ValueError(
                     f"{self.at(start)}: expected the step token t1…t{self.max_depth} "
-                    f"starting context window {w + 1}, got {head!r}"
+                    f"starting context window {w}, got {head!r}"
                 )
             if t is not None and int(head[1:]) != t:
                 raise ValueError(
-                    f"{self.at(start)}: context window {w + 1} announces {head} but window 1 "
+                    f"{self.at(start)}: context window {w} announces {head} but window 0 "
                     f"announces t{t}; every context window must announce the same t"
                 )
             t = int(head[1:])
