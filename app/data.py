@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from analysis import session
-from app.state import Shape
+from app.state import EXAMPLE_KEYS, SHOWN_KEYS, Shape
 
 # The checkpoint a page opens on when the URL names none, if it exists: the shipped model whose sleep passes most
 # visibly consolidate (each pass adds about one hop; checkpoints/NOTES/depo-k4.md). Otherwise the first by name.
@@ -147,7 +147,7 @@ def render(name: str, depth: int, seed: int, custom: str | None = None) -> str:
     return loaded(name).task.render(_example(name, depth, seed, custom))
 
 
-VIEW_KEYS = ("window", "pass", "layer", "head")  # URL parameters that describe a view of one checkpoint
+VIEW_KEYS = SHOWN_KEYS  # URL parameters that describe a view of one checkpoint
 
 
 def pick_checkpoint(
@@ -226,9 +226,10 @@ def query_fact(name: str, depth: int, seed: int, custom: str | None, layer: int,
     return session.query_fact(loaded(name), _example(name, depth, seed, custom), layer, pass_, fact_depth)
 
 
-def page_view(cmp: str | None = None):
+def page_view(cmp: str | None = None, uses=EXAMPLE_KEYS + SHOWN_KEYS):
     """The common page header: the checkpoint (from the URL or the sidebar), what it allows, and the URL's view,
-    its messages shown as warnings. Stops the page with an error if the checkpoint cannot be loaded."""
+    its messages about the parameters the page `uses` (has controls for) shown as warnings. Stops the page with an
+    error if the checkpoint cannot be loaded."""
     from app.state import parse_view
 
     name = pick_checkpoint(default=FEATURED)
@@ -237,7 +238,7 @@ def page_view(cmp: str | None = None):
     except ValueError as e:
         st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
         stop()
-    view = parse_view(url(), name, sh, cmp=cmp)
+    view = parse_view(url(), name, sh, cmp=cmp).only(uses)
     warn(view)
     return name, sh, view
 
@@ -255,9 +256,9 @@ def warn(view) -> None:
     wrong one is told once, not on every run of every page (a page writes back only the values it has controls
     for)."""
     tell(view.messages)
-    if view.messages:
+    if view.messages:  # the values told of, as the page shows them (a page leaves the others to the pages using them)
         params, shown = url(), view.params()
-        params.update({k: shown[k] for k in params.keys() & shown.keys() - {"ckpt", "cmp"}})
+        params.update({k: shown[k] for k in params.keys() & view.problems.keys()})
 
 
 @st.cache_resource

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 MAX_SEED = 10**9
+EXAMPLE_KEYS = ("depth", "seed")  # the URL parameters of a view: the example, then how one checkpoint shows it
+SHOWN_KEYS = ("window", "pass", "layer", "head")
 
 
 @dataclass
@@ -22,11 +24,17 @@ class View:
     head: int = 0
     cmp: str | None = None
     messages: list[str] = field(default_factory=list)
+    problems: dict[str, str] = field(default_factory=dict)  # the URL parameter each message is about
 
     def params(self) -> dict[str, str]:
         """The query parameters that reopen this view."""
-        d = {k.rstrip("_"): v for k, v in asdict(self).items() if k != "messages" and v is not None}
+        d = {k.rstrip("_"): v for k, v in asdict(self).items() if k not in ("messages", "problems") and v is not None}
         return {k: str(v) for k, v in d.items()}
+
+    def only(self, keys) -> View:
+        """This view with the messages about the URL parameters `keys` alone: those a page has controls for."""
+        problems = {k: m for k, m in self.problems.items() if k in keys}
+        return replace(self, messages=list(problems.values()), problems=problems)
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ def choose_checkpoint(
 
 def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | None = None) -> View:
     """The view for checkpoint `ckpt`, with every other parameter clamped to what `shape` allows."""
-    messages: list[str] = []
+    problems: dict[str, str] = {}
 
     def integer(key: str, valid: list[int], default: int, what: str) -> int:
         raw = params.get(key)
@@ -75,7 +83,7 @@ def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | No
         if value in valid:
             return value
         shown = f"{valid[0]}–{valid[-1]}" if len(valid) > 8 else ", ".join(map(str, valid))
-        messages.append(f"{what} {raw!r} does not exist for this checkpoint (valid: {shown}); showing {default}.")
+        problems[key] = f"{what} {raw!r} does not exist for this checkpoint (valid: {shown}); showing {default}."
         return default
 
     depth = integer("depth", list(shape.depths), shape.depths[len(shape.depths) // 2], "Depth")
@@ -83,13 +91,13 @@ def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | No
     # isdecimal, not isdigit: int() rejects digits such as "²"; the length bound keeps int() from raising on huge input.
     seed = int(raw_seed) if raw_seed.isdecimal() and len(raw_seed) < 20 and int(raw_seed) < MAX_SEED else None
     if seed is None:
-        messages.append(f"Seed {raw_seed!r} is not a whole number in 0–{MAX_SEED - 1}; showing seed 0.")
+        problems["seed"] = f"Seed {raw_seed!r} is not a whole number in 0–{MAX_SEED - 1}; showing seed 0."
         seed = 0
     window = integer("window", list(range(shape.context_windows)), shape.context_windows - 1, "Window")
     pass_ = integer("pass", list(range(1, shape.passes + 1)), shape.passes, "Pass")
     layer = integer("layer", list(shape.fw_layers), shape.fw_layers[0], "Layer") if shape.fw_layers else 0
     head = integer("head", list(range(shape.heads)), 0, "Head")
-    return View(ckpt, depth, seed, window, pass_, layer, head, cmp, messages)
+    return View(ckpt, depth, seed, window, pass_, layer, head, cmp, list(problems.values()), problems)
 
 
 def not_comparable(left: str, ours: dict, name: str, theirs: dict) -> str:

@@ -128,3 +128,24 @@ def test_the_sweep_page_says_what_an_attention_only_models_passes_do():
     assert "no fast-weight layers" in about and "attention layers only" in about and "evicts" in about
     lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
     assert lines and all(t["x"] == [1, 3] and t["y"][0] == t["y"][1] for t in lines), "every P answers the same"
+
+
+@pytest.mark.parametrize(
+    "page, told, not_told",
+    [
+        ("explorer", ["Pass", "Head", "Window"], []),
+        ("probes", ["Pass"], ["Head", "Window"]),  # the probe lab has no window or head to choose
+        ("sweep", [], ["Pass", "Head", "Window"]),  # nor the sweep page any of them: they wait for the pages that do
+        ("compare", ["Pass"], ["Head", "Window"]),
+    ],
+)
+def test_a_page_warns_only_of_the_url_values_it_has_controls_for(page, told, not_told):
+    params = {"ckpt": "tiny-n2", "pass": "9", "head": "7", "window": "5"}
+    at = open_page(page, params if page != "compare" else {**params, "cmp": "tiny-n1"})
+    assert not at.exception, [e.value for e in at.exception]
+    warned = texts(at.warning)
+    assert sorted(w.split(" ")[0] for w in warned) == sorted(told), warned
+    for what in not_told:  # left in the URL as they were, for the page that shows them to judge
+        assert at.query_params[what.lower()] == params[what.lower()]
+    at.run()
+    assert not at.warning, texts(at.warning)  # what was told was corrected: it is not told again

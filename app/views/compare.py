@@ -60,6 +60,7 @@ except ValueError as e:
 
 # The pass slider spans the model that sleeps most, so the URL may hold any of its passes.
 view = parse_view(params, left_name, replace(shape, passes=max(shape.passes, right_shape.passes)), cmp=right_name)
+view = view.only(("depth", "seed", "pass"))  # the controls this page has
 data.warn(view)
 depth, seed, custom = widgets.pick_example(left_name, view)
 traces = {n: data.trace(n, depth, seed, custom) for n in (left_name, right_name)}

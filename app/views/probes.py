@@ -9,7 +9,7 @@ from app import data, widgets
 from sleepcore.trace import sleep_passes
 
 st.title("Probe lab")
-name, shape, view = data.page_view()
+name, shape, view = data.page_view(uses=("depth", "seed", "layer", "pass"))  # no window or head to choose here
 if not shape.fw_layers:  # attention-only baselines: no fast weights to probe
     st.info(f"{name} has no fast-weight layers, so there are no fast weights to probe.")
     data.stop()

@@ -10,7 +10,7 @@ from sleepcore.results import sweep_command
 from sleepcore.train import EVAL_SEED
 
 st.title("Sleep at test time")
-name, shape, view = data.page_view()
+name, shape, view = data.page_view(uses=())  # this page shows no example: the URL's view is the other pages'.
 trained = shape.passes
 sleep = data.info(name)["sleep"]
 loop = sleep.get("loop", "sleep")
