@@ -460,6 +460,17 @@ def test_the_export_page_offers_the_shipped_sweep(with_a_shipped_sweep):
     assert lines and all(t["x"] == [1, 2, 3, 4] and t["y"] == [0.123] * 4 for t in lines)
 
 
+def test_the_export_page_says_why_a_damaged_shipped_sweep_is_not_offered(with_a_shipped_sweep):
+    import polars as pl
+
+    pl.read_parquet(with_a_shipped_sweep).with_columns(metric=pl.lit("bogus")).write_parquet(with_a_shipped_sweep)
+    at = open_page("export", {"ckpt": "tiny-n2"})
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Accuracy vs test-time passes (the shipped sweep)" not in at.selectbox(key="figure").options
+    (warning,) = texts(at.warning)
+    assert warning.startswith("The test-time figure is not offered: ") and "it needs 'answers'" in warning
+
+
 def test_the_sweep_page_warns_about_an_unusable_shipped_sweep_and_evaluates(with_a_shipped_sweep):
     with_a_shipped_sweep.write_bytes(b"not parquet")
     at = open_page("sweep", {"ckpt": "tiny-n2"})

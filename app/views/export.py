@@ -78,8 +78,11 @@ FIGURES = {
 }
 # Without fast-weight layers (attention-only baselines) there is no state to draw.
 figures = FIGURES if shape.fw_layers else {k: f for k, f in FIGURES.items() if f not in (state, change, animation)}
-if data.shipped_sweep(name)[0] is not None:  # sweep.parquet beside the checkpoint (`sleepcore sweep --out`)
+shipped_sweep, sweep_problem = data.shipped_sweep(name)
+if shipped_sweep is not None:  # sweep.parquet beside the checkpoint (`sleepcore sweep --out`)
     figures = {**figures, "Accuracy vs test-time passes (the shipped sweep)": test_time}
+elif sweep_problem:  # a damaged file is said, not dropped without a word (the sweep page says it too)
+    st.warning(f"The test-time figure is not offered: {sweep_problem}")
 choice = st.selectbox("Figure", list(figures), key="figure")
 fig, table = figures[choice]()
 st.plotly_chart(fig, key="export_preview")
