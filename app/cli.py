@@ -32,17 +32,18 @@ def port(text: str) -> int:
 
 def check_address(host: str, port: int) -> None:
     """ValueError, before Streamlit starts (whose own failure is a traceback), unless `host` names an address of this
-    machine and `port` is free there: the bind Streamlit's server will make, tried and released."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    except (socket.gaierror, UnicodeError) as e:
-        raise ValueError(
-            f"--host {host!r} is not an address this machine can serve on ({e}); the default is 127.0.0.1"
-        ) from None
-    with socket.socket(family, kind, proto) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Streamlit's server does
+    machine and `port` is free there: the bind Streamlit's server will make (IPv4 unless the host holds a ':', with
+    SO_REUSEADDR off Windows), tried and released."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        if os.name != "nt":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(address)
+            s.bind((host, port))
+        except (socket.gaierror, UnicodeError) as e:
+            raise ValueError(
+                f"--host {host!r} is not an address this machine can serve on ({e}); the default is 127.0.0.1"
+            ) from None
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise ValueError(

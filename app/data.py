@@ -228,8 +228,8 @@ def query_fact(name: str, depth: int, seed: int, custom: str | None, layer: int,
 
 def page_view(cmp: str | None = None, uses=EXAMPLE_KEYS + SHOWN_KEYS):
     """The common page header: the checkpoint (from the URL or the sidebar), what it allows, and the URL's view,
-    its messages about the parameters the page `uses` (has controls for) shown as warnings. Stops the page with an
-    error if the checkpoint cannot be loaded."""
+    its messages about the parameters the page `uses` (has controls for; or uses(name), for controls that depend on
+    the checkpoint) shown as warnings. Stops the page with an error if the checkpoint cannot be loaded."""
     from app.state import parse_view
 
     name = pick_checkpoint(default=FEATURED)
@@ -238,7 +238,7 @@ def page_view(cmp: str | None = None, uses=EXAMPLE_KEYS + SHOWN_KEYS):
     except ValueError as e:
         st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
         stop()
-    view = parse_view(url(), name, sh, cmp=cmp).only(uses)
+    view = parse_view(url(), name, sh, cmp=cmp).only(uses(name) if callable(uses) else uses)
     warn(view)
     return name, sh, view
 

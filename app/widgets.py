@@ -76,7 +76,8 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
         task = data.loaded(name).task
         st.caption(
             f"{task.seq_len} tokens separated by spaces; `|` between windows is optional; answers are "
-            "recomputed (the `[=…]` marks show them; edit the problem, and marks that no longer hold are ignored). "
+            "recomputed: the `[=…]` marks show them, and marks that no longer hold after an edit are ignored (an "
+            "answer typed as a token, after `<ans>` in gsm and Depo, must be the problem's). "
             "Windows and tokens are counted from 0. Valid tokens: "
             + " ".join(f"`{t}`" for t in task.vocab.tokens[:40])
             + (" …" if len(task.vocab) > 40 else "")

@@ -312,10 +312,13 @@ def check_tensors(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor
         problems.append("wrong shapes: " + "; ".join(misshapen[:6]))
     if mistyped:
         problems.append("wrong dtypes: " + "; ".join(mistyped[:6]))
-    if nonfinite:
-        problems.append(f"NaN or infinite values in {nonfinite[:6]}{' …' if len(nonfinite) > 6 else ''}")
     if problems:
         raise CheckpointError(f"{where} does not match its config.json: " + ", ".join(problems))
+    if nonfinite:  # the file fits its config, but its values are unusable
+        raise CheckpointError(
+            f"{where} holds NaN or infinite values in {nonfinite[:6]}{' …' if len(nonfinite) > 6 else ''}: these "
+            "weights cannot be run (a training run that diverged, or a damaged copy)"
+        )
 
 
 def checkpoint_info(model_cfg, sleep_cfg, task_cfg, train_cfg, **extra) -> dict:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from pathlib import Path
 
@@ -278,12 +279,11 @@ def is_counts(cells) -> bool:
 
 
 def _is_cell(c) -> bool:
-    return (
-        isinstance(c, dict)
-        and all(_is_number(c.get(k)) and 0 <= c[k] <= 1 for k in ("acc", "lo", "hi"))
-        and _is_int(c.get("n"))
-        and c["n"] >= 0
-    )
+    """{acc, lo, hi in [0, 1], n >= 0}; acc is NaN where n is 0 (evaluate.Cell: nothing counted)."""
+    if not (isinstance(c, dict) and _is_int(c.get("n")) and c["n"] >= 0):
+        return False
+    empty = c["n"] == 0 and _is_number(c.get("acc")) and math.isnan(c["acc"])
+    return all(_is_number(c.get(k)) and (0 <= c[k] <= 1 or (k == "acc" and empty)) for k in ("acc", "lo", "hi"))
 
 
 def results_markdown(
@@ -493,7 +493,8 @@ def _sweep_problem(sweep) -> str | None:
         ("trained_passes", pl.col("trained_passes") >= 1),
         ("depth", pl.col("depth") >= 0),
         ("n", pl.col("n") >= 0),
-        *((c, pl.col(c).is_between(0, 1)) for c in ("acc", "lo", "hi")),
+        ("acc", pl.col("acc").is_between(0, 1) | ((pl.col("n") == 0) & pl.col("acc").is_nan())),  # NaN: none counted
+        *((c, pl.col(c).is_between(0, 1)) for c in ("lo", "hi")),
     )
     bad = [c for c, ok in ranges if not sweep.select(ok.all()).item()]
     return f"values out of range in {', '.join(bad)}" if bad else None

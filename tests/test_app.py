@@ -189,13 +189,14 @@ def test_a_bad_value_a_page_has_no_control_for_is_told_once_and_corrected(page):
     assert not at.warning, texts(at.warning)
 
 
-def test_choosing_another_right_checkpoint_clamps_its_pass_without_a_warning():
+def test_choosing_another_right_checkpoint_never_warns_of_the_pass():
     at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2", "pass": "2"})
     assert_clean(at)
     at.selectbox(key="select_cmp").set_value("tiny-attn-only").run()  # N = 1 on both sides now: pass 2 is gone
     assert_clean(at)
     assert at.query_params["cmp"] == "tiny-attn-only" and not at.warning, texts(at.warning)
-    assert at.query_params["pass"] == "1"
+    assert at.query_params["pass"] == "2", "no pass slider at N = 1 on both sides: the URL's pass is left alone"
+    assert not [s for s in at.slider if s.key == "pass"]
     at.selectbox(key="select_ckpt").set_value("tiny-n2").run()  # the left side: N = 2, the right tiny-n1's 1
     assert_clean(at)
     assert not at.warning, texts(at.warning)
@@ -236,8 +237,9 @@ def test_a_valid_custom_example_is_traced():
 
 
 def test_a_custom_example_whose_answer_marks_no_longer_hold_runs_with_the_recomputed_answers():
-    """A user edits a shown example's problem: its `[=a]` marks are stale. The example runs, and the page says the
-    marks were ignored (before, every mark had to be deleted by hand first)."""
+    """Stale `[=a]` marks, as a Rule 110 example's are after its rows are edited (here the marks themselves are
+    changed, so that every one is stale): the example runs, and the page says the marks were ignored (before, every
+    mark had to be deleted by hand first). gsm and Depo type answers as tokens too; those must hold."""
     seeded_text = open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}).text_area(key="custom_text").value
     stale = seeded_text.replace("[=0]", "[=2]").replace("[=1]", "[=0]").replace("[=2]", "[=1]")
     assert stale != seeded_text

@@ -131,17 +131,19 @@ def test_the_sweep_page_says_what_an_attention_only_models_passes_do():
 
 
 @pytest.mark.parametrize(
-    "page, told, not_told",
+    "page, ckpt, cmp, told, not_told",
     [
-        ("explorer", ["Pass", "Head", "Window"], []),
-        ("probes", ["Pass"], ["Head", "Window"]),  # the probe lab has no window or head to choose
-        ("sweep", [], ["Pass", "Head", "Window"]),  # nor the sweep page any of them: they wait for the pages that do
-        ("compare", ["Pass"], ["Head", "Window"]),
+        ("explorer", "tiny-n2", None, ["Pass", "Head", "Window"], []),
+        ("probes", "tiny-n2", None, ["Pass"], ["Head", "Window"]),  # the probe lab has no window or head to choose
+        ("probes", "tiny-n1", None, [], ["Pass", "Head", "Window"]),  # nor a pass slider at N = 1
+        ("sweep", "tiny-n2", None, [], ["Pass", "Head", "Window"]),  # nor the sweep page any: they wait for others
+        ("compare", "tiny-n2", "tiny-n1", ["Pass"], ["Head", "Window"]),
+        ("compare", "tiny-n1", "tiny-attn-only", [], ["Pass", "Head", "Window"]),  # N = 1 on both sides: no slider
     ],
 )
-def test_a_page_warns_only_of_the_url_values_it_has_controls_for(page, told, not_told):
-    params = {"ckpt": "tiny-n2", "pass": "9", "head": "7", "window": "5"}
-    at = open_page(page, params if page != "compare" else {**params, "cmp": "tiny-n1"})
+def test_a_page_warns_only_of_the_url_values_it_has_controls_for(page, ckpt, cmp, told, not_told):
+    params = {"ckpt": ckpt, "pass": "9", "head": "7", "window": "5"}
+    at = open_page(page, params if cmp is None else {**params, "cmp": cmp})
     assert not at.exception, [e.value for e in at.exception]
     warned = texts(at.warning)
     assert sorted(w.split(" ")[0] for w in warned) == sorted(told), warned

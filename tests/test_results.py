@@ -205,3 +205,11 @@ def test_the_app_refuses_a_port_that_is_not_one(port, capsys):
     assert f"argument --port: expected a port number from 1 to 65535, such as 8501; got '{port}'" in (
         capsys.readouterr().err
     )
+
+
+def test_a_count_of_nothing_is_a_valid_cell_and_only_then_nan():
+    """evaluate.Cell writes acc = NaN where nothing was counted (n = 0): a file holding one is not damaged."""
+    assert results.is_counts({"1": {"acc": float("nan"), "lo": 0.0, "hi": 1.0, "n": 0}})
+    assert not results.is_counts({"1": {"acc": float("nan"), "lo": 0.0, "hi": 1.0, "n": 3}})
+    assert not results.is_counts({"1": {"acc": 0.5, "lo": -0.1, "hi": 1.0, "n": 3}})
+    assert not results.is_counts({"one": {"acc": 0.5, "lo": 0.4, "hi": 0.6, "n": 3}})

@@ -215,7 +215,10 @@ def test_a_shipped_sweep_is_read_with_its_name_and_checked_against_the_weights(w
         (lambda p: _edit(p, lo=pl.lit(None, pl.Float64)), "(empty cells in lo)"),
         (lambda p: pl.concat([pl.read_parquet(p)] * 2).write_parquet(p), "(a (metric, passes, depth) row twice)"),
         (lambda p: _edit(p, acc=pl.col("acc") + 2), "(values out of range in acc)"),
-        (lambda p: _edit(p, depth=pl.lit(-1)), "a (metric, passes, depth) row twice"),
+        (
+            lambda p: _edit(p, depth=pl.when(pl.col("depth") == pl.col("depth").min()).then(-1).otherwise("depth")),
+            "out of range in depth",
+        ),
         (lambda p: _edit(p, trained_passes=pl.lit(9)), "says tiny-n2 was trained at N = 9, its config.json at N = 2"),
     ],
 )

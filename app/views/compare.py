@@ -59,8 +59,9 @@ except ValueError as e:
     data.stop()
 
 # The pass slider spans the model that sleeps most, so the URL may hold any of its passes.
-view = parse_view(params, left_name, replace(shape, passes=max(shape.passes, right_shape.passes)), cmp=right_name)
-view = view.only(("depth", "seed", "pass"))  # the controls this page has
+most_passes = max(shape.passes, right_shape.passes)  # the pass slider's range; it is shown when it is > 1
+view = parse_view(params, left_name, replace(shape, passes=most_passes), cmp=right_name)
+view = view.only(("depth", "seed") + (("pass",) if most_passes > 1 else ()))  # the controls this page shows
 data.warn(view)
 depth, seed, custom = widgets.pick_example(left_name, view)
 traces = {n: data.trace(n, depth, seed, custom) for n in (left_name, right_name)}
@@ -84,7 +85,8 @@ pass_ = (
     if most > 1
     else 1
 )
-params["pass"] = str(pass_)
+if most > 1:  # without a slider the URL's pass is left to the pages that show one
+    params["pass"] = str(pass_)
 st.html(widgets.token_strip(traces[left_name].tables["tokens"], None))
 
 for col, (n, trace) in zip(st.columns(2), traces.items()):

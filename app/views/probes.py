@@ -9,7 +9,10 @@ from app import data, widgets
 from sleepcore.trace import sleep_passes
 
 st.title("Probe lab")
-name, shape, view = data.page_view(uses=("depth", "seed", "layer", "pass"))  # no window or head to choose here
+# No window or head to choose here; a pass slider only for a model that sleeps more than once per context window.
+name, shape, view = data.page_view(
+    uses=lambda n: ("depth", "seed", "layer") + (("pass",) if sleep_passes(data.info(n)["sleep"]) > 1 else ())
+)
 if not shape.fw_layers:  # attention-only baselines: no fast weights to probe
     st.info(f"{name} has no fast-weight layers, so there are no fast weights to probe.")
     data.stop()

@@ -282,7 +282,7 @@ class Gsm(Task):
 
         def expect(j: int, allowed: set[str], what: str) -> str:
             if j >= end:
-                raise ValueError(f"{self.at(end - 1)}: the equation starting at token {i + 1} runs past the context")
+                raise ValueError(f"{self.at(end - 1)}: the equation starting at token {i} runs past the context")
             if words[j] not in allowed:
                 raise ValueError(f"{self.at(j)}: expected {what}, got {words[j]!r}")
             return words[j]

@@ -93,7 +93,7 @@ class Rule110(Task):
             t = int(head[1:])
             for i in range(start + 1, start + self.window):
                 if words[i] not in ("0", "1"):
-                    raise ValueError(f"{self.at(i)}: expected a bit 0 or 1 in row {w + 1}, got {words[i]!r}")
+                    raise ValueError(f"{self.at(i)}: expected a bit 0 or 1 in the row of window {w}, got {words[i]!r}")
             rows.append([int(b) for b in words[start + 1 : start + self.window]])
         return {"rows": rows, "t": t, "whole_rows": self.whole_rows}
 
