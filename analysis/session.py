@@ -86,8 +86,10 @@ def result_rows(names: list[str]) -> tuple[list[dict], list[str]]:
             continue
         r = shipped.get(name)
         try:
-            if r is not None and r["weights_sha256"] != weights_sha256(_folder(name)):
-                load_checkpoint(_folder(name))  # weights that do not load are the checkpoint's problem: said so
+            stale = r is not None and r["weights_sha256"] != weights_sha256(_folder(name))
+            if r is None or stale:  # weights that do not load are the checkpoint's problem: said as such
+                load_checkpoint(_folder(name))
+            if stale:
                 notes.append(
                     f"{name}: {path} evaluated other weights than its model.safetensors; using its config.json"
                 )

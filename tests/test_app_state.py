@@ -210,10 +210,13 @@ def test_a_checkpoint_whose_files_are_damaged_is_skipped_with_the_reason(app_che
     (tmp_path / "tiny-n1" / "config.json").write_text(json.dumps({**info, "eval": {"answers": "x"}}))
     (tmp_path / "RESULTS.json").write_text((tmp_path / "RESULTS.json").read_text().replace('"tiny-n1"', '"other"'))
     (tmp_path / "tiny-n2" / "model.safetensors").write_bytes(b"cut short")
+    shutil.copytree(app_checkpoints / "tiny-n1", tmp_path / "unlisted")  # in no RESULTS.json, its weights cut short
+    (tmp_path / "unlisted" / "model.safetensors").write_bytes(b"cut short")
     (tmp_path / "tiny-gsm-n2" / "README.md").write_bytes(b"\xff\xfe not text")
     monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
-    rows, notes = session.result_rows(["tiny-n1", "tiny-n2", "tiny-gsm-n2"])
+    rows, notes = session.result_rows(["tiny-n1", "tiny-n2", "tiny-gsm-n2", "unlisted"])
     assert [r["checkpoint"] for r in rows] == ["tiny-gsm-n2"]
+    assert notes[2].startswith("Checkpoint skipped: unlisted: ") and "cannot be read as safetensors" in notes[2]
     assert notes[0] == (
         "Checkpoint skipped: tiny-n1: its config.json's stored evaluation ('eval') is not "
         "{answers, exact: {depth: {acc, lo, hi, n}}}"
