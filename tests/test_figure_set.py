@@ -68,6 +68,8 @@ def test_headline_figures_keep_presets_of_one_task_apart(monkeypatch, tmp_path):
         "depo-mini-n1": info("depo-mini", 1, (1, 2, 3, 4, 6, 8)),
     }
     monkeypatch.setattr(figure_set.session, "checkpoint_info", infos.__getitem__)
+    monkeypatch.setattr(figure_set.session, "_folder", lambda name: tmp_path / name)  # configs alone, no weights:
+    monkeypatch.setattr(figure_set.session, "load_checkpoint", lambda folder: None)  # nothing to load
     figs = dict(headline_figures(list(infos)))
     assert list(figs) == ["depo-k4-accuracy-vs-passes", "depo-mini-accuracy-vs-passes"]
     assert sorted(t.name for t in figs["depo-k4-accuracy-vs-passes"].data if t.name) == [
