@@ -16,7 +16,7 @@ import polars as pl
 import torch
 from plotly.subplots import make_subplots
 
-from sleepcore.results import cell_text
+from sleepcore.results import METRIC_NAMES, cell_text
 from sleepcore.results import headline_metric as results_headline
 from sleepcore.tasks import changed_values
 
@@ -102,7 +102,7 @@ def _require(df: pl.DataFrame, columns: Sequence[str], what: str) -> None:
 # --- results: the paper's headline ---------------------------------------------------------------------------
 
 
-METRICS = ("answers", "exact", "effective", "first")
+METRICS = METRIC_NAMES
 METRIC_LABELS = {
     "answers": "per answer",
     "exact": "exact (whole sequence right)",

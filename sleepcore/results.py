@@ -210,6 +210,7 @@ def write_results_json(
     atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
+METRIC_NAMES = ("answers", "exact", "effective", "first")  # the counts an evaluation holds
 REQUIRED = {"checkpoint": str, "weights_sha256": str, "passes": int, "preset": str, "task": str, "answers": dict}
 
 
@@ -498,9 +499,6 @@ def _sweep_problem(sweep) -> str | None:
     )
     bad = [c for c, ok in ranges if not sweep.select(ok.all()).item()]
     return f"values out of range in {', '.join(bad)}" if bad else None
-
-
-METRIC_NAMES = ("answers", "exact", "effective", "first")  # the counts an evaluation holds
 
 
 def redo_command(command: str, folder: Path, file: str) -> str:
