@@ -62,6 +62,21 @@ def check_threads(threads: int, flag: str = "--threads") -> None:
         raise ValueError(f"{flag} must be 1 to {cores()} (this machine's cores); got {threads}")
 
 
+def add_threads(p) -> None:
+    """`--threads` for the commands that run a checkpoint at torch's default (every core) unless told (eval, trace)."""
+    p.add_argument("--threads", type=int, help=f"CPU threads (default: torch's, here {cores()}: every core)")
+
+
+def use_threads(threads: int | None) -> None:
+    """Check `--threads` (None: torch's default, left as it is) and run torch on that many CPU threads."""
+    if threads is None:
+        return
+    check_threads(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def never_evicts(checkpoint: str | Path) -> bool:
     """Does the checkpoint's model keep its whole context (sleep.window null: full attention), so that it never
     sleeps on a window and never evicts a token? (A config that cannot say is left to the loader's message.)"""
@@ -225,6 +240,7 @@ def _eval_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_task_changes(p)
+    add_threads(p)
     p.add_argument("--markdown", help="with --all: write the results tables to this Markdown file")
     p.add_argument(
         "--results-json", help="with --all: write every result, every count, to this JSON file (the app charts it)"
@@ -271,6 +287,7 @@ def _eval(args) -> int:
     if args.passes is not None and args.passes < 1:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
     changes = task_changes_of(args.task_changes)
+    use_threads(args.threads)
     if args.all:
         if args.checkpoint or args.passes is not None or changes:
             raise ValueError(
@@ -324,6 +341,7 @@ def _trace_parser(sub) -> None:
     p.add_argument("--passes", "-N", type=int, help="N at test time (default: the trained N)")
     p.add_argument("--out", required=True, help="trace folder to write (docs/TRACE_SCHEMA.md)")
     add_task_changes(p)
+    add_threads(p)
     p.set_defaults(func=_trace)
 
 
@@ -335,6 +353,7 @@ def _trace(args) -> int:
     )  # before the trace is recorded: a folder holding anything but a trace, or unwritable
     if args.passes is not None:
         check_test_passes(args.checkpoint, [args.passes])
+    use_threads(args.threads)
     t0 = time.perf_counter()
     changes = task_changes_of(args.task_changes)
     trace = trace_checkpoint(args.checkpoint, args.examples, args.seed, args.passes, task_changes=changes)

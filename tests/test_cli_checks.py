@@ -573,3 +573,32 @@ def test_a_mistyped_checkpoint_name_is_answered_with_the_nearest_names(tmp_path,
     line = fails(["eval", "depo-k4-n5", "--examples", "1"], capsys)
     assert "no checkpoint at 'depo-k4-n5'" in line and "; did you mean depo-k4-n4 or depo-k4-n2" in line
     assert "did you mean" not in fails(["eval", "nothing-like-it", "--examples", "1"], capsys)
+
+
+@pytest.mark.parametrize("command", [["eval", "CKPT", "--examples", "1"], ["trace", "CKPT", "--out", "OUT"]])
+@pytest.mark.parametrize("threads", ["0", "100000"])
+def test_eval_and_trace_refuse_a_thread_count_the_machine_lacks(
+    app_checkpoints,  # noqa: F811
+    tmp_path,
+    capsys,
+    nothing_computes,
+    command,
+    threads,
+):
+    says = fails([*_argv(command, app_checkpoints / "tiny-n2", tmp_path), "--threads", threads], capsys)
+    assert "--threads must be 1 to " in says and f"(this machine's cores); got {threads}" in says
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "command", [["eval", "CKPT", "--examples", "2", "--no-progress"], ["trace", "CKPT", "--out", "OUT"]]
+)
+def test_eval_and_trace_run_on_the_threads_asked_for(app_checkpoints, tmp_path, capsys, command):  # noqa: F811
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main([*_argv(command, app_checkpoints / "tiny-n2", tmp_path), "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
