@@ -260,9 +260,14 @@ def test_parse_depo_custom_and_structure_errors():
         task.parse(depo_mini_text("n1 n2 n2 n1 n3", "<q1> n1 <ans> n2"))
     with pytest.raises(ValueError, match="'<pad>' inside the edge list"):
         task.parse(depo_mini_text("n1 n2 <pad> n2 n1", "<q1> n1 <ans> n2"))
-    with pytest.raises(ValueError, match=r"query 1 \(<q2> n1\): the answer is 'n1', not 'n2'"):
+    at = f"token {task.context_windows * task.window} \\(window {task.context_windows}, its token 0 of"
+    with pytest.raises(ValueError, match=at + r" 0–\d+\): the query <q2> n1 is answered 'n1', not 'n2'"):
         task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n1 <ans> n2"))
-    with pytest.raises(ValueError, match="'n5' is not a node of the cycle"):
+    with pytest.raises(
+        ValueError, match=r"^token 28 \(window 1, its token 4 of 0–\d+\): the query <q1> n2 is answered"
+    ):
+        task.parse(depo_mini_text("n1 n2 n3 n1 n2 n3", "<q2> n1 <ans> n3 <q1> n2 <ans> n1"))
+    with pytest.raises(ValueError, match=at + r" 0–\d+\): the query's name 'n5' is not a node of the cycle"):
         task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n5 <ans> n5"))
     with pytest.raises(ValueError, match="expected <ans> after the query name"):
         task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n1 n1 <ans>"))

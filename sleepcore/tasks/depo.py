@@ -152,21 +152,20 @@ class Depo(Task):
                     raise ValueError(
                         f"{self.at(i)}: expected a query token <q1>…<q{self.max_depth}> or <pad>, got {words[i]!r}"
                     )
-                k = int(words[i][2:-1])
+                k, start = int(words[i][2:-1]), i
                 q, i = self._read_name(words, i + 1, end, "the query's name")
                 if i >= end or words[i] != "<ans>":
                     got = repr(words[i]) if i < end else "the end of the window"
                     raise ValueError(f"{self.at(min(i, end - 1))}: expected <ans> after the query name, got {got}")
                 a, i = self._read_name(words, i + 1, end, "the answer name")
                 if q not in succ:
-                    raise ValueError(f"query {len(queries) + 1}: {_show(q)!r} is not a node of the cycle")
+                    raise ValueError(f"{self.at(start)}: the query's name {_show(q)!r} is not a node of the cycle")
                 truth = q
                 for _ in range(k):
                     truth = succ[truth]
                 if a != truth:
                     raise ValueError(
-                        f"query {len(queries) + 1} (<q{k}> {_show(q)}): the answer is {_show(truth)!r}, "
-                        f"not {_show(a)!r}"
+                        f"{self.at(start)}: the query <q{k}> {_show(q)} is answered {_show(truth)!r}, not {_show(a)!r}"
                     )
                 queries.append({"k": k, "q": q, "a": a})
             for j in range(i, end):
