@@ -103,16 +103,22 @@ def _probe(args) -> int:
     changes = task_changes_of(args.task_changes)
 
     def before() -> None:
-        from analysis.probes import PROBES_FILE
+        from analysis.probes import PROBES_FILE, context_window
         from sleepcore.checkpoint import read_info
         from sleepcore.results import task_for
 
         task, changed = task_for(read_info(args.checkpoint), changes)  # a bad change is told before anything runs
         out = Path(args.out) if args.out else None
-        if changed and out is not None and out.name == PROBES_FILE and (out.parent / "config.json").is_file():
+        own = out is not None and out.name == PROBES_FILE and (out.parent / "config.json").is_file()
+        if own and changed:
             raise ValueError(
                 f"--out {args.out} is a checkpoint's own {PROBES_FILE}, which holds its probes on the task it was "
                 "trained on (the app reads it); write probes on a changed task (--set) elsewhere"
+            )
+        if own and context_window(task, args.window) != context_window(task, -1):
+            raise ValueError(
+                f"--out {args.out} is a checkpoint's own {PROBES_FILE}, which holds its probes of the last context "
+                f"window (the app reads it); write probes of --window {args.window} elsewhere"
             )
         _check_probe_examples(args.checkpoint, task, args.examples, args.max_fact_depth)
 

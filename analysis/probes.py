@@ -47,12 +47,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from sleepcore.checkpoint import configs_from, load_checkpoint, read_info, resolve
+from sleepcore.checkpoint import configs_from, load_checkpoint, read_info, resolve, weights_sha256
 from sleepcore.config import ModelConfig, SleepConfig
 from sleepcore.data import collate
 from sleepcore.model import SleepModel
 from sleepcore.recorder import Recorder
-from sleepcore.results import read_table, redo_command, task_for
+from sleepcore.results import check_computed_on, read_table, redo_command, task_for
 from sleepcore.tasks import Example, Task, changed_values
 from sleepcore.tasks.gsm import evaluate as gsm_values
 from sleepcore.tasks.rule110 import rule110_step
@@ -87,6 +87,8 @@ SCHEMA = {
     "chance": pl.Float64,
 }
 KEYS = ["fact", "fact_depth", "layer", "pass", "probe", "seed", "baseline"]
+# a checkpoint's table (probe_checkpoint) also says which weights it probed; read_probes checks them
+CHECKPOINT_SCHEMA = SCHEMA | {"weights_sha256": pl.String}
 
 
 # --- the probe ------------------------------------------------------------------------------------------------
@@ -540,10 +542,12 @@ def probe_checkpoint(
     task_changes: dict | None = None,
 ) -> pl.DataFrame:
     """The probes table of a checkpoint (folder or name under checkpoints/): its trained model and the random-init
-    baseline, on `examples` held-out examples, one row per fact × fact_depth × layer × pass × baseline × seed.
+    baseline, on `examples` held-out examples, one row per fact × fact_depth × layer × pass × baseline × seed: the
+    SCHEMA columns and `weights_sha256`, the SHA-256 of the model.safetensors probed (read_probes checks it).
     `task_changes` ({setting: value}): the examples come from its task with these settings changed
     (results.task_for), and the table gains a `task_changed` column saying so (`setting=value, ...`)."""
     model, info = load_checkpoint(name_or_path)
+    sha256 = weights_sha256(name_or_path)
     model_cfg, sleep_cfg = configs_from(info)[:2]
     task, changed = task_for(info, task_changes)
     table = probe_models(
@@ -556,6 +560,7 @@ def probe_checkpoint(
         max_fact_depth=max_fact_depth,
         progress=progress,
     )
+    table = table.with_columns(weights_sha256=pl.lit(sha256))
     return table.with_columns(task_changed=pl.lit(changed_values(changed))) if changed else table
 
 
@@ -602,7 +607,9 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
     """The probes table shipped beside a checkpoint as probes.parquet (`sleepcore probe NAME --out
     checkpoints/NAME/probes.parquet`), cast to SCHEMA, or None where none ships.
 
-    ValueError, with the command that rewrites it, for a file that is not a readable probes table.
+    ValueError, with the command that rewrites it, for a file that is not a readable probes table of this checkpoint
+    (damaged, of another task, on a changed task, or computed on other weights than its model.safetensors);
+    CheckpointError (a ValueError) naming the weights where it is they that are damaged.
     """
     folder = Path(folder)
     path = folder / PROBES_FILE
@@ -624,4 +631,12 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
         raise ValueError(
             f"{path} holds probes of task {', '.join(map(str, tasks))}, and {folder.name} is a {task} model; {redo}"
         )
+    if "weights_sha256" not in table.columns:
+        raise ValueError(
+            f"{path} does not say which weights it was computed on (no weights_sha256 column: a table from before "
+            f"probe tables carried it, or not one from sleepcore probe); {redo}"
+        )
+    if table["weights_sha256"].null_count() or table["weights_sha256"].n_unique() != 1:
+        raise ValueError(f"{path} mixes probes of several weights (weights_sha256); {redo}")
+    check_computed_on(folder, table["weights_sha256"][0], path, redo)
     return table

@@ -459,15 +459,7 @@ def read_sweep(folder: str | Path):
             f"{path} was computed on a changed task ({'; '.join(changed)}), not the one {name} was trained on; "
             f"keep such a sweep elsewhere; {redo}"
         )
-    if sweep["weights_sha256"][0] != weights_sha256(folder):
-        try:  # weights that do not load (cut short, damaged) are the checkpoint's problem, not the sweep's
-            load_checkpoint(folder)
-        except CheckpointError as e:
-            raise CheckpointError(
-                f"{e}; so {name}'s weights are damaged (not its {SWEEP_FILE}, which cannot be checked against "
-                "them): copy or ship the checkpoint again"
-            ) from None
-        raise ValueError(f"{path} was computed on other weights than {name}'s model.safetensors; {redo}")
+    check_computed_on(folder, sweep["weights_sha256"][0], path, redo)
     trained = configs_from(read_info(folder))[1].passes
     if sweep["trained_passes"][0] != trained:
         raise ValueError(
@@ -475,6 +467,23 @@ def read_sweep(folder: str | Path):
             f"{redo}"
         )
     return sweep.with_columns(checkpoint=pl.lit(name))
+
+
+def check_computed_on(folder: Path, sha256: str, path: Path, redo: str) -> None:
+    """A table derived from a checkpoint's weights (`path`, beside them in `folder`, saying it was computed on weights
+    of SHA-256 `sha256`) must have been computed on these weights. ValueError naming the table, with `redo` (how to
+    write it again), where it was not; CheckpointError naming the weights where it is they that do not load."""
+    if sha256 == weights_sha256(folder):
+        return
+    name = folder.name
+    try:  # weights that do not load (cut short, damaged) are the checkpoint's problem, not the table's
+        load_checkpoint(folder)
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{e}; so {name}'s weights are damaged (not its {path.name}, which cannot be checked against them): "
+            "copy or ship the checkpoint again"
+        ) from None
+    raise ValueError(f"{path} was computed on other weights than {name}'s model.safetensors; {redo}")
 
 
 def _sweep_problem(sweep) -> str | None:

@@ -12,8 +12,8 @@ from app_fixtures import app_checkpoints  # noqa: F401
 
 from analysis import probes
 from analysis.probes import (
+    CHECKPOINT_SCHEMA,
     KEYS,
-    SCHEMA,
     bootstrap_ci,
     features,
     fit_logistic,
@@ -324,9 +324,11 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_probe_checkpoint_gives_the_schema(tiny_checkpoint):
+    from sleepcore.checkpoint import weights_sha256
+
     df = probe_checkpoint(tiny_checkpoint, examples=64, seeds=(0,), progress=False)
-    assert df.schema == pl.Schema(SCHEMA)
-    assert list(df.columns) == list(SCHEMA)
+    assert df.schema == pl.Schema(CHECKPOINT_SCHEMA)
+    assert df["weights_sha256"].unique().to_list() == [weights_sha256(tiny_checkpoint)]
     assert set(df["baseline"]) == {"pass1", "trained", "random_init"}
     assert set(df.filter(pl.col("baseline") == "pass1")["pass"]) == {1}
     assert set(df["pass"]) == {1, 2} and set(df["layer"]) == {1} and set(df["fact"]) == {"cell_after_steps"}
@@ -344,7 +346,7 @@ def test_cli_writes_a_readable_parquet(tiny_checkpoint, tmp_path, capsys):
     argv = ["probe", str(tiny_checkpoint), "--examples", "32", "--seeds", "0,1", "--max-fact-depth", "2"]
     assert main([*argv, "--out", str(out), "--no-progress"]) == 0
     df = pl.read_parquet(out)
-    assert df.schema == pl.Schema(SCHEMA)
+    assert df.schema == pl.Schema(CHECKPOINT_SCHEMA)
     assert set(df["seed"]) == {0, 1} and set(df["fact_depth"]) == {0, 1, 2}
     printed = capsys.readouterr().out
     assert "cell_after_steps" in printed and "l1/p2" in printed and str(out) in printed
@@ -375,8 +377,9 @@ def test_a_query_reads_the_examples_own_facts(tiny_checkpoint, monkeypatch, fact
 
 
 def one_probe_row(**change) -> pl.DataFrame:
-    row = dict.fromkeys(SCHEMA, 0) | {c: "x" for c, t in SCHEMA.items() if t == pl.String} | change
-    return pl.DataFrame([row], schema=SCHEMA)
+    schema = CHECKPOINT_SCHEMA
+    row = dict.fromkeys(schema, 0) | {c: "x" for c, t in schema.items() if t == pl.String} | change
+    return pl.DataFrame([row], schema=schema)
 
 
 @pytest.fixture
@@ -384,9 +387,12 @@ def shipped(tiny_checkpoint, tmp_path, monkeypatch):
     """A copy of the tiny checkpoint as checkpoints/tiny-n2 (SLEEPCORE_CHECKPOINTS), with a probes.parquet."""
     import shutil
 
+    from sleepcore.checkpoint import weights_sha256
+
     folder = tmp_path / "tiny-n2"
     shutil.copytree(tiny_checkpoint, folder)
-    one_probe_row(baseline="trained", checkpoint="tiny-n2", task="rule110").write_parquet(folder / "probes.parquet")
+    row = one_probe_row(baseline="trained", checkpoint="tiny-n2", task="rule110", weights_sha256=weights_sha256(folder))
+    row.write_parquet(folder / "probes.parquet")
     monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(tmp_path))
     return folder
 
@@ -405,6 +411,20 @@ def shipped(tiny_checkpoint, tmp_path, monkeypatch):
             lambda p: one_probe_row(task="depo").write_parquet(p),
             "holds probes of task depo, and tiny-n2 is a rule110 model",
         ),
+        (
+            lambda p: one_probe_row(task="rule110").drop("weights_sha256").write_parquet(p),
+            "does not say which weights it was computed on (no weights_sha256 column",
+        ),
+        (
+            lambda p: pl.concat(
+                [pl.read_parquet(p), pl.read_parquet(p).with_columns(weights_sha256=pl.lit("0" * 64))]
+            ).write_parquet(p),
+            "mixes probes of several weights (weights_sha256)",
+        ),
+        (
+            lambda p: one_probe_row(task="rule110", weights_sha256="0" * 64).write_parquet(p),
+            "was computed on other weights than tiny-n2's model.safetensors",
+        ),
     ],
 )
 def test_a_damaged_shipped_probes_table_says_why_and_how_to_redo_it(shipped, damage, says):
@@ -412,7 +432,8 @@ def test_a_damaged_shipped_probes_table_says_why_and_how_to_redo_it(shipped, dam
     from analysis.probes import read_probes
 
     table = session.shipped_probes("tiny-n2")
-    assert table.schema == pl.Schema(SCHEMA) and table["baseline"].to_list() == ["trained"]
+    assert table.schema == pl.Schema(CHECKPOINT_SCHEMA)
+    assert table["baseline"].to_list() == ["trained"]
     assert read_probes(shipped.parent / "nothing-here") is None
     damage(shipped / "probes.parquet")
     redo = f"write it again with: sleepcore probe tiny-n2 --out {shipped.absolute() / 'probes.parquet'}, adding the"
@@ -428,7 +449,7 @@ def test_session_probes_computes_a_table_where_the_shipped_one_is_damaged(shippe
     assert session.probes("tiny-n2")["baseline"].to_list() == ["trained"]  # the shipped table, as it is
     (shipped / "probes.parquet").write_bytes(b"garbage")
     df = session.probes("tiny-n2", examples=32)
-    assert df.schema == pl.Schema(SCHEMA) and set(df["baseline"]) == {"pass1", "trained", "random_init"}
+    assert df.schema == pl.Schema(CHECKPOINT_SCHEMA) and set(df["baseline"]) == {"pass1", "trained", "random_init"}
 
 
 @pytest.mark.parametrize("examples", [0, 1, -4])
@@ -514,3 +535,50 @@ def test_probes_on_a_changed_task_say_so_and_never_replace_the_checkpoints_own(t
     shutil.copy(tmp_path / "deep.parquet", ckpt / "probes.parquet")  # copied in by hand: the app must not show it
     with pytest.raises(ValueError, match=r"was computed on a changed task \(depths=\[5, 6\], max_depth=6\), not the"):
         probes.read_probes(ckpt)
+
+
+def test_a_probes_table_beside_damaged_weights_names_the_weights(shipped):
+    from analysis.probes import read_probes
+    from sleepcore.checkpoint import CheckpointError
+
+    one_probe_row(task="rule110", weights_sha256="0" * 64).write_parquet(shipped / "probes.parquet")
+    weights = shipped / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # cut short: a copy that stopped half-way
+    with pytest.raises(CheckpointError, match="so tiny-n2's weights are damaged \\(not its probes.parquet, which"):
+        read_probes(shipped)
+
+
+def test_the_probe_command_writes_only_the_last_windows_probes_as_a_checkpoints_own(tmp_path, capsys, monkeypatch):
+    """A checkpoint's probes.parquet holds its probes of the last context window (the app shows them as such); an
+    earlier window's go elsewhere, and the last one named by its index is the last one."""
+    import shutil
+
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+    from sleepcore.cli import main
+
+    ckpt = tmp_path / "gsm-mini-n4"
+    shutil.copytree(CHECKPOINT_ROOT / "gsm-mini-n4", ckpt)
+    assert not (ckpt / "probes.parquet").exists()
+    windows = probes.task_for(probes.read_info(ckpt), None)[0].context_windows
+    assert windows == 2
+    real = probes.probe_checkpoint
+    monkeypatch.setattr(probes, "probe_checkpoint", lambda *a, **k: pytest.fail("probed before the check"))
+    argv = [
+        "probe",
+        str(ckpt),
+        "--examples",
+        "16",
+        "--seeds",
+        "0",
+        "--no-progress",
+        "--out",
+        str(ckpt / "probes.parquet"),
+    ]
+    assert main([*argv, "--window", "0"]) == 2
+    assert "write probes of --window 0 elsewhere" in capsys.readouterr().err
+    assert main([*argv, "--window", str(windows)]) == 2
+    assert f"window must pick one of the {windows} context window(s)" in capsys.readouterr().err
+    assert not (ckpt / "probes.parquet").exists()
+    monkeypatch.setattr(probes, "probe_checkpoint", real)
+    assert main([*argv, "--window", str(windows - 1), "--max-fact-depth", "1"]) == 0
+    assert set(probes.read_probes(ckpt)["fact_depth"]) == {0, 1}
