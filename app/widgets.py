@@ -9,7 +9,7 @@ import streamlit as st
 
 from app import data
 from app.state import MAX_SEED, View
-from sleepcore.tasks.base import AnswerMarkError, without_marks
+from sleepcore.tasks.base import WrongAnswersError
 
 STRIP_CSS = """
 <style>
@@ -76,8 +76,13 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
         task = data.loaded(name).task
         st.caption(
             f"{task.seq_len} tokens separated by spaces; `|` between windows is optional; answers are "
-            "recomputed: the `[=…]` marks show them, and marks that no longer hold after an edit are ignored (an "
-            "answer typed as a token, after `<ans>` in gsm and Depo, must be the problem's). "
+            "recomputed: the `[=…]` marks show them, and after an edit the example runs with its problem's answers "
+            + (
+                "(in the marks, and as the token after each `<ans>`, which later queries read) "
+                if task.shows_answers
+                else "(marks that no longer hold are ignored) "
+            )
+            + "and offers to write them in. "
             "Windows and tokens are counted from 0. Valid tokens: "
             + " ".join(f"`{t}`" for t in task.vocab.tokens[:40])
             + (" …" if len(task.vocab) > 40 else "")
@@ -98,11 +103,32 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
             try:
                 data.trace(name, depth, seed, custom=text)
                 custom = text
-            except AnswerMarkError as e:  # an input edited after its answers were shown: run it, and say so
-                custom = without_marks(text)
+            except WrongAnswersError as e:  # a problem edited after its answers were shown: run it, and say so
+                custom, changes = task.fill_answers(text)
                 data.trace(name, depth, seed, custom=custom)
-                st.info(f"{e}. The example runs with the answers its problem gives (the `[=…]` marks are ignored).")
+                _say_filled(str(e), changes, shown_for, custom)
         except ValueError as e:
             custom = None
             st.error(f"That example does not parse: {e}")
     return depth, seed, custom
+
+
+def _say_filled(error: str, changes: list[str], shown_for: tuple, filled: str) -> None:
+    """An info that the typed example runs with its problem's answers, not those typed (its `[=…]` marks, and the
+    answers shown after its queries, which later queries read), and a button that writes them into the text."""
+    if changes:
+        listed = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+        what = f"the answers its problem gives, shown after each query as later queries read them ({listed})"
+    else:
+        what = "the answers its problem gives (the `[=…]` marks are ignored)"
+    st.info(f"{error}. The example runs with {what}.")
+    st.button(
+        "Write the problem's answers into the example",
+        key="fill_answers",
+        on_click=_keep_filled,
+        args=(shown_for, filled),
+    )
+
+
+def _keep_filled(shown_for: tuple, filled: str) -> None:
+    st.session_state["custom_kept"] = (shown_for, filled)

@@ -252,6 +252,33 @@ def test_a_custom_example_whose_answer_marks_no_longer_hold_runs_with_the_recomp
     assert heatmap_z(at) == heatmap_z(open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"})), "the same problem"
 
 
+@pytest.mark.parametrize("name", ["tiny-gsm-n2", "tiny-depo-n2"])
+def test_a_custom_example_whose_shown_answers_no_longer_hold_runs_with_the_problems_and_can_write_them_in(name):
+    """gsm and Depo show each answer after its query, as a token later queries read: an edit that leaves a wrong
+    one there (here every shown answer is swapped for the next one) runs with the problem's answers, says which
+    tokens it changed, and a button writes the problem's answers into the text."""
+    seeded_text = open_page("explorer", {"ckpt": name, "seed": "1"}).text_area(key="custom_text").value
+    words = seeded_text.split()
+    shown = [i + 1 for i, w in enumerate(words) if w.startswith("<ans>[=")]
+    answers = [words[i] for i in shown]
+    assert len(set(answers)) > 1, "the swap below must change something"
+    for i, a in zip(shown, answers[1:] + answers[:1]):
+        words[i] = a
+    edited = " ".join(words)
+    assert edited != seeded_text
+    at = open_page("explorer", {"ckpt": name, "seed": "0"})
+    at.text_area(key="custom_text").input(edited).run()
+    at.toggle(key="use_custom").set_value(True).run()
+    assert not at.exception and not at.error, texts(at.error)
+    (info,) = [i for i in texts(at.info) if "shown after a query" in i]
+    assert "as later queries read them (token " in info and " → " in info
+    assert heatmap_z(at) == heatmap_z(open_page("explorer", {"ckpt": name, "seed": "1"})), "the seeded problem"
+    at.button(key="fill_answers").click().run()
+    assert not at.exception and not at.error, texts(at.error)
+    assert at.text_area(key="custom_text").value.split() == seeded_text.split()
+    assert not [i for i in texts(at.info) if "shown after a query" in i], "nothing left to write in"
+
+
 def test_compare_shows_both_checkpoints_with_passes_aligned():
     at = open_page("compare", {"ckpt": "tiny-n1", "cmp": "tiny-n2"})
     assert_clean(at)

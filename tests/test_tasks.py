@@ -9,7 +9,7 @@ from functools import cache
 import pytest
 
 from sleepcore.tasks import TASK_PRESETS, TASKS, Example, Task, get_preset, get_task, split_of
-from sleepcore.tasks.base import AnswerMarkError, without_marks
+from sleepcore.tasks.base import WrongAnswersError
 from sleepcore.tasks.gsm import evaluate
 
 PRESETS = list(TASK_PRESETS)
@@ -200,11 +200,11 @@ def test_parse_rejects_a_wrong_answer():
     ex = train_samples("rule110-paper")[0]
     text = task.render(ex).replace("?[=0]", "?[=2]").replace("?[=1]", "?[=0]").replace("?[=2]", "?[=1]")
     with pytest.raises(
-        AnswerMarkError, match=r"answer mark\(s\) disagree with the problem: token \d+ .*: \[=.\], but the answer is"
+        WrongAnswersError, match=r"answer mark\(s\) disagree with the problem: token \d+ .*: \[=.\], but the answer is"
     ):
         task.parse(text)
-    assert task.parse(without_marks(text)).targets == ex.targets  # the marks taken off: the answers recomputed
-    assert without_marks(text) == task.render(ex).replace("[=0]", "").replace("[=1]", "")
+    filled, changes = task.fill_answers(text)  # the marks put right: the answers recomputed
+    assert filled == task.render(ex) and changes == [] and task.parse(filled).targets == ex.targets
     with pytest.raises(ValueError, match="not scored"):
         task.parse("t27[=1]" + task.render(ex)[3:])
 
@@ -261,11 +261,9 @@ def test_parse_depo_custom_and_structure_errors():
     with pytest.raises(ValueError, match="'<pad>' inside the edge list"):
         task.parse(depo_mini_text("n1 n2 <pad> n2 n1", "<q1> n1 <ans> n2"))
     at = f"token {task.context_windows * task.window} \\(window {task.context_windows}, its token 0 of"
-    with pytest.raises(ValueError, match=at + r" 0–\d+\): the query <q2> n1 is answered 'n1', not 'n2'"):
+    with pytest.raises(WrongAnswersError, match=r"token 27 \(window 1, its token 3 of 0–\d+\): 'n2', but the problem"):
         task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n1 <ans> n2"))
-    with pytest.raises(
-        ValueError, match=r"^token 28 \(window 1, its token 4 of 0–\d+\): the query <q1> n2 is answered"
-    ):
+    with pytest.raises(WrongAnswersError, match=r"^1 answer\(s\) shown after a query are not the problem's: token 31 "):
         task.parse(depo_mini_text("n1 n2 n3 n1 n2 n3", "<q2> n1 <ans> n3 <q1> n2 <ans> n1"))
     with pytest.raises(ValueError, match=at + r" 0–\d+\): the query's name 'n5' is not a node of the cycle"):
         task.parse(depo_mini_text("n1 n2 n2 n1", "<q2> n5 <ans> n5"))
@@ -315,7 +313,9 @@ def test_parse_gsm_custom_and_structure_errors():
         ValueError, match=r"token 64 \(window 2, its token 0 of 0–31\).*starts by asking the question, 'v3 <ans> a'"
     ):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v1 <ans> 4"))
-    with pytest.raises(ValueError, match=r"token 66 \(window 2, its token 2 .*expected '2', got '5'"):
+    with pytest.raises(
+        ValueError, match=r"token 66 \(window 2, its token 2 of 0–31\): '5', but the problem's answer is '2'"
+    ):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 5"))
     with pytest.raises(ValueError, match=r"token 67 .*the query asks for v9, which no equation defines"):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 2 v9 <ans> 1"))
@@ -486,3 +486,46 @@ def test_task_data_is_the_data_the_shipped_checkpoints_were_trained_on():
             for ex in task.sample(64, seed=seed, split=split):
                 h.update(json.dumps([ex.tokens, ex.targets, ex.depth]).encode())
         assert h.hexdigest()[:16] == DATA_DIGESTS[name], f"{name}: its examples changed"
+
+
+@pytest.mark.parametrize("preset", ["gsm-chain-1w", "depo-k4", "depo-mini"])
+def test_fill_answers_writes_the_problems_answers_where_an_edit_left_others(preset):
+    """A problem edited after its answers were written (here: every shown answer and mark replaced by another valid
+    token) parses again once fill_answers has put the problem's answers back, the same example as before; the
+    changes name each shown answer, and parse itself still refuses the edited text."""
+    task = task_of(preset)
+    for ex in task.sample(8, seed=5, split="test"):
+        words = task.vocab.decode(ex.tokens)
+        shown = [i + 1 for i, m in enumerate(ex.loss_mask) if m]
+        assert [task.vocab[words[i]] for i in shown] == ex.answers  # what shows_answers promises
+        others = sorted(ANSWERS[preset] & set(task.vocab.tokens))
+        edited = list(words)
+        for i in shown:
+            edited[i] = next(t for t in others if t != words[i])
+        # each scored position marked with the (wrong) answer now shown after it, as render would have written it
+        text = " ".join(w + (f"[={edited[i + 1]}]" if ex.loss_mask[i] else "") for i, w in enumerate(edited))
+        with pytest.raises(WrongAnswersError, match=rf"^{len(shown)} answer\(s\) shown after a query are not the "):
+            task.parse(text)
+        filled, changes = task.fill_answers(text)
+        assert filled == task.render(ex)
+        assert changes == [f"{task.at(i)}: {edited[i]!r} → {words[i]!r}" for i in shown]
+        again = task.parse(filled)
+        assert again.tokens == ex.tokens and again.targets == ex.targets
+
+
+ANSWERS = {
+    "gsm-chain-1w": {str(v) for v in range(10)},
+    "depo-k4": {f"n{i}" for i in range(1, 100)},
+    "depo-mini": {f"n{i}" for i in range(1, 100)},
+}
+
+
+def test_fill_answers_leaves_a_problem_that_does_not_read_to_parse_s_message():
+    task = task_of("depo-mini")
+    with pytest.raises(ValueError, match="'n5' is not a node of the cycle"):
+        task.fill_answers(depo_mini_text("n1 n2 n2 n1", "<q2> n5 <ans> n5"))
+    rule110 = task_of("rule110-paper")
+    assert not rule110.shows_answers  # its queries are '?': nothing is shown to fill
+    with pytest.raises(ValueError, match=r"expected '\?', got '1' \(the rule110 layout\)"):
+        ex = train_samples("rule110-paper")[0]
+        rule110.fill_answers(rule110.render(ex).replace("?[", "1[", 1))

@@ -86,6 +86,10 @@ class Task(ABC):
 
     name: ClassVar[str]
     DEFAULTS: ClassVar[dict[str, Any]]
+    # Does the token after each scored position show that position's answer, as an input later queries can read
+    # (gsm's `vX <ans> a`, Depo's `<qk> name <ans> answer`)? Then a typed example must show the problem's answers
+    # there, and fill_answers puts them in.
+    shows_answers: ClassVar[bool] = False
 
     vocab: Vocab
     window: int
@@ -219,8 +223,23 @@ class Task(ABC):
 
     def parse(self, text: str) -> Example:
         """An example from readable text (see the class docstring); answers are recomputed from the structure.
-        An answer mark `[=a]` that disagrees with the recomputed answer raises AnswerMarkError (without_marks takes
-        them off: a problem edited after its answers were shown)."""
+        An answer mark `[=a]` that disagrees with the recomputed answer raises WrongAnswersError, and so does an
+        answer shown after a query (shows_answers) that is not the problem's: a problem edited after its answers were
+        written. fill_answers gives its text with the problem's answers."""
+        return self._parse(text, fill=False)[0]
+
+    def fill_answers(self, text: str) -> tuple[str, list[str]]:
+        """A typed example whose problem reads, with the problem's answers put in: (its text as render writes it,
+        the changes made, one line each). The answers a task shows after its scored positions (shows_answers) are
+        set to the problem's, and `[=a]` marks that disagree are dropped; anything else wrong raises ValueError, as
+        parse does."""
+        example, words, changed = self._parse(text, fill=True)
+        tokens = self.vocab.decode(example.tokens)
+        return self.render(example), [f"{self.at(i)}: {words[i]!r} → {tokens[i]!r}" for i in changed]
+
+    def _parse(self, text: str, fill: bool) -> tuple[Example, list[str], list[int]]:
+        """parse's work: the example, the words typed (no marks or bars) and, with `fill`, the positions whose shown
+        answer was changed to the problem's (without it, a wrong one raises WrongAnswersError)."""
         items = text.replace("|", " | ").split()
         if not [w for w in items if w != "|"]:
             raise ValueError(f"empty example: expected {self._shape()}")
@@ -250,36 +269,45 @@ class Task(ABC):
             )
         meta = self._read(words)
         example = self._layout(meta, self.recompute(meta))
+        shown = {i + 1 for i, m in enumerate(example.loss_mask) if m} if self.shows_answers else set()
+        changed, wrong_shown = [], []
         for i, (want, got) in enumerate(zip(self.vocab.decode(example.tokens), words)):
-            if want != got:
+            if want == got:
+                continue
+            if i not in shown:
                 raise ValueError(f"{self.at(i)}: expected {want!r}, got {got!r} (the {self.name} layout)")
+            (changed if fill else wrong_shown).append(i)
         for i, a in given.items():
             if not example.loss_mask[i]:
                 raise ValueError(f"{self.at(i)}: answer [={a}] given on a position that is not scored")
-        wrong = [i for i, a in given.items() if self.vocab[a] != example.targets[i]]
+        if wrong_shown:
+            tokens = self.vocab.decode(example.tokens)
+            said = [f"{self.at(i)}: {words[i]!r}, but the problem's answer is {tokens[i]!r}" for i in wrong_shown]
+            raise WrongAnswersError(
+                f"{len(wrong_shown)} answer(s) shown after a query are not the problem's: "
+                + "; ".join(said[:3])
+                + (" …" if len(said) > 3 else "")
+            )
+        wrong = [i for i, a in given.items() if self.vocab[a] != example.targets[i]] if not fill else []
         if wrong:
             shown = [
                 f"{self.at(i)}: [={given[i]}], but the answer is {self.vocab.tokens[example.targets[i]]!r}"
                 for i in wrong
             ]
-            raise AnswerMarkError(
+            raise WrongAnswersError(
                 f"{len(wrong)} answer mark(s) disagree with the problem: "
                 + "; ".join(shown[:3])
                 + (" …" if len(wrong) > 3 else "")
             )
-        return example
+        return example, words, changed
 
     def _shape(self) -> str:
         return f"{self.seq_len} tokens ({self.seq_len // self.window} windows of {self.window})"
 
 
-class AnswerMarkError(ValueError):
-    """A typed example whose `[=a]` answer marks disagree with the answers its problem gives (Task.parse)."""
-
-
-def without_marks(text: str) -> str:
-    """A typed example with its `[=a]` answer marks taken off (the tokens and window bars as they were)."""
-    return " ".join(m.group(1) if (m := _ANNOTATION.match(w)) else w for w in text.replace("|", " | ").split())
+class WrongAnswersError(ValueError):
+    """A typed example whose problem reads but whose answers, in `[=a]` marks or shown after a query
+    (Task.shows_answers), disagree with the answers the problem gives (Task.parse; Task.fill_answers mends it)."""
 
 
 def check_int(params: dict[str, Any], name: str, lo: int, lo_name: str = "") -> int:

@@ -73,6 +73,7 @@ def evaluate(equations: list[dict], modulus: int) -> dict[str, int]:
 
 class Gsm(Task):
     name = "gsm"
+    shows_answers = True
     DEFAULTS = {
         "modulus": 10,
         "ops": ("+", "-"),
