@@ -104,12 +104,17 @@ def _probe(args) -> int:
 
     def before() -> None:
         from analysis.probes import PROBES_FILE, context_window
-        from sleepcore.checkpoint import read_info
+        from sleepcore.checkpoint import read_info, resolve
         from sleepcore.results import task_for
 
         task, changed = task_for(read_info(args.checkpoint), changes)  # a bad change is told before anything runs
         out = Path(args.out) if args.out else None
         own = out is not None and out.name == PROBES_FILE and (out.parent / "config.json").is_file()
+        if own and out.parent.resolve() != resolve(args.checkpoint).resolve():
+            raise ValueError(
+                f"--out {args.out} is the {PROBES_FILE} of checkpoint {out.parent.name}, not of {args.checkpoint} "
+                "(the app reads it as that checkpoint's probes); write it beside the checkpoint probed, or elsewhere"
+            )
         if own and changed:
             raise ValueError(
                 f"--out {args.out} is a checkpoint's own {PROBES_FILE}, which holds its probes on the task it was "

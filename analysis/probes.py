@@ -87,8 +87,9 @@ SCHEMA = {
     "chance": pl.Float64,
 }
 KEYS = ["fact", "fact_depth", "layer", "pass", "probe", "seed", "baseline"]
-# a checkpoint's table (probe_checkpoint) also says which weights it probed; read_probes checks them
-CHECKPOINT_SCHEMA = SCHEMA | {"weights_sha256": pl.String}
+# a checkpoint's table (probe_checkpoint) also says which weights and which context window it probed (the window's
+# index, counted from 0); read_probes checks both
+CHECKPOINT_SCHEMA = SCHEMA | {"weights_sha256": pl.String, "window": pl.Int32}
 
 
 # --- the probe ------------------------------------------------------------------------------------------------
@@ -543,7 +544,8 @@ def probe_checkpoint(
 ) -> pl.DataFrame:
     """The probes table of a checkpoint (folder or name under checkpoints/): its trained model and the random-init
     baseline, on `examples` held-out examples, one row per fact × fact_depth × layer × pass × baseline × seed: the
-    SCHEMA columns and `weights_sha256`, the SHA-256 of the model.safetensors probed (read_probes checks it).
+    SCHEMA columns, `weights_sha256` (the SHA-256 of the model.safetensors probed) and `window` (the index of the
+    context window probed); CHECKPOINT_SCHEMA.
     `task_changes` ({setting: value}): the examples come from its task with these settings changed
     (results.task_for), and the table gains a `task_changed` column saying so (`setting=value, ...`)."""
     model, info = load_checkpoint(name_or_path)
@@ -560,7 +562,7 @@ def probe_checkpoint(
         max_fact_depth=max_fact_depth,
         progress=progress,
     )
-    table = table.with_columns(weights_sha256=pl.lit(sha256))
+    table = table.with_columns(weights_sha256=pl.lit(sha256), window=pl.lit(context_window(task, window), pl.Int32))
     return table.with_columns(task_changed=pl.lit(changed_values(changed))) if changed else table
 
 
@@ -631,12 +633,25 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
         raise ValueError(
             f"{path} holds probes of task {', '.join(map(str, tasks))}, and {folder.name} is a {task} model; {redo}"
         )
-    if "weights_sha256" not in table.columns:
+    said = {"weights_sha256": "which weights it was computed on", "window": "which context window it probed"}
+    for column, what in said.items():
+        if column not in table.columns:
+            raise ValueError(
+                f"{path} does not say {what} (no {column} column: a table from before probe tables carried it, or "
+                f"not one from sleepcore probe); {redo}"
+            )
+        if table[column].dtype != CHECKPOINT_SCHEMA[column]:
+            raise ValueError(
+                f"{path} is not a probes table ({column} is {table[column].dtype}, not {CHECKPOINT_SCHEMA[column]}); "
+                f"{redo}"
+            )
+        if table[column].null_count() or table[column].n_unique() != 1:
+            raise ValueError(f"{path} mixes probes of several {column} values; {redo}")
+    last = task_for(read_info(folder), None)[0].context_windows - 1
+    if table["window"][0] != last:
         raise ValueError(
-            f"{path} does not say which weights it was computed on (no weights_sha256 column: a table from before "
-            f"probe tables carried it, or not one from sleepcore probe); {redo}"
+            f"{path} holds probes of context window {table['window'][0]}, and a checkpoint's own probes are of its "
+            f"last, {last}: keep such a table elsewhere; {redo}"
         )
-    if table["weights_sha256"].null_count() or table["weights_sha256"].n_unique() != 1:
-        raise ValueError(f"{path} mixes probes of several weights (weights_sha256); {redo}")
     check_computed_on(folder, table["weights_sha256"][0], path, redo)
     return table

@@ -103,32 +103,39 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
             try:
                 data.trace(name, depth, seed, custom=text)
                 custom = text
-            except WrongAnswersError as e:  # a problem edited after its answers were shown: run it, and say so
+            except WrongAnswersError as e:  # a problem edited after its answers were written: run it, and say so
                 custom, changes = task.fill_answers(text)
                 data.trace(name, depth, seed, custom=custom)
-                _say_filled(str(e), changes, shown_for, custom)
+                _say_filled(str(e), changes, name, shown_for)
         except ValueError as e:
             custom = None
             st.error(f"That example does not parse: {e}")
     return depth, seed, custom
 
 
-def _say_filled(error: str, changes: list[str], shown_for: tuple, filled: str) -> None:
-    """An info that the typed example runs with its problem's answers, not those typed (its `[=…]` marks, and the
-    answers shown after its queries, which later queries read), and a button that writes them into the text."""
+def _say_filled(error: str, changes: list[str], name: str, shown_for: tuple) -> None:
+    """An info that the typed example runs with its problem's answers, not those typed (in its `[=…]` marks, or
+    shown after its queries, where later queries read them), and a button that writes them into the text."""
     if changes:
         listed = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
-        what = f"the answers its problem gives, shown after each query as later queries read them ({listed})"
+        st.info(
+            "Later queries read each answer shown after `<ans>`, and these are not the problem's: the example runs "
+            f"with the problem's answers instead ({listed})."
+        )
     else:
-        what = "the answers its problem gives (the `[=…]` marks are ignored)"
-    st.info(f"{error}. The example runs with {what}.")
+        st.info(f"{error}. The example runs with the answers its problem gives (the `[=…]` marks are ignored).")
     st.button(
         "Write the problem's answers into the example",
         key="fill_answers",
         on_click=_keep_filled,
-        args=(shown_for, filled),
+        args=(name, shown_for),
     )
 
 
-def _keep_filled(shown_for: tuple, filled: str) -> None:
+def _keep_filled(name: str, shown_for: tuple) -> None:
+    """The text as typed now (an edit may arrive with the click), with its problem's answers written in."""
+    try:
+        filled, _ = data.loaded(name).task.fill_answers(st.session_state["custom_text"])
+    except ValueError:  # the new edit does not read: leave it for the next run to say why
+        return
     st.session_state["custom_kept"] = (shown_for, filled)

@@ -64,7 +64,9 @@ def check_threads(threads: int, flag: str = "--threads") -> None:
 
 def add_threads(p) -> None:
     """`--threads` for the commands that run a checkpoint at torch's default (every core) unless told (eval, trace)."""
-    p.add_argument("--threads", type=int, help=f"CPU threads (default: torch's, here {cores()}: every core)")
+    p.add_argument(
+        "--threads", type=int, help="CPU threads (default: torch's own, $OMP_NUM_THREADS where set, else one per core)"
+    )
 
 
 def use_threads(threads: int | None) -> None:

@@ -239,7 +239,7 @@ def test_a_valid_custom_example_is_traced():
 def test_a_custom_example_whose_answer_marks_no_longer_hold_runs_with_the_recomputed_answers():
     """Stale `[=a]` marks, as a Rule 110 example's are after its rows are edited (here the marks themselves are
     changed, so that every one is stale): the example runs, and the page says the marks were ignored (before, every
-    mark had to be deleted by hand first). gsm and Depo type answers as tokens too; those must hold."""
+    mark had to be deleted by hand first). gsm and Depo also show answers as tokens: the test below."""
     seeded_text = open_page("explorer", {"ckpt": "tiny-n2", "seed": "1"}).text_area(key="custom_text").value
     stale = seeded_text.replace("[=0]", "[=2]").replace("[=1]", "[=0]").replace("[=2]", "[=1]")
     assert stale != seeded_text
@@ -270,13 +270,15 @@ def test_a_custom_example_whose_shown_answers_no_longer_hold_runs_with_the_probl
     at.text_area(key="custom_text").input(edited).run()
     at.toggle(key="use_custom").set_value(True).run()
     assert not at.exception and not at.error, texts(at.error)
-    (info,) = [i for i in texts(at.info) if "shown after a query" in i]
-    assert "as later queries read them (token " in info and " → " in info
+    (info,) = [i for i in texts(at.info) if "not the problem's" in i]
+    assert "the example runs with the problem's answers instead (token " in info and " → " in info
     assert heatmap_z(at) == heatmap_z(open_page("explorer", {"ckpt": name, "seed": "1"})), "the seeded problem"
     at.button(key="fill_answers").click().run()
     assert not at.exception and not at.error, texts(at.error)
     assert at.text_area(key="custom_text").value.split() == seeded_text.split()
-    assert not [i for i in texts(at.info) if "shown after a query" in i], "nothing left to write in"
+    assert at.toggle(key="use_custom").value, "the typed example is still the one shown"
+    assert not [i for i in texts(at.info) if "not the problem's" in i], "nothing left to write in"
+    assert heatmap_z(at) == heatmap_z(open_page("explorer", {"ckpt": name, "seed": "1"}))
 
 
 def test_compare_shows_both_checkpoints_with_passes_aligned():

@@ -597,6 +597,7 @@ def test_eval_and_trace_run_on_the_threads_asked_for(app_checkpoints, tmp_path, 
     import torch
 
     before = torch.get_num_threads()
+    torch.set_num_threads(2)  # so that running on 1 is seen to be the flag's doing
     try:
         assert main([*_argv(command, app_checkpoints / "tiny-n2", tmp_path), "--threads", "1"]) == 0
         assert torch.get_num_threads() == 1

@@ -329,6 +329,7 @@ def test_probe_checkpoint_gives_the_schema(tiny_checkpoint):
     df = probe_checkpoint(tiny_checkpoint, examples=64, seeds=(0,), progress=False)
     assert df.schema == pl.Schema(CHECKPOINT_SCHEMA)
     assert df["weights_sha256"].unique().to_list() == [weights_sha256(tiny_checkpoint)]
+    assert df["window"].unique().to_list() == [0]  # the last (the only) context window of the tiny task
     assert set(df["baseline"]) == {"pass1", "trained", "random_init"}
     assert set(df.filter(pl.col("baseline") == "pass1")["pass"]) == {1}
     assert set(df["pass"]) == {1, 2} and set(df["layer"]) == {1} and set(df["fact"]) == {"cell_after_steps"}
@@ -419,11 +420,23 @@ def shipped(tiny_checkpoint, tmp_path, monkeypatch):
             lambda p: pl.concat(
                 [pl.read_parquet(p), pl.read_parquet(p).with_columns(weights_sha256=pl.lit("0" * 64))]
             ).write_parquet(p),
-            "mixes probes of several weights (weights_sha256)",
+            "mixes probes of several weights_sha256 values",
         ),
         (
             lambda p: one_probe_row(task="rule110", weights_sha256="0" * 64).write_parquet(p),
             "was computed on other weights than tiny-n2's model.safetensors",
+        ),
+        (
+            lambda p: pl.read_parquet(p).with_columns(weights_sha256=pl.lit(7)).write_parquet(p),
+            "is not a probes table (weights_sha256 is Int32, not String)",
+        ),
+        (
+            lambda p: pl.read_parquet(p).drop("window").write_parquet(p),
+            "does not say which context window it probed (no window column",
+        ),
+        (
+            lambda p: pl.read_parquet(p).with_columns(window=pl.lit(3, pl.Int32)).write_parquet(p),
+            "holds probes of context window 3, and a checkpoint's own probes are of its last, 0: keep such a table",
         ),
     ],
 )
@@ -581,4 +594,27 @@ def test_the_probe_command_writes_only_the_last_windows_probes_as_a_checkpoints_
     assert not (ckpt / "probes.parquet").exists()
     monkeypatch.setattr(probes, "probe_checkpoint", real)
     assert main([*argv, "--window", str(windows - 1), "--max-fact-depth", "1"]) == 0
-    assert set(probes.read_probes(ckpt)["fact_depth"]) == {0, 1}
+    table = probes.read_probes(ckpt)
+    assert set(table["fact_depth"]) == {0, 1} and table["window"].unique().to_list() == [windows - 1]
+    earlier = tmp_path / "window0.parquet"
+    assert main([*argv[:-1], str(earlier), "--window", "0", "--max-fact-depth", "1"]) == 0
+    assert pl.read_parquet(earlier)["window"].unique().to_list() == [0]
+    shutil.copy(earlier, ckpt / "probes.parquet")  # copied in by hand: not the probes the app shows as its own
+    with pytest.raises(ValueError, match="holds probes of context window 0, and a checkpoint's own probes are of its"):
+        probes.read_probes(ckpt)
+
+
+def test_the_probe_command_never_writes_one_checkpoints_probes_as_anothers(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+    from sleepcore.cli import main
+
+    other = tmp_path / "rule110-mini-n1"
+    shutil.copytree(CHECKPOINT_ROOT / "rule110-mini-n1", other)
+    own = (other / "probes.parquet").read_bytes()
+    monkeypatch.setattr(probes, "probe_checkpoint", lambda *a, **k: pytest.fail("probed before the check"))
+    argv = ["probe", "rule110-mini-n4", "--no-progress", "--out", str(other / "probes.parquet")]
+    assert main(argv) == 2
+    assert "is the probes.parquet of checkpoint rule110-mini-n1, not of rule110-mini-n4" in capsys.readouterr().err
+    assert (other / "probes.parquet").read_bytes() == own

@@ -314,7 +314,7 @@ def test_parse_gsm_custom_and_structure_errors():
     ):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v1 <ans> 4"))
     with pytest.raises(
-        ValueError, match=r"token 66 \(window 2, its token 2 of 0–31\): '5', but the problem's answer is '2'"
+        WrongAnswersError, match=r"token 66 \(window 2, its token 2 of 0–31\): '5', but the problem's answer is '2'"
     ):
         task.parse(gsm_mini_text("<q> v3 ; v3 = v1 - 2 ; v1 = 4 ;", "v3 <ans> 5"))
     with pytest.raises(ValueError, match=r"token 67 .*the query asks for v9, which no equation defines"):
@@ -529,3 +529,23 @@ def test_fill_answers_leaves_a_problem_that_does_not_read_to_parse_s_message():
     with pytest.raises(ValueError, match=r"expected '\?', got '1' \(the rule110 layout\)"):
         ex = train_samples("rule110-paper")[0]
         rule110.fill_answers(rule110.render(ex).replace("?[", "1[", 1))
+
+
+def test_fill_answers_with_names_of_several_tokens():
+    """depo-paper's names are one or two tokens: a wrong shown answer of the right length is filled in; one of
+    another length would shift everything after it, so it is refused with the answer to type."""
+    task = task_of("depo-paper")
+    ex = task.sample(1, seed=1, split="test")[0]
+    words = task.vocab.decode(ex.tokens)
+    scored = [i for i, m in enumerate(ex.loss_mask) if m]
+    one = next(i for i in scored if words[i] == "<ans>" and words[i + 1].startswith("z"))  # a one-token answer
+    wrong = list(words)
+    wrong[one + 1] = next(t for t in task.last_tokens if t != words[one + 1])
+    filled, changes = task.fill_answers(" ".join(wrong))
+    assert filled == task.render(ex) and changes == [f"{task.at(one + 1)}: {wrong[one + 1]!r} → {words[one + 1]!r}"]
+    longer = words[: one + 1] + ["a1", wrong[one + 1]] + words[one + 2 :]  # two tokens where the answer has one
+    end = (one // task.window + 1) * task.window  # the window ends in padding: one fewer keeps the length
+    assert longer[end] == "<pad>"
+    longer = longer[:end] + longer[end + 1 :]
+    with pytest.raises(ValueError, match=r"is answered '.+' \(1 token\(s\)\), not 'a1 z\d+' \(2\); type the problem"):
+        task.fill_answers(" ".join(longer))

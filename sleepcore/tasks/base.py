@@ -165,7 +165,9 @@ class Task(ABC):
 
     @abstractmethod
     def _read(self, words: list[str]) -> dict:
-        """The meta of a problem typed as seq_len known token strings; ValueError saying what is wrong where."""
+        """The meta of a problem typed as seq_len known token strings; ValueError saying what is wrong where. Where
+        the task shows answers (shows_answers), a shown answer is not checked here but by parse against the layout,
+        so that fill_answers can put the problem's in: the meta holds the problem's answers, not those typed."""
 
     @abstractmethod
     def key(self, meta: dict) -> str:
@@ -230,9 +232,9 @@ class Task(ABC):
 
     def fill_answers(self, text: str) -> tuple[str, list[str]]:
         """A typed example whose problem reads, with the problem's answers put in: (its text as render writes it,
-        the changes made, one line each). The answers a task shows after its scored positions (shows_answers) are
-        set to the problem's, and `[=a]` marks that disagree are dropped; anything else wrong raises ValueError, as
-        parse does."""
+        with the problem's answer in every `[=a]` mark and, where the task shows answers (shows_answers), after
+        every query; the shown answers changed, one line each). Anything else wrong raises ValueError, as parse
+        does."""
         example, words, changed = self._parse(text, fill=True)
         tokens = self.vocab.decode(example.tokens)
         return self.render(example), [f"{self.at(i)}: {words[i]!r} → {tokens[i]!r}" for i in changed]

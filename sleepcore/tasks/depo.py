@@ -164,9 +164,14 @@ class Depo(Task):
                 truth = q
                 for _ in range(k):
                     truth = succ[truth]
-                if len(a.split("_")) != len(truth.split("_")):  # a wrong answer of the right length: the layout says
+                # The answer shown is the problem's, as the layout checks (Task.shows_answers): a wrong one of the
+                # right length is told there, and filled in by fill_answers. One of another length would shift the
+                # layout, so it is told here.
+                if (n := len(truth.split("_"))) != (m := len(a.split("_"))):
                     raise ValueError(
-                        f"{self.at(start)}: the query <q{k}> {_show(q)} is answered {_show(truth)!r}, not {_show(a)!r}"
+                        f"{self.at(start)}: the query <q{k}> {_show(q)} is answered {_show(truth)!r} ({n} token(s)), "
+                        f"not {_show(a)!r} ({m}); type the problem's answer there (one of another length cannot be "
+                        "filled in)"
                     )
                 queries.append({"k": k, "q": q, "a": truth})
             for j in range(i, end):
