@@ -346,9 +346,10 @@ def test_the_sweep_page_evaluates_each_test_time_n(ckpt: str, counts: int):
     assert [t["x"] for t in figure(at, "sweep_figure")["data"] if t["name"] == "depth 1"] == [
         list(range(1, 2 * trained + 1))
     ]
-    at.multiselect(key="sweep_passes").set_value([1, 3])
+    at.multiselect(key="sweep_passes").set_value([3, 1])  # picked out of order: shown in order, as the URL has them
     at.select_slider(key="sweep_examples").set_value(25).run()
     assert_clean(at)
+    assert at.multiselect(key="sweep_passes").value == [1, 3] and at.query_params["P"] == "1,3"
     assert len(at.radio[0].options) == counts  # every count the task reports (gsm: per answer, the question alone)
     fig = figure(at, "sweep_figure")
     lines = [t for t in fig["data"] if t["name"].startswith("depth ")]

@@ -50,10 +50,18 @@ if problem:
 sweep = parse_sweep(data.url(), trained, shipped["per_depth"][0] if shipped is not None else 50)
 data.tell(sweep.messages)
 c1, c2 = st.columns(2)
+
+
+def _sort_passes() -> None:
+    """Keep the chosen passes in order, as the URL and the figure hold them (so Back shows them as they were)."""
+    st.session_state["sweep_passes"] = sorted(st.session_state["sweep_passes"])
+
+
 passes = c1.multiselect(
     "Passes at test time",
     sweep_choices(trained),
     key="sweep_passes",
+    on_change=_sort_passes,
     **data.initial("sweep_passes", sweep.passes, arg="default"),
 )
 examples = c2.select_slider(
