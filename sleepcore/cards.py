@@ -157,7 +157,7 @@ def _sweep_section(name: str, sweep, trained: int, loop: str = "sleep") -> list[
     """The card's table of the shipped sweep: one row per test-time P, by the count the task is judged on."""
     import polars as pl
 
-    metric = headline_metric(sweep["metric"].unique().to_list())
+    metric = headline_metric(sweep["metric"].unique().to_list(), sweep["task"][0])
     counted = sweep.filter(pl.col("metric") == metric)
     depths = sorted(counted["depth"].unique().to_list())
     cells = {(r["passes"], r["depth"]): r for r in counted.iter_rows(named=True)}

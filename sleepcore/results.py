@@ -23,7 +23,8 @@ from sleepcore.checkpoint import (
 )
 from sleepcore.config import check_seed
 from sleepcore.evaluate import evaluate, sample_eval
-from sleepcore.tasks import changed_task
+from sleepcore.tasks import TASKS, changed_task
+from sleepcore.tasks.base import Task
 
 
 def evaluate_checkpoint(
@@ -381,11 +382,12 @@ def _section(heading: str, intro: list[str], results: list[dict], key: str, colu
     return out
 
 
-def headline_metric(metrics) -> str:
-    """Of the counts an evaluation holds (`metrics`: names such as "answers", "effective"), the one a task is judged
-    on: the depth an answer really needs where the task has one (gsm: the question alone; Depo where k wraps:
-    k mod n), else per answer."""
-    return "effective" if "effective" in metrics else "answers"
+def headline_metric(metrics, task: str | None = None) -> str:
+    """Of the counts an evaluation holds (`metrics`: names such as "answers", "effective"), the one its task (a name
+    such as "rule110"; Task.judged_on) is judged on; for an unknown or no task, the depth an answer really needs
+    where the evaluation has it, else per answer."""
+    order = TASKS[task].judged_on if task in TASKS else Task.judged_on
+    return next((m for m in order if m in metrics), "answers")
 
 
 def cell_text(c: dict | None) -> str:

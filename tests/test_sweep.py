@@ -241,8 +241,9 @@ def test_the_card_tabulates_the_shipped_sweep_and_ship_drops_it_with_new_weights
     rows = [line for line in card.splitlines() if line.startswith("| ") and "depth" not in line and "[" in line]
     rows = [r for r in rows if r.split("|")[1].strip().rstrip(" (trained)").strip("*").isdigit()]
     assert [r.split("|")[1].strip() for r in rows[-4:]] == ["1", "**2** (trained)", "3", "4"]
-    cell = sweep.filter((pl.col("metric") == "answers") & (pl.col("passes") == 3)).sort("depth").row(0, named=True)
-    assert f"| 3 | {cell_text(cell)} |" in card
+    judged = "exact"  # the count Rule 110 is judged on (Rule110.judged_on): whole rows right
+    cell = sweep.filter((pl.col("metric") == judged) & (pl.col("passes") == 3)).sort("depth").row(0, named=True)
+    assert f"| 3 | {cell_text(cell)} |" in card and "accuracy (exact (whole sequence right))" in card
     assert "the sweep above runs the same weights at other N" in card
     (with_sweep / "probes.parquet").write_bytes(b"derived from these weights")
     cards.ship(app_checkpoints / "tiny-n2", "tiny-n2", root=with_sweep.parent)  # the same weights: tables stay

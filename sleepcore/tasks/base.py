@@ -90,6 +90,11 @@ class Task(ABC):
     # (gsm's `vX <ans> a`, Depo's `<qk> name <ans> answer`)? Then a typed example must show the problem's answers
     # there, and fill_answers puts them in.
     shows_answers: ClassVar[bool] = False
+    # The counts of an evaluation the task is judged on, first choice first: the first one an evaluation holds is
+    # its headline (results.headline_metric: the app's first count, the cards' and figures' sweeps). By default the
+    # depth an answer really needs where the task reports it (gsm: the question alone; Depo where k wraps: k mod n),
+    # else per answer.
+    judged_on: ClassVar[tuple[str, ...]] = ("effective", "answers")
 
     vocab: Vocab
     window: int

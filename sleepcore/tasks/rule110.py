@@ -29,6 +29,7 @@ def rule110_step(row: list[int]) -> list[int]:
 
 class Rule110(Task):
     name = "rule110"
+    judged_on = ("exact", "answers")  # a row is right when all its cells are: the paper's measure, and the issue's
     DEFAULTS = {
         "W": 24,
         "R": 4,
