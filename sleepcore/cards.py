@@ -168,8 +168,8 @@ def _sweep_section(name: str, sweep, trained: int, loop: str = "sleep") -> list[
         "",
         f"The same weights with P {where} instead of the N = {trained} they were trained "
         f"with, on the same held-out sequences for every P ({sweep['per_depth'][0]} per depth, seed "
-        f"{sweep['eval_seed'][0]}); accuracy ({counted['metric_label'][0]}), 95% Wilson intervals. `sweep.parquet` "
-        f"beside this card holds every count; reproduce: `{sweep_command(name, sweep, trained)}`.",
+        f"{sweep['eval_seed'][0]}); accuracy counted as: {counted['metric_label'][0]}; 95% Wilson intervals. "
+        f"`sweep.parquet` beside this card holds every count; reproduce: `{sweep_command(name, sweep, trained)}`.",
         "",
         "| P | " + " | ".join(f"depth {d}" for d in depths) + " |",
         "|---|" + "---|" * len(depths),

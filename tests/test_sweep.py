@@ -243,7 +243,7 @@ def test_the_card_tabulates_the_shipped_sweep_and_ship_drops_it_with_new_weights
     assert [r.split("|")[1].strip() for r in rows[-4:]] == ["1", "**2** (trained)", "3", "4"]
     judged = "exact"  # the count Rule 110 is judged on (Rule110.judged_on): whole rows right
     cell = sweep.filter((pl.col("metric") == judged) & (pl.col("passes") == 3)).sort("depth").row(0, named=True)
-    assert f"| 3 | {cell_text(cell)} |" in card and "accuracy (exact (whole sequence right))" in card
+    assert f"| 3 | {cell_text(cell)} |" in card and "accuracy counted as: exact (whole sequence right); 95%" in card
     assert "the sweep above runs the same weights at other N" in card
     (with_sweep / "probes.parquet").write_bytes(b"derived from these weights")
     cards.ship(app_checkpoints / "tiny-n2", "tiny-n2", root=with_sweep.parent)  # the same weights: tables stay
