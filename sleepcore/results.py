@@ -335,6 +335,7 @@ def results_markdown(
     missing = sorted({"attn-only", "full-attention", "wide"} - variants)
     if missing:
         out += ["", f"Not shipped yet: the {', '.join(missing)} baseline(s) (`sleepcore train --variant ...`)."]
+    out += _glance(rows)
     for preset, results in rows.items():
         task = f"{preset} ({results[0]['task']})" if preset != results[0]["task"] else preset
         results.sort(key=lambda r: (r["variant"] != "hybrid", r["variant"], r["passes"]))
@@ -350,6 +351,59 @@ def results_markdown(
         if results[0].get("first_about"):  # tasks whose later answers can lean on earlier ones (Depo)
             out += _first_table(task, results, depths)
     return "\n".join(out) + "\n"
+
+
+def glance(results: list[dict]) -> tuple[list[str], list[dict]]:
+    """Every preset and training seed at its deepest depth, by the count its task is judged on (headline_metric), a
+    column per model (N = 1, 2, 4 and the controls): the column headings, and one row per preset and seed
+    ({"preset", "count, depth", "seed", heading: accuracy, or None where that model is not shipped})."""
+
+    def column(r: dict) -> tuple[tuple, str]:  # (sort key, heading)
+        n = r["passes"]
+        return {
+            "hybrid": ((0, n), f"N = {n}"),
+            "wide": ((1, n), f"wide N = {n}"),
+            "wake-loop": ((2, n), f"wake loop N = {n}"),
+            "attn-only": ((3, n), "attention only"),
+            "full-attention": ((4, n), "full attention"),
+        }.get(r["variant"], ((5, n), f"{r['variant']} N = {n}"))
+
+    columns = dict(sorted({column(r) for r in results}))
+    presets: dict[str, list[dict]] = {}
+    for r in results:
+        presets.setdefault(r["preset"], []).append(r)
+    labels = {"answers": "per answer", "exact": "exact"}
+    rows = []
+    for preset, runs in sorted(presets.items()):
+        metric = headline_metric([m for r in runs for m in METRIC_NAMES if r.get(m)], runs[0]["task"])
+        depth = max((d for r in runs for d in r.get(metric, {})), key=int)
+        label = next((r["effective_name"] for r in runs if r.get("effective_name")), "") or metric
+        for seed in sorted({r.get("train_seed", 0) for r in runs}):
+            cells = {column(r)[0]: r.get(metric, {}).get(depth) for r in runs if r.get("train_seed", 0) == seed}
+            accs = {heading: cells[k]["acc"] if cells.get(k) else None for k, heading in columns.items()}
+            rows.append(
+                {"preset": preset, "count, depth": f"{labels.get(metric, label)}, {depth}", "seed": seed} | accs
+            )
+    return list(columns.values()), rows
+
+
+def _glance(rows: dict[str, list[dict]]) -> list[str]:
+    """RESULTS.md's table of `glance`."""
+    columns, table = glance([r for results in rows.values() for r in results])
+    out = [
+        "",
+        "## At a glance: every preset at its deepest depth",
+        "",
+        "Accuracy by the count each task is judged on (`Task.judged_on`: the depth an answer really needs where a task",
+        "has one, whole rows for Rule 110), one row per training seed; each cell's interval is in the sections below.",
+        "",
+        "| preset | count, depth | seed | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * len(columns),
+    ]
+    for row in table:
+        cells = ["" if row[c] is None else f"{row[c]:.3f}" for c in columns]
+        out.append(f"| {row['preset']} | {row['count, depth']} | {row['seed']} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _first_table(task: str, results: list[dict], depths: list[str]) -> list[str]:

@@ -381,8 +381,18 @@ def test_the_sweep_page_restores_its_passes_from_the_url_and_warns_on_bad_ones()
 def test_overview_lists_every_checkpoint_with_its_card():
     at = open_page("overview")
     assert_clean(at)
-    assert at.dataframe[0].value["checkpoint"].to_list() == sorted(ALL)
-    assert sorted(e.label for e in at.expander) == sorted(ALL)
+    glance, listed = at.dataframe[0].value, at.dataframe[1].value
+    assert listed["checkpoint"].to_list() == sorted(ALL)
+    assert sorted(e.label for e in at.expander) == sorted([*ALL, f"The {len(ALL)} checkpoints"])
+    # at a glance: one row per preset and seed, its deepest depth by the count its task is judged on, a column per
+    # model; tiny is a Rule 110 preset, judged by whole rows
+    doc = json.loads((Path(os.environ["SLEEPCORE_CHECKPOINTS"]) / "RESULTS.json").read_text())
+    runs = {r["checkpoint"]: r for r in doc["results"]}
+    deepest = max(runs["tiny-n2"]["exact"], key=int)
+    tiny = glance[glance["preset"] == "tiny"]
+    assert tiny["count, depth"].to_list() == [f"exact, {deepest}"]
+    for name, col in [("tiny-n1", "N = 1"), ("tiny-n2", "N = 2"), ("tiny-attn-only", "attention only")]:
+        assert tiny[col].to_list() == [runs[name]["exact"][deepest]["acc"]]
     assert any("trained for 6 steps to test the app" in m for m in texts(at.markdown))
     # every count RESULTS.json holds is charted: gsm's question alone, Depo's k mod n and first query
     charts = sorted(c.proto.id.split("-acc_")[1] for c in at.get("plotly_chart") if "-acc_" in c.proto.id)

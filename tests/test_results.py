@@ -60,6 +60,7 @@ def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
     assert "Written by `sleepcore eval --all --examples 100 --seed 1`" in text
     sections = [line for line in text.splitlines() if line.startswith("## ")]
     assert sections == [
+        "## At a glance: every preset at its deepest depth",
         "## depo-k4 (depo): accuracy per answer",
         "## depo-k4 (depo): the first answer of each sequence alone",
         "## depo-mini (depo): accuracy per answer",
@@ -82,6 +83,22 @@ def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
     r110 = text.split("## rule110-mini (rule110)")[1]
     assert r110.index("| r-n4 | hybrid |") < r110.index("| r-wide | wide |")  # the sleep models, then baselines
     assert "capacity control" in text and "Not shipped yet: the attn-only, full-attention baseline(s)" in text
+    glance = text.split("## At a glance: every preset at its deepest depth")[1].split("##")[0]
+    assert glance.splitlines()[5:] == [  # the deepest depth of each, by the count its task is judged on
+        "| preset | count, depth | seed | N = 1 | N = 4 | wide N = 1 | wake loop N = 4 |",
+        "|---|---|---|---|---|---|---|",
+        "| depo-k4 | per answer, 4 | 0 | 0.200 | 0.700 |  | 0.300 |",
+        "| depo-k4 | per answer, 4 | 1 |  | 0.600 |  |  |",
+        "| depo-mini | hops k mod n, 1 | 0 | 0.900 |  |  |  |",
+        "| rule110-mini | per answer, 1 | 0 |  | 0.970 | 0.950 |  |",
+        "",
+    ]
+
+
+def test_rule110_is_judged_at_a_glance_by_whole_rows_where_the_evaluation_has_them():
+    runs = [{**RUNS["r-n4"], "exact": {"1": cell(0.4)}}, {**RUNS["r-wide"], "exact": {"1": cell(0.9)}}]
+    text = results.results_markdown(100, 1, runs)
+    assert "| rule110-mini | exact, 1 | 0 | 0.400 | 0.900 |" in text
 
 
 def test_results_json_round_trips(tmp_path):

@@ -6,7 +6,7 @@ import streamlit as st
 from analysis import session
 from analysis.figures import METRICS, accuracy_vs_passes, results_table
 from app import data
-from sleepcore.results import results_command
+from sleepcore.results import glance, results_command
 
 st.title("Language models that sleep")
 st.markdown(
@@ -30,6 +30,24 @@ for note in notes:
 
 drawn, left_out = session.one_per_seed(rows)
 table = results_table(drawn) if drawn else None
+if rows:
+    columns, glance_rows = glance(rows)
+    st.subheader("At a glance: every preset at its deepest depth")
+    st.dataframe(
+        pl.DataFrame(
+            glance_rows,
+            schema={"preset": pl.String, "count, depth": pl.String, "seed": pl.Int64}
+            | dict.fromkeys(columns, pl.Float64),
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in columns},
+    )
+    st.caption(
+        "Accuracy by the count each task is judged on (the depth an answer really needs where a task has one, whole "
+        "rows for Rule 110), one row per training seed; empty where that model is not shipped. The charts below "
+        "show every depth, with 95% intervals."
+    )
 summary = pl.DataFrame(
     [
         {
@@ -43,7 +61,8 @@ summary = pl.DataFrame(
     ],
     schema={"checkpoint": pl.String, "preset": pl.String, "task": pl.String, "variant": pl.String, "N": pl.Int64},
 )
-st.dataframe(summary, hide_index=True, width="stretch")
+with st.expander(f"The {len(rows)} checkpoints"):
+    st.dataframe(summary, hide_index=True, width="stretch")
 
 if table is not None:
     for preset in table["preset"].unique(maintain_order=True).to_list():  # a preset fixes the task and its depths
