@@ -41,11 +41,13 @@ if rows:
         ),
         hide_index=True,
         width="stretch",
-        column_config={c: st.column_config.NumberColumn(format="%.3f") for c in columns},
+        height=35 * (len(glance_rows) + 1) + 3,  # every row shown, no inner scrolling
+        column_config={"preset": st.column_config.TextColumn(width="medium")}
+        | {c: st.column_config.NumberColumn(format="%.3f") for c in columns},
     )
     st.caption(
         "Accuracy by the count each task is judged on (the depth an answer really needs where a task has one, whole "
-        "rows for Rule 110), one row per training seed; empty where that model is not shipped. The charts below "
+        "rows for Rule 110), one row per training seed; None where that model is not shipped. The charts below "
         "show every depth, with 95% intervals."
     )
 summary = pl.DataFrame(
