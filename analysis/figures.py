@@ -287,7 +287,7 @@ def _depth_key(depth, colour: str) -> go.Scatter:
 def headline_metric(results: pl.DataFrame) -> str:
     """The count a task is judged on (`sleepcore.results.headline_metric`) among a results table's metrics (its
     task's choice where the table names one task)."""
-    tasks = results["task"].unique().to_list() if "task" in results.columns else []
+    tasks = results["task"].drop_nulls().unique().to_list() if "task" in results.columns else []
     return results_headline(results["metric"].unique().to_list(), tasks[0] if len(tasks) == 1 else None)
 
 

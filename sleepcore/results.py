@@ -356,46 +356,62 @@ def results_markdown(
 def glance(results: list[dict]) -> tuple[list[str], list[dict]]:
     """Every preset and training seed at its deepest depth, by the count its task is judged on (headline_metric), a
     column per model (N = 1, 2, 4 and the controls): the column headings, and one row per preset and seed
-    ({"preset", "count, depth", "seed", heading: accuracy, or None where that model is not shipped})."""
+    ({"preset", "count, depth", "seed", heading: accuracy, or None where no such model, or no such count of it, is
+    held}). Where two results fill one cell, the one from RESULTS.json (`source`, as analysis.session gives it) or
+    else the first by checkpoint name is kept; a preset with no count of its judged kind is left out."""
 
     def column(r: dict) -> tuple[tuple, str]:  # (sort key, heading)
-        n = r["passes"]
-        return {
-            "hybrid": ((0, n), f"N = {n}"),
-            "wide": ((1, n), f"wide N = {n}"),
-            "wake-loop": ((2, n), f"wake loop N = {n}"),
-            "attn-only": ((3, n), "attention only"),
-            "full-attention": ((4, n), "full attention"),
-        }.get(r["variant"], ((5, n), f"{r['variant']} N = {n}"))
+        n, variant = r["passes"], r["variant"]
+        named = {"hybrid": "N", "wide": "wide N", "wake-loop": "wake loop N", "attn-only": "attention only N"}
+        named |= {"full-attention": "full attention N"}
+        order = [*named, variant].index(variant)
+        return (order, n), f"{named.get(variant, variant + ' N')} = {n}"
 
-    columns = dict(sorted({column(r) for r in results}))
+    ordered = sorted(
+        results, key=lambda r: (not str(r.get("source", "RESULTS.json")).startswith("RESULTS.json"), r["checkpoint"])
+    )
+    columns = dict(sorted({column(r) for r in ordered}))
     presets: dict[str, list[dict]] = {}
-    for r in results:
+    for r in ordered:
         presets.setdefault(r["preset"], []).append(r)
     labels = {"answers": "per answer", "exact": "exact"}
     rows = []
     for preset, runs in sorted(presets.items()):
         metric = headline_metric([m for r in runs for m in METRIC_NAMES if r.get(m)], runs[0]["task"])
-        depth = max((d for r in runs for d in r.get(metric, {})), key=int)
+        depths = {d for r in runs for d in r.get(metric) or {}}
+        if not depths:
+            continue
+        depth = max(depths, key=int)
         label = next((r["effective_name"] for r in runs if r.get("effective_name")), "") or metric
         for seed in sorted({r.get("train_seed", 0) for r in runs}):
-            cells = {column(r)[0]: r.get(metric, {}).get(depth) for r in runs if r.get("train_seed", 0) == seed}
-            accs = {heading: cells[k]["acc"] if cells.get(k) else None for k, heading in columns.items()}
+            cells: dict[tuple, dict | None] = {}
+            for r in runs:
+                if r.get("train_seed", 0) == seed:
+                    cells.setdefault(column(r)[0], (r.get(metric) or {}).get(depth))
+            accs = {heading: _acc(cells.get(k)) for k, heading in columns.items()}
             rows.append(
                 {"preset": preset, "count, depth": f"{labels.get(metric, label)}, {depth}", "seed": seed} | accs
             )
     return list(columns.values()), rows
 
 
+def _acc(cell: dict | None) -> float | None:
+    """A cell's accuracy; None for no cell, or one of no answers (n = 0, accuracy NaN)."""
+    return cell["acc"] if cell and cell.get("n", 1) and not math.isnan(cell["acc"]) else None
+
+
 def _glance(rows: dict[str, list[dict]]) -> list[str]:
     """RESULTS.md's table of `glance`."""
     columns, table = glance([r for results in rows.values() for r in results])
+    if not table:
+        return []
     out = [
         "",
         "## At a glance: every preset at its deepest depth",
         "",
         "Accuracy by the count each task is judged on (`Task.judged_on`: the depth an answer really needs where a task",
-        "has one, whole rows for Rule 110), one row per training seed; each cell's interval is in the sections below.",
+        "has one; for Rule 110, every answer of a sequence right: whole rows), one row per training seed; each cell's",
+        "interval is in the sections below.",
         "",
         "| preset | count, depth | seed | " + " | ".join(columns) + " |",
         "|---|---|---|" + "---|" * len(columns),
@@ -453,7 +469,7 @@ def cell_text(c: dict | None) -> str:
 # --- a test-time sweep shipped beside a checkpoint ---------------------------------------------------------------
 SWEEP_FILE = "sweep.parquet"
 SWEEP_COLUMNS = {  # what a sweep table (`analysis.figures.results_table` of a sweep) must hold, and its types
-    **dict.fromkeys(("checkpoint", "metric", "metric_label", "weights_sha256"), "String"),
+    **dict.fromkeys(("checkpoint", "task", "metric", "metric_label", "weights_sha256"), "String"),
     **dict.fromkeys(("passes", "trained_passes", "depth", "n", "per_depth"), "Int32"),
     **dict.fromkeys(("acc", "lo", "hi", "chance"), "Float64"),
     "eval_seed": "Int64",

@@ -328,11 +328,14 @@ def test_export_offers_every_figure_that_applies(ckpt: str, figures: int):
     at = open_page("export", {"ckpt": ckpt})
     options = at.selectbox(key="figure").options
     assert len(options) == figures
+    opened_on = []
     for option in options:
         at.selectbox(key="figure").set_value(option).run()
         assert_clean(at)
         assert figure(at, "export_preview")["data"], f"{option!r} draws nothing"
         assert [b.key for b in at.get("download_button")] == ["dl_parquet", "dl_csv"]
+        opened_on += [s.value for s in at.selectbox if s.key == "count"]
+    assert opened_on and set(opened_on) == {"exact"}, "Rule 110 opens on the count it is judged on: whole rows"
 
 
 @pytest.mark.parametrize("ckpt, counts", [("tiny-gsm-n2", 2), ("tiny-attn-only", 2), ("tiny-depo-n2", 4)])
@@ -391,7 +394,7 @@ def test_overview_lists_every_checkpoint_with_its_card():
     deepest = max(runs["tiny-n2"]["exact"], key=int)
     tiny = glance[glance["preset"] == "tiny"]
     assert tiny["count, depth"].to_list() == [f"exact, {deepest}"]
-    for name, col in [("tiny-n1", "N = 1"), ("tiny-n2", "N = 2"), ("tiny-attn-only", "attention only")]:
+    for name, col in [("tiny-n1", "N = 1"), ("tiny-n2", "N = 2"), ("tiny-attn-only", "attention only N = 1")]:
         assert tiny[col].to_list() == [runs[name]["exact"][deepest]["acc"]]
     assert any("trained for 6 steps to test the app" in m for m in texts(at.markdown))
     # every count RESULTS.json holds is charted: gsm's question alone, Depo's k mod n and first query
@@ -443,8 +446,8 @@ def test_other_tasks_trace_seeded_and_custom_examples(ckpt: str):
 
 @pytest.fixture(scope="module")
 def a_doctored_sweep(app_checkpoints, tmp_path_factory):  # noqa: F811
-    """tiny-n2's sweep (25 per depth, P = 1..4) with every accuracy set to 0.123, so a figure that shows them was
-    drawn from the file and not evaluated."""
+    """tiny-n2's sweep (25 per depth, P = 1..4) with every accuracy of the count Rule 110 is judged on (exact) set
+    to 0.123 and every other to 0.456, so a figure that shows 0.123 was drawn from the file, and by that count."""
     import shutil
 
     import polars as pl
@@ -455,7 +458,8 @@ def a_doctored_sweep(app_checkpoints, tmp_path_factory):  # noqa: F811
     shutil.copytree(app_checkpoints / "tiny-n2", folder)
     out = folder / "sweep.parquet"
     assert main(["sweep", str(folder), "--examples", "25", "--no-progress", "--out", str(out)]) == 0
-    pl.read_parquet(out).with_columns(acc=pl.lit(0.123)).write_parquet(out)
+    doctored = pl.when(pl.col("metric") == "exact").then(pl.lit(0.123)).otherwise(pl.lit(0.456))
+    pl.read_parquet(out).with_columns(acc=doctored).write_parquet(out)
     return folder
 
 

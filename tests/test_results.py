@@ -84,7 +84,7 @@ def test_results_are_grouped_by_preset_with_hybrids_first(monkeypatch):
     assert r110.index("| r-n4 | hybrid |") < r110.index("| r-wide | wide |")  # the sleep models, then baselines
     assert "capacity control" in text and "Not shipped yet: the attn-only, full-attention baseline(s)" in text
     glance = text.split("## At a glance: every preset at its deepest depth")[1].split("##")[0]
-    assert glance.splitlines()[5:] == [  # the deepest depth of each, by the count its task is judged on
+    assert glance.splitlines()[6:] == [  # the deepest depth of each, by the count its task is judged on
         "| preset | count, depth | seed | N = 1 | N = 4 | wide N = 1 | wake loop N = 4 |",
         "|---|---|---|---|---|---|---|",
         "| depo-k4 | per answer, 4 | 0 | 0.200 | 0.700 |  | 0.300 |",
@@ -230,3 +230,22 @@ def test_a_count_of_nothing_is_a_valid_cell_and_only_then_nan():
     assert not results.is_counts({"1": {"acc": float("nan"), "lo": 0.0, "hi": 1.0, "n": 3}})
     assert not results.is_counts({"1": {"acc": 0.5, "lo": -0.1, "hi": 1.0, "n": 3}})
     assert not results.is_counts({"one": {"acc": 0.5, "lo": 0.4, "hi": 0.6, "n": 3}})
+
+
+def test_at_a_glance_keeps_one_result_per_cell_and_skips_what_it_cannot_judge():
+    """Two results of one cell (a local rerun beside a shipped model): RESULTS.json's is kept. Controls at two N get
+    two columns. A preset none of whose results holds its judged count is left out, not a crash; an empty cell
+    (no answers: accuracy NaN) is None."""
+    shipped = {**RUNS["r-n4"], "source": "RESULTS.json"}
+    local = {**RUNS["r-n4"], "checkpoint": "a-rerun", "answers": {"1": cell(0.5)}, "source": "config.json"}
+    attn = [fake(f"attn-{n}", "rule110-mini", "rule110", "attn-only", n, {"1": 0.1 * n}) for n in (1, 2)]
+    empty = {**fake("g", "gsm-x", "gsm", "hybrid", 1, {}), "answers": {}}
+    nan = {**RUNS["depo-mini-n1"], "effective": {"0": cell(1), "1": {**cell(0), "acc": float("nan"), "n": 0}}}
+    columns, rows = results.glance([local, shipped, *attn, empty, nan])
+    assert columns == ["N = 1", "N = 4", "attention only N = 1", "attention only N = 2"]
+    assert [(r["preset"], r["N = 4"], r["attention only N = 1"], r["attention only N = 2"]) for r in rows] == [
+        ("depo-mini", None, None, None),
+        ("rule110-mini", 0.97, 0.1, 0.2),
+    ]
+    assert rows[0]["N = 1"] is None  # its deepest depth holds no answers
+    assert results._glance({"gsm-x": [empty]}) == []  # nothing to show: no section

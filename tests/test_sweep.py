@@ -290,6 +290,11 @@ def test_the_figure_set_draws_a_shipped_sweep(with_sweep, monkeypatch):
     figures = dict(checkpoint_figures("tiny-n2"))
     fig = figures["tiny-n2-test-time-passes"]
     assert [list(t.x) for t in fig.data if t.name == "depth 1"] == [[1, 2, 3, 4]]
+    sweep = read_sweep(with_sweep)
+    exact = sweep.filter((pl.col("metric") == "exact") & (pl.col("depth") == 1)).sort("passes")["acc"].to_list()
+    answers = sweep.filter((pl.col("metric") == "answers") & (pl.col("depth") == 1)).sort("passes")["acc"].to_list()
+    assert exact != answers  # so the figure below is seen to be drawn by whole rows, the count Rule 110 is judged on
+    assert [list(t.y) for t in fig.data if t.name == "depth 1"] == [exact]
 
 
 @pytest.mark.parametrize("name", ["../escaped", ".", "..", "/tmp/elsewhere", "a/b", "", ".hidden"])

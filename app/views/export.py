@@ -41,7 +41,8 @@ def headline():
         )
         data.stop()
     labels = dict(table.select("metric", "metric_label").unique().iter_rows())
-    metric = st.selectbox("Count", counts, format_func=labels.get, key="count")
+    judged = headline_metric(table)  # the count the task is judged on opens first
+    metric = st.selectbox("Count", counts, index=counts.index(judged), format_func=labels.get, key="count")
     return accuracy_vs_passes(table, metric=metric), table.filter(pl.col("metric") == metric)
 
 

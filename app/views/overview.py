@@ -4,7 +4,7 @@ import polars as pl
 import streamlit as st
 
 from analysis import session
-from analysis.figures import METRICS, accuracy_vs_passes, results_table
+from analysis.figures import METRICS, accuracy_vs_passes, headline_metric, results_table
 from app import data
 from sleepcore.results import glance, results_command
 
@@ -46,9 +46,9 @@ if rows:
         | {c: st.column_config.NumberColumn(format="%.3f") for c in columns},
     )
     st.caption(
-        "Accuracy by the count each task is judged on (the depth an answer really needs where a task has one, whole "
-        "rows for Rule 110), one row per training seed; None where that model is not shipped. The charts below "
-        "show every depth, with 95% intervals."
+        "Accuracy by the count each task is judged on (the depth an answer really needs where a task has one; for "
+        "Rule 110, every answer of a sequence right: whole rows), one row per training seed; None where no such "
+        "model is shipped, or no such count is stored for it. The charts below show every depth, with 95% intervals."
     )
 summary = pl.DataFrame(
     [
@@ -73,6 +73,7 @@ if table is not None:
         for note in (note for where, note in left_out if where == preset):
             st.info(note)
         metrics = [m for m in METRICS if sub.filter(pl.col("metric") == m).height]
+        metrics.sort(key=lambda m: m != headline_metric(sub))  # the count the task is judged on first
         for start in range(0, len(metrics), 2):  # two charts a row
             cols = st.columns(2)
             for col, metric in zip(cols, metrics[start : start + 2]):

@@ -29,7 +29,9 @@ def rule110_step(row: list[int]) -> list[int]:
 
 class Rule110(Task):
     name = "rule110"
-    judged_on = ("exact", "answers")  # a row is right when all its cells are: the paper's measure, and the issue's
+    # judged by every answer of a sequence right: whole rows where rows are asked whole (whole_rows, the shipped
+    # presets), the paper's measure and the issue's
+    judged_on = ("exact", "answers")
     DEFAULTS = {
         "W": 24,
         "R": 4,
