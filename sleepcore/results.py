@@ -360,11 +360,17 @@ def glance(results: list[dict]) -> tuple[list[str], list[dict]]:
     held}). Where two results fill one cell, the one from RESULTS.json (`source`, as analysis.session gives it) or
     else the first by checkpoint name is kept; a preset with no count of its judged kind is left out."""
 
+    named = {  # each variant's heading, in the columns' order
+        "hybrid": "N",
+        "wide": "wide N",
+        "wake-loop": "wake loop N",
+        "attn-only": "attention only N",
+        "full-attention": "full attention N",
+    }
+
     def column(r: dict) -> tuple[tuple, str]:  # (sort key, heading)
-        n, variant = r["passes"], r["variant"]
-        named = {"hybrid": "N", "wide": "wide N", "wake-loop": "wake loop N", "attn-only": "attention only N"}
-        named |= {"full-attention": "full attention N"}
-        order = [*named, variant].index(variant)
+        variant, n = r["variant"], r["passes"]
+        order = list(named).index(variant) if variant in named else len(named)
         return (order, n), f"{named.get(variant, variant + ' N')} = {n}"
 
     ordered = sorted(

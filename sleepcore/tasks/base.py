@@ -278,7 +278,8 @@ class Task(ABC):
         example = self._layout(meta, self.recompute(meta))
         shown = {i + 1 for i, m in enumerate(example.loss_mask) if m} if self.shows_answers else set()
         changed, wrong_shown = [], []
-        for i, (want, got) in enumerate(zip(self.vocab.decode(example.tokens), words)):
+        tokens = self.vocab.decode(example.tokens)
+        for i, (want, got) in enumerate(zip(tokens, words)):
             if want == got:
                 continue
             if i not in shown:
@@ -288,7 +289,6 @@ class Task(ABC):
             if not example.loss_mask[i]:
                 raise ValueError(f"{self.at(i)}: answer [={a}] given on a position that is not scored")
         if wrong_shown:
-            tokens = self.vocab.decode(example.tokens)
             said = [f"{self.at(i)}: {words[i]!r}, but the problem's answer is {tokens[i]!r}" for i in wrong_shown]
             raise WrongAnswersError(
                 f"{len(wrong_shown)} answer(s) shown after a query are not the problem's: "
@@ -297,13 +297,13 @@ class Task(ABC):
             )
         wrong = [i for i, a in given.items() if self.vocab[a] != example.targets[i]] if not fill else []
         if wrong:
-            shown = [
+            marks = [
                 f"{self.at(i)}: [={given[i]}], but the answer is {self.vocab.tokens[example.targets[i]]!r}"
                 for i in wrong
             ]
             raise WrongAnswersError(
                 f"{len(wrong)} answer mark(s) disagree with the problem: "
-                + "; ".join(shown[:3])
+                + "; ".join(marks[:3])
                 + (" …" if len(wrong) > 3 else "")
             )
         return example, words, changed
