@@ -628,10 +628,11 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
             f"{path} was computed on a changed task ({'; '.join(changed)}), not the one {folder.name} was trained "
             f"on; keep such a table elsewhere; {redo}"
         )
-    task = configs_from(read_info(folder))[2].name
-    if (tasks := table["task"].unique().to_list()) != [task]:  # copied from another checkpoint: its facts are not these
+    task = task_for(read_info(folder), None)[0]
+    if (tasks := table["task"].unique().to_list()) != [task.name]:  # copied from another checkpoint: not its facts
         raise ValueError(
-            f"{path} holds probes of task {', '.join(map(str, tasks))}, and {folder.name} is a {task} model; {redo}"
+            f"{path} holds probes of task {', '.join(map(str, tasks))}, and {folder.name} is a {task.name} model; "
+            f"{redo}"
         )
     said = {"weights_sha256": "which weights it was computed on", "window": "which context window it probed"}
     for column, what in said.items():
@@ -647,7 +648,7 @@ def read_probes(folder: str | Path) -> pl.DataFrame | None:
             )
         if table[column].null_count() or table[column].n_unique() != 1:
             raise ValueError(f"{path} mixes probes of several {column} values; {redo}")
-    last = task_for(read_info(folder), None)[0].context_windows - 1
+    last = task.context_windows - 1
     if table["window"][0] != last:
         raise ValueError(
             f"{path} holds probes of context window {table['window'][0]}, and a checkpoint's own probes are of its "

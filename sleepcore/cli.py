@@ -63,7 +63,7 @@ def check_threads(threads: int, flag: str = "--threads") -> None:
 
 
 def add_threads(p) -> None:
-    """`--threads` for the commands that run a checkpoint at torch's default (every core) unless told (eval, trace)."""
+    """`--threads` for the commands that run a checkpoint on torch's default thread count unless told (eval, trace)."""
     p.add_argument(
         "--threads", type=int, help="CPU threads (default: torch's own, $OMP_NUM_THREADS where set, else one per core)"
     )

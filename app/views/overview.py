@@ -73,7 +73,8 @@ if table is not None:
         for note in (note for where, note in left_out if where == preset):
             st.info(note)
         metrics = [m for m in METRICS if sub.filter(pl.col("metric") == m).height]
-        metrics.sort(key=lambda m: m != headline_metric(sub))  # the count the task is judged on first
+        judged = headline_metric(sub)
+        metrics.sort(key=lambda m: m != judged)  # the count the task is judged on first
         for start in range(0, len(metrics), 2):  # two charts a row
             cols = st.columns(2)
             for col, metric in zip(cols, metrics[start : start + 2]):
