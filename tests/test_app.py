@@ -396,6 +396,11 @@ def test_overview_lists_every_checkpoint_with_its_card():
     assert tiny["count, depth"].to_list() == [f"exact, {deepest}"]
     for name, col in [("tiny-n1", "N = 1"), ("tiny-n2", "N = 2"), ("tiny-attn-only", "attention only N = 1")]:
         assert tiny[col].to_list() == [runs[name]["exact"][deepest]["acc"]]
+    shown = json.loads(at.dataframe[0].proto.columns)  # short headings, so the table fits; the name on hovering
+    assert {c: (shown[c]["label"], shown[c]["help"]) for c in ("N = 1", "attention only N = 1")} == {
+        "N = 1": ("N=1", "N = 1"),
+        "attention only N = 1": ("attn N=1", "attention only N = 1"),
+    }
     assert any("trained for 6 steps to test the app" in m for m in texts(at.markdown))
     # every count RESULTS.json holds is charted: gsm's question alone, Depo's k mod n and first query
     charts = sorted(c.proto.id.split("-acc_")[1] for c in at.get("plotly_chart") if "-acc_" in c.proto.id)

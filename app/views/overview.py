@@ -16,6 +16,14 @@ st.markdown(
     "answer deeper questions about context it no longer holds."
 )
 
+
+def _short(heading: str) -> str:
+    """A glance column's heading in a few characters: "wake loop N = 4" → "wake N=4"."""
+    for long, short in (("wake loop", "wake"), ("attention only", "attn"), ("full attention", "full"), (" = ", "=")):
+        heading = heading.replace(long, short)
+    return heading
+
+
 names = data.checkpoint_names()
 if not names:
     st.warning(
@@ -42,13 +50,16 @@ if rows:
         hide_index=True,
         width="stretch",
         height=35 * (len(glance_rows) + 1) + 3,  # every row shown, no inner scrolling
-        column_config={"preset": st.column_config.TextColumn(width="medium")}
-        | {c: st.column_config.NumberColumn(format="%.3f") for c in columns},
+        column_config={"preset": st.column_config.TextColumn(width=170)}  # the longest name whole
+        | {  # short headings, so the table fits the page; the full name on hovering
+            c: st.column_config.NumberColumn(label=_short(c), help=c, format="%.3f") for c in columns
+        },
     )
     st.caption(
         "Accuracy by the count each task is judged on (the depth an answer really needs where a task has one; for "
         "Rule 110, every answer of a sequence right: whole rows), one row per training seed; None where no such "
-        "model is shipped, or no such count is stored for it. The charts below show every depth, with 95% intervals."
+        "model is shipped, or no such count is stored for it. wake: the wake-loop control; attn: attention only; "
+        "full: full attention (hover a heading for its name). The charts below show every depth, with 95% intervals."
     )
 summary = pl.DataFrame(
     [
