@@ -34,9 +34,10 @@ app: $(STAMP) chromium
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sleepcore analysis app tests
 
-# flash-linear-attention for `sleepcore bench ops` on the lent GPU machine, which cannot download (scripts/device_check.sh)
+# flash-linear-attention's kernels for `sleepcore bench ops` on the lent GPU machine, which cannot download
+# (scripts/device_check.sh): fla-core alone, the ops; its layers and models would import the image's transformers
 device-wheels: $(STAMP)
-	$(PY) -m pip download -q --no-deps --only-binary=:all: -d .whl flash-linear-attention==0.5.2 fla-core==0.5.2
+	$(PY) -m pip download -q --no-deps --only-binary=:all: -d .whl fla-core==0.5.2
 
 clean:
 	rm -rf $(VENV) .pytest_cache

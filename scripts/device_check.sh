@@ -3,21 +3,27 @@
 # real (fp32 against naive, bf16 within relative RMS 5e-3, strong decay, T = 2048), a tiny model trained a few
 # steps with backend=auto, and `sleepcore bench ops` (B=8, H=8, T=512/2048/8192, K=V=64 and the shipped shapes)
 # beside flash-linear-attention where its wheel was carried. Logs and CSVs go to $OUT; the last lines printed are
-# a summary. Every stage has its own time limit, so one slow stage cannot eat the others' results.
+# a summary. Every stage has its own time limit, so one slow stage cannot eat the others' results, and the
+# benchmark writes ops.csv after each shape, so a stage cut short keeps what it measured.
 #
 #   here, once (optional; .whl/ is ignored):  make device-wheels
-#   through the device tool:                  run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=560)
+#   through the device tool:                  run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=480)
 #
+# Compiling is most of a cold run's time: the tests and the model run with one fixed config per kernel
+# (SLEEPCORE_TRITON_AUTOTUNE=0) and the tests in 8 processes (pytest-xdist, on the image); the benchmark runs
+# fixed configs too, and, given seconds for it, again autotuned (bench-tuned/ops.csv).
 # The machine runs its own python3 (torch and triton of its image); only safetensors, numpy and tqdm are needed
-# beside them, and the image has all three. STAGE_S overrides the per-stage limits ("tests,model,bench" seconds);
-# QUICK=1 runs the benchmark's smoke settings. A dry run on the CPU (interpreter, slow):
-#   OUT=/tmp/dc PYTHON=.venv/bin/python STAGE_S=900,300,300 QUICK=1 bash scripts/device_check.sh
+# beside them, and the image has all three. STAGE_S overrides the per-stage limits ("tests,model,bench,tuned"
+# seconds; tuned 0 skips the autotuned benchmark); QUICK=1 runs the benchmark's smoke settings. A dry run on the
+# CPU (interpreter, slow):
+#   OUT=/tmp/dc PYTHON=.venv/bin/python STAGE_S=900,300,300,0 QUICK=1 bash scripts/device_check.sh
 set -u
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-IFS=, read -r T_TESTS T_MODEL T_BENCH <<<"${STAGE_S:-240,60,200}"
+IFS=, read -r T_TESTS T_MODEL T_BENCH T_TUNED <<<"${STAGE_S:-180,60,150,0}"
+T_TUNED=${T_TUNED:-0}
 
 if compgen -G ".whl/*.whl" >/dev/null; then
     $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -42,9 +48,11 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.l
     echo "$name rc=$rc $((SECONDS - t0))s" >>"$OUT/stages.txt"
 }
 
-stage tests "$T_TESTS" $PY -m pytest -q -p no:cacheprovider tests/test_ops_triton.py tests/test_ops.py \
-    --junitxml="$OUT/tests.xml" --durations=15
-stage model "$T_MODEL" $PY - <<'PY'
+PARALLEL=()
+$PY -c "import xdist" 2>/dev/null && PARALLEL=(-n 8)
+SLEEPCORE_TRITON_AUTOTUNE=0 stage tests "$T_TESTS" $PY -m pytest -q -ra -p no:cacheprovider "${PARALLEL[@]}" \
+    tests/test_ops_triton.py tests/test_ops.py --junitxml="$OUT/tests.xml" --durations=15
+SLEEPCORE_TRITON_AUTOTUNE=0 stage model "$T_MODEL" $PY - <<'PY'
 import dataclasses, time, torch
 from sleepcore.data import collate
 from sleepcore.model import SleepModel
@@ -75,9 +83,14 @@ gap = max(abs(a - b) for a, b in zip(losses["auto"], losses["chunk"]))
 print(f"{device}: first loss relative difference {first:.2e}; largest loss difference over 20 steps {gap:.2e}")
 assert first < 1e-4 and gap < 1e-2, (first, gap)
 PY
-stage bench "$T_BENCH" $PY -m sleepcore.cli bench ops --out "$OUT" ${QUICK:+--quick}
+SLEEPCORE_TRITON_AUTOTUNE=0 stage bench "$T_BENCH" $PY -m sleepcore.cli bench ops --out "$OUT" ${QUICK:+--quick}
+if [ "$T_TUNED" -gt 0 ]; then
+    mkdir -p "$OUT/bench-tuned"
+    stage tuned "$T_TUNED" $PY -m sleepcore.cli bench ops --out "$OUT/bench-tuned" ${QUICK:+--quick}
+fi
 
 echo "== stages (exit status, wall time)"; cat "$OUT/stages.txt"
 echo "== tests"; tail -n 25 "$OUT/tests.log"
 echo "== model"; tail -n 4 "$OUT/model.log"
-echo "== bench ops"; tail -n 60 "$OUT/bench.log"
+echo "== bench ops (fixed configs)"; tail -n 60 "$OUT/bench.log"
+[ "$T_TUNED" -gt 0 ] && { echo "== bench ops (autotuned)"; tail -n 60 "$OUT/tuned.log"; }

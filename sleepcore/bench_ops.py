@@ -41,13 +41,13 @@ from sleepcore.checkpoint import CheckpointError, available, configs_from, read_
 from sleepcore.ops import BACKENDS, fast_weight
 
 OPS_COLUMNS = (
-    "shape B T H K V dtype rule backend pass median_ms min_bytes GBps pct_copy gflop tflops rel_err device copy_GBps"
+    "shape B T H K V dtype rule backend pass median_ms min_bytes GBps pct_copy gflop tflops rel_err device copy_GBps "
+    "triton_configs"
 ).split()
-TABLE_COLUMNS = [c for c in OPS_COLUMNS if c not in ("device", "copy_GBps")]
+TABLE_COLUMNS = [c for c in OPS_COLUMNS if c not in ("device", "copy_GBps", "triton_configs")]
 PASSES = ("fwd", "fwd+bwd")
 CPU_BACKENDS = ("naive", "chunk")
 STATE_BYTES = 4  # the state is fp32 whatever the inputs' dtype
-BACKEND_ERRORS = (ImportError, RuntimeError, ValueError, AssertionError, TypeError)  # one backend's, not the run's
 
 
 @dataclass(frozen=True)
@@ -298,12 +298,26 @@ def rel_err(outs: tuple[torch.Tensor, ...], ref: tuple[torch.Tensor, ...]) -> fl
 
 
 # --- the benchmark --------------------------------------------------------------------------------------------
-def ops_bench(s: OpsSettings, device: torch.device | str | None = None, progress: bool = True):
-    """(rows, notes, copy GB/s, MiB copied). Rows per (shape, rule, backend, pass); notes say what was skipped."""
+def triton_configs() -> str:
+    """How the Triton kernels pick their launch configs in this process: "autotuned", or "fixed" (under
+    SLEEPCORE_TRITON_AUTOTUNE=0, or in the interpreter); "absent" without triton."""
+    try:
+        from sleepcore.ops import triton_chunk
+    except ImportError:
+        return "absent"
+    return "autotuned" if triton_chunk.AUTOTUNE else "fixed"
+
+
+def ops_bench(
+    s: OpsSettings, device: torch.device | str | None = None, progress: bool = True, on_shape=None
+) -> tuple[list[dict], list[str], float, int]:
+    """(rows, notes, copy GB/s, MiB copied). Rows per (shape, rule, backend, pass); notes say what was skipped.
+    on_shape(rows so far), where given, is called after each shape: a run cut short keeps what it measured."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, s.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
     backends = s.backends or (gpu_backends() if device.type == "cuda" else CPU_BACKENDS)
     copy_gbps, mib = copy_bandwidth(device, s)
+    where = dict(device=device_name(device), copy_GBps=round(copy_gbps, 1))
     rows, notes = [], []
     if device.type == "cpu" and s.backends is None:
         notes.append("triton skipped on the CPU: under TRITON_INTERPRET it is far too slow to time")
@@ -311,14 +325,16 @@ def ops_bench(s: OpsSettings, device: torch.device | str | None = None, progress
         inputs = make_inputs(x, dtype, device, s.seed)
         for rule in (*s.rules, "softmax"):
             for backend in [b for b in backends if (b == "sdpa") == (rule == "softmax")]:
-                rows += bench_backend(x, rule, backend, inputs, device, s, notes, progress)
+                for r in bench_backend(x, rule, backend, inputs, device, s, notes, progress):
+                    configs = triton_configs() if backend == "triton" else ""
+                    rows.append(
+                        r | where | {"pct_copy": round(100 * r["GBps"] / copy_gbps, 1)} | {"triton_configs": configs}
+                    )
         del inputs
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    for r in rows:
-        r.update(
-            device=device_name(device), copy_GBps=round(copy_gbps, 1), pct_copy=round(100 * r["GBps"] / copy_gbps, 1)
-        )
+        if on_shape is not None:
+            on_shape(rows)
     return rows, notes, copy_gbps, mib
 
 
@@ -330,7 +346,7 @@ def bench_backend(x: Shape, rule: str, backend: str, inputs: dict, device, s: Op
         if str(e) not in notes:
             notes.append(str(e))
         return []
-    except BACKEND_ERRORS as e:
+    except Exception as e:  # noqa: BLE001 - one backend's failure (a kernel too big, a compile error), not the run's
         notes.append(f"{backend} {rule} at B={x.B} T={x.T} H={x.H} K={x.K} failed: {type(e).__name__}: {e}")
         return []
     if progress:
@@ -394,13 +410,15 @@ def time_backend(x: Shape, rule: str, backend: str, inputs: dict, device, s: Ops
 def run_ops(out: Path, quick: bool = False) -> None:
     """`sleepcore bench ops`: run, print the table with its device and versions, write ops.csv into out."""
     s = OpsSettings.quick() if quick else OpsSettings()
-    rows, notes, copy_gbps, mib = ops_bench(s)
-    write_csv(Path(out) / "ops.csv", rows, OPS_COLUMNS)
+    csv_path = Path(out) / "ops.csv"
+    rows, notes, copy_gbps, mib = ops_bench(s, on_shape=lambda done: write_csv(csv_path, done, OPS_COLUMNS))
+    write_csv(csv_path, rows, OPS_COLUMNS)
     device = rows[0]["device"] if rows else "?"
+    configs = f" (kernel configs: {triton_configs()})" if torch.cuda.is_available() else ""
     print(
-        f"\nFast-weight op on {device}; torch {torch.__version__}, triton {triton_version()}, "
-        f"{datetime.date.today().isoformat()}\ncopy bandwidth (.copy_() of {mib} MiB, read + write): "
-        f"{copy_gbps:,.1f} GB/s; pct_copy = GBps / that"
+        f"\nFast-weight op on {device}; torch {torch.__version__}, triton {triton_version()}{configs}, "
+        f"{datetime.date.today().isoformat()}\ncopy bandwidth (.copy_() of {mib} MiB, "
+        f"read + write): {copy_gbps:,.1f} GB/s; pct_copy = GBps / that"
     )
     for (B, T, H, K, V), names in shapes(s)[1].items():
         print(f"shipped shape B={B} T={T} H={H} K={K} V={V}: {', '.join(names)}")

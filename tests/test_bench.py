@@ -208,6 +208,24 @@ def test_fla_absent_skips_its_rows_with_a_note(monkeypatch):
     assert len(notes) == 1 and "flash-linear-attention is not importable" in notes[0]
 
 
+def test_a_failing_backend_is_a_note_and_every_shape_is_handed_on_as_it_ends(monkeypatch):
+    """A backend that raises anything (a kernel too big for the GPU, a compile error) costs its rows, not the run's;
+    on_shape gets the rows so far after each shape, so `bench ops` cut short keeps its CSV."""
+    _fake_fla(monkeypatch)
+
+    def broken(*, q, **kwargs):
+        raise KeyError("BV")
+
+    monkeypatch.setattr(sys.modules["fla.ops.gated_delta_rule"], "chunk_gated_delta_rule", broken)
+    handed_on = []
+    s = dataclasses.replace(TINY, lengths=(20, 40))
+    rows, notes, _, _ = ops_bench(s, "cpu", progress=False, on_shape=lambda done: handed_on.append(len(done)))
+    per_shape = 3 * len(PASSES)  # chunk for both rules, fla for hebbian
+    assert handed_on == [per_shape, 2 * per_shape] and len(rows) == 2 * per_shape
+    assert notes == [f"fla delta at B=1 T={T} H=2 K=16 failed: KeyError: 'BV'" for T in (20, 40)]
+    assert {r["triton_configs"] for r in rows} == {""}  # no triton row on the CPU
+
+
 def test_device_check_script_is_valid_and_names_what_exists():
     """scripts/device_check.sh runs only on a lent GPU machine; here: its shell parses, its embedded Python
     compiles, and every test file and preset it names exists."""

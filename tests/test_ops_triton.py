@@ -10,6 +10,9 @@ several (batch, head) pairs in separate cases rather than their full product.
 
 import functools
 import os
+import subprocess
+import sys
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -19,6 +22,8 @@ import torch.nn.functional as F
 if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"  # the interpreter must be chosen before triton is first imported
 pytest.importorskip("triton", reason="the Triton backend needs the triton package")
+
+from triton.runtime.errors import OutOfResources  # noqa: E402
 
 from sleepcore.ops import fast_weight, triton_chunk, triton_fw  # noqa: E402
 from sleepcore.ops.naive import fast_weight_naive  # noqa: E402
@@ -100,6 +105,33 @@ def test_poisoning_is_active():
     assert torch.isnan(torch.empty(4, device=DEVICE)).all()
 
 
+def test_dot_precision_is_ieee_for_fp32_and_fp64_and_tf32_for_16_bit_inputs():
+    assert [triton_chunk.precision(d) for d in (torch.float64, torch.float32, torch.bfloat16, torch.float16)] == [
+        "ieee",
+        "ieee",
+        "tf32",
+        "tf32",
+    ]
+
+
+@pytest.mark.parametrize("setting, tuned", [(None, True), ("1", True), ("0", False)])
+def test_autotune_is_on_by_default_on_a_gpu_and_off_with_the_setting(setting, tuned):
+    """Outside the interpreter every chunked kernel is autotuned unless SLEEPCORE_TRITON_AUTOTUNE=0 is set (fixed
+    configs: what the GPU test run uses, so that it compiles each kernel once); importing needs no GPU."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SLEEPCORE_TRITON_AUTOTUNE")}
+    if setting is not None:
+        env["SLEEPCORE_TRITON_AUTOTUNE"] = setting
+    code = (
+        "from triton.runtime.autotuner import Autotuner\n"
+        "from sleepcore.ops import triton_chunk as tc, triton_chunk_bwd as tb\n"
+        "kernels = (tc._prep_kernel, tc._state_kernel, tc._output_kernel, tb._dstate_kernel, tb._grad_kernel)\n"
+        "print(tc.AUTOTUNE, sorted({isinstance(k, Autotuner) for k in kernels}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(tuned), f"[{tuned}]"]
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
 @pytest.mark.parametrize("T", [1, 17, 63, 64, 65, 200])
@@ -175,6 +207,29 @@ def test_chunked_forward_with_recurrent_backward(rule, monkeypatch):
     monkeypatch.setattr(triton_fw, "CHUNKED_BACKWARD_RULES", ())
     inputs, s0 = make_inputs(1, 70, 1, 16, 16, rule, state=True, seed=29)
     assert_matches_naive(inputs, s0, rule, "chunked")
+
+
+def out_of_resources(*args, **kwargs):
+    """What a launch raises where a kernel needs more shared memory than the GPU has."""
+    raise OutOfResources(262400, 232448, "shared memory")
+
+
+@pytest.mark.parametrize("rule", ["delta", "hebbian"])
+@pytest.mark.parametrize("too_big", ["forward_chunked", "backward_chunked"])
+def test_a_chunked_kernel_too_big_for_the_gpu_falls_back_to_the_recurrent_one(rule, too_big, monkeypatch):
+    """Large heads on a GPU with little shared memory: the recurrent kernel runs instead, with a warning, and every
+    output and gradient still equals naive; without gradients too."""
+    monkeypatch.setattr(triton_fw, too_big, out_of_resources)
+    inputs, s0 = make_inputs(1, 70, 1, 16, 16, rule, state=True, seed=31)
+    what = too_big.removesuffix("_chunked")
+    with pytest.warns(UserWarning, match=f"the chunked Triton {what} needs more than this GPU has at K=16, V=16"):
+        assert_matches_naive(inputs, s0, rule, "chunked")
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        o, S = triton_fw.fast_weight_triton(*inputs, rule, 0.25, s0, algorithm="chunked")
+    o_ref, S_ref = fast_weight_naive(*inputs, rule, 0.25, s0)
+    assert max_rel(o, o_ref) < 1e-4 and max_rel(S, S_ref) < 1e-4
+    assert len(caught) == (what == "forward")  # no backward without gradients
 
 
 @pytest.mark.parametrize("used", ["output", "final state"])
@@ -254,6 +309,8 @@ def test_bad_input_is_named(monkeypatch):
         triton_fw.fast_weight_triton(q, k, v, g, beta, "delta", 1.0, None)
     with pytest.raises(ValueError, match=r"initial_state must be \[B, H, K, V\]"):
         triton_fw.fast_weight_triton(*inputs, "delta", 1.0, torch.zeros(1, 1, 16, 8, device=DEVICE))
+    with pytest.raises(ValueError, match="must all be on one device; got q on .*, initial_state on meta"):
+        triton_fw.fast_weight_triton(*inputs, "delta", 1.0, torch.zeros(1, 1, 16, 16, device="meta"))
     if DEVICE == "cpu":
         monkeypatch.setenv("TRITON_INTERPRET", "0")
         with pytest.raises(ValueError, match="needs CUDA tensors"):

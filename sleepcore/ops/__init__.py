@@ -69,3 +69,8 @@ def _check_shapes(q, k, v, g, beta, initial_state) -> None:
         raise ValueError(
             f"initial_state must be [B, H, K, V] = [{B}, {H}, {K}, {v.shape[-1]}]; got {tuple(initial_state.shape)}"
         )
+    named = {"q": q, "k": k, "v": v, "g": g, "beta": beta, "initial_state": initial_state}
+    devices = {name: x.device for name, x in named.items() if x is not None}
+    if len(set(devices.values())) > 1:
+        where = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"the op's tensors must all be on one device; got {where}")

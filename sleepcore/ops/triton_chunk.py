@@ -4,11 +4,11 @@ The sequence is cut into chunks of CHUNK = 64 tokens. Inside a chunk, with γ th
 and both rules written as S_t = e^{g_t} S_{t-1} + β_t k_t u_tᵀ (u_t = v_t for hebbian; u_t = v_t − S'_tᵀ k_t, the
 written value, for delta), three kernels compute:
 
-1. `_prep_kernel`, grid (NC, B·H), chunk-parallel: γ, and for the delta rule the WY factors w = X (Γ ⊙ k) and
+1. `_prep_kernel`, grid (B·H, NC), chunk-parallel: γ, and for the delta rule the WY factors w = X (Γ ⊙ k) and
    u0 = X v with X = (I + A)⁻¹, A_tj = β_j e^{γ_t − γ_j} k_t·k_j for j < t, inverted by forward substitution.
 2. `_state_kernel`, grid (B·H, NV), the only sequential part: carries the fp32 [K, BV] state from chunk to chunk,
    stores each chunk's start state h, and for the delta rule the written values u = u0 − w S.
-3. `_output_kernel`, grid (NC, B·H, NV), chunk-parallel: o = (scale q ⊙ Γ) h_c + (scale q kᵀ ⊙ M ⊙ β) u, with
+3. `_output_kernel`, grid (B·H, NC, NV), chunk-parallel: o = (scale q ⊙ Γ) h_c + (scale q kᵀ ⊙ M ⊙ β) u, with
    M_tj = e^{γ_t − γ_j} for j ≤ t, else 0.
 
 Every exponent is γ_t − γ_j with j ≤ t, or γ_t, or γ_last − γ_j: never positive, so nothing overflows whatever
@@ -32,13 +32,20 @@ CHUNK = 64  # tokens per chunk here, and the recurrent backward's checkpoint str
 BLOCK = 64  # K and V are walked in blocks of at most this many columns where a whole row is not needed
 # Triton picks the interpreter when it is first imported, so this is fixed for the life of the process.
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# On a GPU each kernel is autotuned, unless SLEEPCORE_TRITON_AUTOTUNE=0 is set before this module is imported:
+# then it is launched with one fixed config (FIXED_LAUNCH, _fixed_block_v), which compiles each kernel once instead
+# of 4–12 times (the GPU test run and a model's first steps). The interpreter cannot autotune: it always runs fixed.
+AUTOTUNE = not INTERPRET and os.environ.get("SLEEPCORE_TRITON_AUTOTUNE", "1") != "0"
+# 8 warps and 1 stage: of the configs compiled ahead of time for sm_90, these spill least and need the least shared
+# memory for every kernel (README.md, "Shared memory and registers"); the interpreter ignores both
+FIXED_LAUNCH = {"num_warps": 8, "num_stages": 1}
 
 
 def _tuned(configs: list[triton.Config], key: list[str]):
-    """@triton.autotune over configs on a GPU; the bare kernel in the interpreter (launched with a fixed config)."""
+    """@triton.autotune over configs on a GPU; the bare kernel where AUTOTUNE is off (launched with a fixed config)."""
 
     def wrap(kernel):
-        return kernel if INTERPRET else triton.autotune(configs=configs, key=key)(kernel)
+        return triton.autotune(configs=configs, key=key)(kernel) if AUTOTUNE else kernel
 
     return wrap
 
@@ -60,10 +67,10 @@ def _prep_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DELTA: tl.constexpr, STORE_X: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Grid (NC, B·H): one program per chunk of one (batch, head). With STORE_X (delta, for the chunked
+    """Grid (B·H, NC): one program per chunk of one (batch, head). With STORE_X (delta, for the chunked
     backward) it also stores the chunk's inverse X = (I + A)⁻¹ row by token: xs [B, T, H, BT] fp32."""
-    i_c = tl.program_id(0).to(tl.int64)  # the chunk's first row is int64 (any B·T·H); offsets inside it are small
-    i_bh = tl.program_id(1).to(tl.int64)
+    i_bh = tl.program_id(0).to(tl.int64)  # B·H on the grid's first axis, the one without a 65,535 limit
+    i_c = tl.program_id(1).to(tl.int64)  # the chunk's first row is int64 (any B·T·H); offsets inside it are small
     i_b, i_h = i_bh // H, i_bh % H
     t0 = i_c * BT
     row0 = (i_b * T + t0) * H + i_h  # row of the chunk's first token in [B, T, H]
@@ -171,9 +178,9 @@ def _output_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     PREC: tl.constexpr,
 ):  # fmt: skip
-    """Grid (NC, B·H, NV). o_t = scale (Γ_t h_cᵀ q_t + Σ_{j≤t} e^{γ_t − γ_j} β_j (q_t·k_j) u_j)."""
-    i_c = tl.program_id(0).to(tl.int64)
-    i_bh = tl.program_id(1).to(tl.int64)
+    """Grid (B·H, NC, NV). o_t = scale (Γ_t h_cᵀ q_t + Σ_{j≤t} e^{γ_t − γ_j} β_j (q_t·k_j) u_j)."""
+    i_bh = tl.program_id(0).to(tl.int64)  # B·H on the grid's first axis, the one without a 65,535 limit
+    i_c = tl.program_id(1).to(tl.int64)
     i_v = tl.program_id(2).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
     n_chunks = tl.cdiv(T, BT)
@@ -211,19 +218,26 @@ def _output_kernel(
     tl.store(o + row0 * V + tv, o_c.to(o.dtype.element_ty), mask=mask_tv)
 
 
+def precision(dtype: torch.dtype) -> str:
+    """tl.dot's input_precision for inputs of this dtype: TF32 for bf16/fp16 (their values are exact in TF32), IEEE
+    for fp32 and fp64 (TF32 keeps 10 mantissa bits, far from the fp32 reference's 1e-4)."""
+    return "tf32" if dtype in (torch.float16, torch.bfloat16) else "ieee"
+
+
 def _pad16(n: int) -> int:
     """Tile size for n columns: a power of two, and at least 16, tl.dot's smallest."""
     return max(16, triton.next_power_of_2(n))
 
 
 def _fixed_block_v(V: int) -> int:
-    """The interpreter's V-block: all of V (it runs programs one after another, so fewer is faster)."""
-    return _pad16(V)
+    """The V-block of a fixed config: all of V in the interpreter (it runs programs one after another, so fewer is
+    faster); at most 32 columns on a GPU, so the sequential state passes have several programs per head."""
+    return _pad16(V) if INTERPRET else min(_pad16(V), 32)
 
 
 def _launch(kernel, grid, *args, tuned: dict, **consts) -> None:
-    """Launch; the `tuned` meta-parameters are the autotuner's to choose on a GPU and fixed in the interpreter."""
-    kernel[grid](*args, **consts, **(tuned if INTERPRET else {}))
+    """Launch; the `tuned` meta-parameters (and warps, stages) are the autotuner's to choose, or fixed without it."""
+    kernel[grid](*args, **consts, **({} if AUTOTUNE else tuned | FIXED_LAUNCH))
 
 
 def forward_chunked(
@@ -248,8 +262,7 @@ def forward_chunked(
     NC = triton.cdiv(T, CHUNK)
     BK_all = _pad16(K)
     BK, BV = min(BK_all, BLOCK), min(_pad16(V), BLOCK)
-    # fp32 inputs get IEEE fp32 products (TF32 keeps 10 mantissa bits); bf16/fp16 values are exact in TF32
-    prec = "ieee" if v.dtype == torch.float32 else "tf32"
+    prec = precision(v.dtype)
     dev, f32 = v.device, torch.float32
     gam = torch.empty(B, T, H, dtype=f32, device=dev)
     h = torch.empty(B, H, NC, K, V, dtype=f32, device=dev)
@@ -265,7 +278,7 @@ def forward_chunked(
     fixed_bv = {"BV": _fixed_block_v(V)}
 
     _launch(
-        _prep_kernel, (NC, B * H), k, v, g, beta, gam, w, u0, x_out, T,
+        _prep_kernel, (B * H, NC), k, v, g, beta, gam, w, u0, x_out, T,
         tuned={}, BK=BK, BV=BV, DELTA=delta, STORE_X=delta and x_out is not None, **consts,
     )  # fmt: skip
     _launch(
@@ -274,7 +287,7 @@ def forward_chunked(
         tuned=fixed_bv, BK=BK_all, DELTA=delta, USE_H0=initial_state is not None, **consts,
     )  # fmt: skip
     _launch(
-        _output_kernel, lambda meta: (NC, B * H, triton.cdiv(V, meta["BV"])),
+        _output_kernel, lambda meta: (B * H, NC, triton.cdiv(V, meta["BV"])),
         q, k, gam, beta, h, u, o, scale, T,
         tuned=fixed_bv, BK=BK, **consts,
     )  # fmt: skip

@@ -6,7 +6,7 @@ it, Γ = e^γ, h_c the state entering it, dh_c the gradient of the loss with res
 1. `_dstate_kernel`, grid (B·H, NV), the only sequential part: one pass over the chunks, last first, carrying
    dS [K, BV] fp32 in registers; stores dh_c and hands on dS ← e^{γ_C} dS + (Γ ⊙ scale q)ᵀ dO (− (Γ ⊙ k)ᵀ dR for
    the delta rule, where dR = Xᵀ dU is the gradient through the WY solve; it stores dR, which is dv).
-2. `_grad_kernel`, grid (NC, B·H, NV), chunk-parallel: dq, dk, dβ, dg (and dv for hebbian) of each chunk from
+2. `_grad_kernel`, grid (B·H, NC, NV), chunk-parallel: dq, dk, dβ, dg (and dv for hebbian) of each chunk from
    h_c, dh_c, u (and dR) with C×C matrix products; dg as a reverse cumulative sum of dγ inside the chunk.
    With one V-block it writes the gradients in their inputs' dtypes; with several, fp32 partials to be summed.
 
@@ -99,12 +99,12 @@ def _grad_kernel(
     H: tl.constexpr, K: tl.constexpr, V: tl.constexpr, BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr,
     DELTA: tl.constexpr, PREC: tl.constexpr,
 ):  # fmt: skip
-    """Grid (NC, B·H, NV): the gradients of one chunk, one (batch, head), one block of V columns."""
-    i_c = tl.program_id(0).to(tl.int64)
-    i_bh = tl.program_id(1).to(tl.int64)
+    """Grid (B·H, NC, NV): the gradients of one chunk, one (batch, head), one block of V columns."""
+    i_bh = tl.program_id(0).to(tl.int64)  # B·H on the grid's first axis, the one without a 65,535 limit
+    i_c = tl.program_id(1).to(tl.int64)
     i_v = tl.program_id(2).to(tl.int64)
     i_b, i_h = i_bh // H, i_bh % H
-    B = tl.num_programs(1) // H
+    B = tl.num_programs(0) // H
     n_chunks = tl.cdiv(T, BT)
     t0 = i_c * BT
     row0 = (i_b * T + t0) * H + i_h
@@ -207,7 +207,7 @@ def backward_chunked(
     BK = _pad16(K)
     BV = _grad_block_v(V)
     NV = triton.cdiv(V, BV)
-    prec = "ieee" if v.dtype == torch.float32 else "tf32"
+    prec = tc.precision(v.dtype)
     dev, f32 = q.device, torch.float32
     do = do.contiguous()
     dh = torch.empty(B, H, NC, K, V, dtype=f32, device=dev)
@@ -226,7 +226,7 @@ def backward_chunked(
         tuned={"BV": tc._fixed_block_v(V)}, USE_DHT=dht is not None, STORE_DH0=want_dh0, **consts,
     )  # fmt: skip
     _launch(
-        _grad_kernel, (NC, B * H, NV),
+        _grad_kernel, (B * H, NC, NV),
         q, k, u, g, beta, h, dh, do, dr, dq, dk, dv, dg, dbeta, scale, T,
         tuned={}, BV=BV, **consts,
     )  # fmt: skip

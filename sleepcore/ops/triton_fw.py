@@ -21,11 +21,14 @@ sleepcore/ops/__init__.py; BK (≥ K) and BV are the power-of-two tile sizes, CH
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
 
 from sleepcore.ops import _check_shapes
 from sleepcore.ops.triton_chunk import CHUNK, forward_chunked
@@ -261,10 +264,29 @@ def _backward(
     return dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv, dg.sum(0).to(g.dtype), dbeta.sum(0).to(beta.dtype), dh0
 
 
+def _too_big(what: str, q: torch.Tensor, v: torch.Tensor, err: OutOfResources) -> None:
+    """Warn that a chunked kernel did not fit this GPU at this shape, and that the recurrent one runs instead."""
+    warnings.warn(
+        f"the chunked Triton {what} needs more than this GPU has at K={q.shape[-1]}, V={v.shape[-1]}, {v.dtype} "
+        f"({err}); running the recurrent {what} instead (same results, slower for long T)",
+        stacklevel=3,
+    )
+
+
+def _chunked_or_recurrent(q, k, v, g, beta, initial_state, delta, scale, for_backward, x_out=None):
+    """forward_chunked or, where a chunked kernel needs more shared memory than this GPU has at this shape (large
+    heads, small GPUs), the recurrent forward: (o, final state, checkpoints, u, whether it ran chunked)."""
+    try:
+        return (*forward_chunked(q, k, v, g, beta, initial_state, delta, scale, x_out=x_out), True)
+    except OutOfResources as err:
+        _too_big("forward", q, v, err)
+    return (*_forward(q, k, v, g, beta, initial_state, delta, scale, for_backward=for_backward), False)
+
+
 class _FastWeightFn(torch.autograd.Function):
     """The recurrent forward and backward, or the chunked forward and backward. Both forwards leave the same
     checkpoints and u behind, so the recurrent backward also serves after the chunked forward (the fallback for a
-    rule not in CHUNKED_BACKWARD_RULES)."""
+    rule not in CHUNKED_BACKWARD_RULES, or for a chunked backward too big for the GPU at this shape)."""
 
     @staticmethod
     def forward(ctx, q, k, v, g, beta, initial_state, delta: bool, scale: float, chunked: bool):
@@ -274,7 +296,11 @@ class _FastWeightFn(torch.autograd.Function):
             if delta and ctx.chunked_bwd:  # the chunked backward of the delta rule reuses each chunk's X = (I + A)⁻¹
                 B, T, H, _ = q.shape
                 xs = torch.empty(B, T, H, CHUNK, dtype=torch.float32, device=q.device)
-            o, ht, ckpt, u = forward_chunked(q, k, v, g, beta, initial_state, delta, scale, x_out=xs)
+            o, ht, ckpt, u, chunked = _chunked_or_recurrent(
+                q, k, v, g, beta, initial_state, delta, scale, for_backward=True, x_out=xs
+            )
+            if not chunked:  # the recurrent forward ran instead: the recurrent backward follows it
+                ctx.chunked_bwd, xs = False, None
         else:
             o, ht, ckpt, u = _forward(q, k, v, g, beta, initial_state, delta, scale, for_backward=True)
         ctx.save_for_backward(q, k, v, g, beta, ckpt, u, xs)
@@ -289,10 +315,15 @@ class _FastWeightFn(torch.autograd.Function):
         if do is None:  # only the final state was used
             do = torch.zeros_like(ctx.saved_tensors[2])
         saved = ctx.saved_tensors
+        grads = None
         if ctx.chunked_bwd:
-            dq, dk, dv, dg, dbeta, dh0 = backward_chunked(saved, do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
-        else:
-            dq, dk, dv, dg, dbeta, dh0 = _backward(saved[:7], do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
+            try:
+                grads = backward_chunked(saved, do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
+            except OutOfResources as err:  # the recurrent backward reads the chunked forward's checkpoints and u
+                _too_big("backward", saved[0], saved[2], err)
+        if grads is None:
+            grads = _backward(saved[:7], do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
+        dq, dk, dv, dg, dbeta, dh0 = grads
         if dh0 is not None:
             dh0 = dh0.to(ctx.h0_dtype)
         return dq, dk, dv, dg, dbeta, dh0, None, None, None
@@ -338,10 +369,12 @@ def fast_weight_triton(
     delta = rule == "delta"
     chunked = algorithm == "chunked" or (algorithm == "auto" and q.shape[1] >= CHUNKED_MIN_T)
     tracked = [*inputs, initial_state]
-    if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tracked):
-        return _FastWeightFn.apply(*inputs, initial_state, delta, float(scale), chunked)
-    if chunked:
-        o, ht, _, _ = forward_chunked(*inputs, initial_state, delta, float(scale))
-    else:
-        o, ht, _, _ = _forward(*inputs, initial_state, delta, float(scale), for_backward=False)
+    # kernels launch on the current CUDA device: make it the tensors' one (the backward's engine thread does that)
+    with torch.cuda.device(q.device) if q.is_cuda else contextlib.nullcontext():
+        if torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tracked):
+            return _FastWeightFn.apply(*inputs, initial_state, delta, float(scale), chunked)
+        if chunked:
+            o, ht, _, _, _ = _chunked_or_recurrent(*inputs, initial_state, delta, float(scale), for_backward=False)
+        else:
+            o, ht, _, _ = _forward(*inputs, initial_state, delta, float(scale), for_backward=False)
     return o, ht
