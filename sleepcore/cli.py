@@ -186,6 +186,8 @@ def _train(args) -> int:
     )
     if info.get("eval"):
         print(format_eval(info["eval"], title=f"{args.out} (N={args.passes})"))
+    elif args.stop_after is not None and args.stop_after < configs[3].steps:
+        print(f"stopped at step {args.stop_after} of {configs[3].steps} (--stop-after): continue with --resume")
     return 0
 
 
@@ -324,7 +326,21 @@ def _eval(args) -> int:
         print(json.dumps(res, indent=2))
     else:
         print(format_eval(res, title=f"{args.checkpoint} (test N={res['passes']}){changed_text(res)}"))
+    _note_unfinished(args.checkpoint)
     return 0
+
+
+def _note_unfinished(checkpoint: str) -> None:
+    """A note on stderr where the weights are those of a run that has not finished training (stopped or killed)."""
+    from sleepcore.checkpoint import read_info
+
+    info = read_info(checkpoint)
+    if info.get("finished") is not True:
+        steps = info.get("train", {}).get("steps", "?")
+        print(
+            f"note: {checkpoint} holds an unfinished run: its weights at step {info.get('step', '?')} of {steps}",
+            file=sys.stderr,
+        )
 
 
 def _trace_parser(sub) -> None:
@@ -468,8 +484,9 @@ def _ship(args) -> int:
 def _presets(args) -> int:
     from sleepcore.presets import PRESETS
 
+    width = max(map(len, PRESETS))
     for name, p in PRESETS.items():
-        print(f"{name:<15} {p.about}")
+        print(f"{name:<{width}}  {p.about}")
     return 0
 
 

@@ -262,4 +262,5 @@ def _positive(cfg, *names: str) -> None:
     for n in names:
         value = getattr(cfg, n)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{type(cfg).__name__}.{n} must be a positive integer; got {value!r}")
+            section = type(cfg).__name__.removesuffix("Config").lower()  # its config.json section, its --set name
+            raise ValueError(f"{section}.{n} must be a positive integer; got {value!r}")

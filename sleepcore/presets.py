@@ -227,8 +227,16 @@ def build(
     if variant == "wide":
         model["mlp_ratio"] = 4 * model.get("mlp_ratio", ModelConfig.mlp_ratio)
     train = {**p.train, **{k: v for k, v in train_overrides.items() if v is not None}}
-    if p.continues:
-        train.setdefault("init_from", shipped_name(p.continues, passes, variant))
+    if p.continues and "init_from" not in {**train, **overrides.get("train", {})}:
+        base = shipped_name(p.continues, passes, variant)
+        seed = overrides.get("train", {}).get("seed", train.get("seed", TrainConfig.seed))
+        if seed != TrainConfig.seed:  # the preset's base is seed 0's: another seed's run would continue it silently
+            raise ValueError(
+                f"preset {preset!r} continues the shipped {base} (seed {TrainConfig.seed}'s); with --seed {seed} name "
+                f"the model to continue: --set train.init_from={base}-s{seed} (seed {seed}'s, where shipped), or "
+                f"--set train.init_from={base} to continue seed {TrainConfig.seed}'s"
+            )
+        train["init_from"] = base
     for section, values, cls in (
         ("model", model, ModelConfig),
         ("sleep", sleep, SleepConfig),

@@ -98,7 +98,7 @@ def test_wrong_config_is_reported(broken, edit, message):
         ("model", "layers", 5, "model.layers must be a string; got 5"),
         ("model", "d_model", True, "model.d_model must be an int; got True"),
         ("train", "lr", "x", "train.lr must be a finite number; got 'x'"),
-        ("train", "threads", 0, r"TrainConfig.threads must be a positive integer; got 0"),
+        ("train", "threads", 0, r"train.threads must be a positive integer; got 0"),
         ("train", "betas", [0.9], r"train.betas must be two numbers in \[0, 1\) .*; got \[0.9\]"),
         ("train", "betas", [0.9, 0.95, 0.99], r"train.betas must be two numbers in \[0, 1\)"),
         ("task", "params", [1], r"task.params must be a JSON object; got \[1\]"),

@@ -540,12 +540,33 @@ def test_stop_after_must_be_a_step_still_to_train(run, capsys):
     assert _files(run) == before
 
 
+def test_a_run_stopped_early_says_so(tmp_path, capsys):
+    out = tmp_path / "early"
+    assert (
+        main(["train", "--preset", "tiny", "--max-steps", "4", "--stop-after", "2", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    assert "stopped at step 2 of 4 (--stop-after): continue with --resume" in capsys.readouterr().out
+    assert json.loads((out / "trainer.json").read_text())["step"] == 2
+    assert main(["eval", str(out), "--examples", "4", "--no-progress"]) == 0  # its weights, said to be unfinished
+    assert f"note: {out} holds an unfinished run: its weights at step 2 of 4" in capsys.readouterr().err
+
+
+def test_a_continuing_preset_with_another_seed_names_the_model_to_continue():
+    """Its base is seed 0's shipped model: another seed's run must say which model it continues."""
+    with pytest.raises(ValueError, match=r"continues the shipped gsm-chain-1w-n4 \(seed 0's\); with --seed 1 name"):
+        build("gsm-chain-1w-long", 4, seed=1)
+    named = build("gsm-chain-1w-long", 4, seed=1, overrides={"train": {"init_from": "gsm-chain-1w-n4-s1"}})[3]
+    assert (named.init_from, named.seed) == ("gsm-chain-1w-n4-s1", 1)
+    assert build("gsm-chain-1w-long", 4, seed=0)[3].init_from == "gsm-chain-1w-n4"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--threads", "0"], r"--threads must be 1 to \d+ \(this machine's cores\); got 0"),
         (["--threads", "100000"], r"--threads must be 1 to \d+ \(this machine's cores\); got 100000"),
-        (["--set", "train.threads=0"], r"TrainConfig.threads must be a positive integer; got 0"),
+        (["--set", "train.threads=0"], r"train.threads must be a positive integer; got 0"),
         (["--set", "train.betas=[0.9]"], r"train.betas must be two numbers in \[0, 1\) .*; got \[0.9\]"),
         (["--set", "train.betas=[0.9, 0.95, 0.99]"], r"train.betas must be two numbers in \[0, 1\)"),
         (["--set", "train.betas=[0.9, 1.0]"], r"train.betas must be two numbers in \[0, 1\)"),
