@@ -396,13 +396,23 @@ def _bench_parser(sub) -> None:
     )
     p.add_argument(
         "which",
-        choices=("latency", "train", "ops", "recorder"),
+        choices=("latency", "train", "ops", "recorder", "kernels"),
         help="latency: decoding and sleep; train: tokens/s; ops: the fast-weight op per backend (time, GB/s, "
-        "FLOP/s); recorder: what record points cost a training step when recording is off",
+        "FLOP/s); recorder: what record points cost a training step when recording is off; kernels: the Triton "
+        "kernels compiled for a GPU, here, without one (shared memory, registers, spills)",
     )
     p.add_argument("--out", default="bench", help="folder for the CSV tables (and latency.html)")
     p.add_argument("--quick", action="store_true", help="tiny settings and few repeats: a smoke run")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
+    p.add_argument(
+        "--target", default="sm_90", help="kernels: the GPU to compile for, sm_90 (default), sm_80, sm_89, sm_86"
+    )
+    p.add_argument(
+        "--heads", default="64x64,128x128", help="kernels: head sizes KxV, comma-separated (default 64x64,128x128)"
+    )
+    p.add_argument(
+        "--all-configs", action="store_true", help="kernels: every config the autotuner tries, not the fixed one"
+    )
     p.set_defaults(func=_bench)
 
 
@@ -411,6 +421,13 @@ def _bench(args) -> int:
 
     check_threads(args.threads)
     check_out(args.out, folder=True)
+    if args.which == "kernels":
+        from sleepcore.kernel_resources import run_kernels
+
+        return run_kernels(Path(args.out), args.target, args.heads, args.all_configs, quick=args.quick)
+    for flag, given in (("--target", args.target != "sm_90"), ("--heads", args.heads != "64x64,128x128")):
+        if given or (flag == "--heads" and args.all_configs):
+            raise ValueError(f"{flag} and --all-configs are settings of `bench kernels`, not of `bench {args.which}`")
     return run(args.which, Path(args.out), quick=args.quick, threads=args.threads)
 
 

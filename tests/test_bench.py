@@ -2,6 +2,8 @@
 
 import csv
 import dataclasses
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import torch
 
 import sleepcore.bench as bench
 import sleepcore.layers
+from sleepcore import kernel_resources
 from sleepcore.bench import (
     LATENCY_COLUMNS,
     SLEEP_COLUMNS,
@@ -269,3 +272,58 @@ def test_bench_tables_and_figure_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         bench.latency_figure([{"model": "m", "context": 64, "median_ms": 1.0}], html)
     assert html.read_text() == "the previous figure" and sorted(tmp_path.iterdir()) == [path, html]
+
+
+# --- bench kernels ------------------------------------------------------------------------------------------------
+def test_bench_kernels_compiles_every_kernel_for_a_gpu_here(tmp_path):
+    """Every kernel of the op compiled for sm_90 on this CPU machine (Triton's own ptxas): each launch's shared
+    memory against the H100's limit, its registers and its spills, as the launchers type the arguments. In a fresh
+    process: the kernels' modules pick the interpreter's configs where TRITON_INTERPRET is set on import."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TRITON_INTERPRET", "SLEEPCORE_TRITON_AUTOTUNE")}
+    argv = [sys.executable, "-m", "sleepcore.cli", "bench", "kernels", "--quick", "--out", str(tmp_path)]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "7 of 7 launches fit sm_90's shared memory" in done.stdout
+    columns, rows = read(tmp_path / "kernels.csv")
+    assert columns == list(kernel_resources.COLUMNS)
+    assert [r["kernel"] for r in rows] == list(kernel_resources.KERNELS)
+    for r in rows:
+        shared, regs = int(r["shared_bytes"]), int(r["registers"])
+        assert r["fits"] == str(shared <= int(r["shared_limit"])) == "True"
+        assert 0 < shared and 0 < regs <= 255 and int(r["spill_bytes"]) >= 0, r
+        # the fixed config of the chunked kernels, Triton's default launch for the recurrent ones
+        assert (r["warps"], r["stages"]) == (("4", "3") if r["kernel"].startswith("recurrent") else ("8", "1"))
+
+
+def test_bench_kernels_jobs_follow_the_launchers_and_refuse_what_they_do_not_know():
+    fixed = kernel_resources.jobs("delta", "float32", 64, 128)
+    by = {j.kernel: j for j in fixed}
+    assert by["state"].BV == 32 and by["grad"].BV == 64  # a fixed V-block of 32, the gradient kernel's own 64
+    assert dict(by["grad"].pointers)["dq"] == "fp32"  # two V-blocks of the gradient kernel: fp32 partials
+    assert dict(by["prep"].pointers)["xs"] == "fp32" and dict(by["output"].pointers)["u"] == "fp32"
+    hebbian = {j.kernel: j for j in kernel_resources.jobs("hebbian", "bfloat16", 64, 64)}
+    assert dict(hebbian["prep"].pointers)["w"] is None and dict(hebbian["output"].pointers)["u"] == "bf16"
+    tuned = kernel_resources.jobs("delta", "bfloat16", 64, 64, ("state",), all_configs=True)
+    assert len(tuned) == 12 and {j.BV for j in tuned} == {16, 32, 64}
+    for bad, message in [
+        (dict(rule="oja"), "unknown rule 'oja'"),
+        (dict(dtype="float64"), "unknown dtype 'float64'"),
+        (dict(kernels=("fused",)), r"unknown kernel\(s\) \['fused'\]"),
+    ]:
+        args = dict(rule="delta", dtype="float32", K=16, V=16) | bad
+        with pytest.raises(ValueError, match=message):
+            kernel_resources.jobs(**args)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["kernels", "--target", "sm_99"], "unknown --target 'sm_99'; valid: sm_90, sm_80, sm_89, sm_86"),
+        (["kernels", "--heads", "64"], "--heads '64': each head size is KxV"),
+        (["kernels", "--heads", "512x64"], "K in 1..256"),
+        (["ops", "--target", "sm_80"], "are settings of `bench kernels`, not of `bench ops`"),
+    ],
+)
+def test_bench_kernels_settings_are_checked(argv, message, tmp_path, capsys):
+    assert main(["bench", *argv, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err

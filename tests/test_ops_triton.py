@@ -153,7 +153,7 @@ def test_head_sizes_without_initial_state(rule, K, V, algorithm):
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
 def test_several_v_blocks_and_padded_tiles(rule, monkeypatch):
     """On a GPU V splits into blocks whose partial dq, dk, dg, dbeta add up; K = 12 and V = 40 pad the tiles."""
-    monkeypatch.setattr(triton_fw, "_block_v", lambda K, V: 16)  # three blocks, the last one partial
+    monkeypatch.setattr(triton_fw, "_block_v", lambda K, V, *_: 16)  # three blocks, the last one partial
     inputs, s0 = make_inputs(1, 17, 2, 12, 40, rule, state=True, seed=3)
     assert_matches_naive(inputs, s0, rule, "recurrent")
 
@@ -161,8 +161,8 @@ def test_several_v_blocks_and_padded_tiles(rule, monkeypatch):
 @pytest.mark.parametrize("rule", ["delta", "hebbian"])
 def test_chunked_v_blocks_and_padded_tiles(rule, monkeypatch):
     """The chunked kernels' V-blocks (the autotuner's BV on a GPU) and K = 12, V = 40 padded to 16 and 64."""
-    monkeypatch.setattr(triton_chunk, "_fixed_block_v", lambda V: 16)  # three blocks, the last one partial
-    monkeypatch.setattr(triton_fw, "_block_v", lambda K, V: 16)
+    monkeypatch.setattr(triton_chunk, "_fixed_block_v", lambda V, *_: 16)  # three blocks, the last one partial
+    monkeypatch.setattr(triton_fw, "_block_v", lambda K, V, *_: 16)
     inputs, s0 = make_inputs(1, 65, 2, 12, 40, rule, state=True, seed=3)
     assert_matches_naive(inputs, s0, rule, "chunked")
 

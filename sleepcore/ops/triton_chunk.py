@@ -229,10 +229,10 @@ def _pad16(n: int) -> int:
     return max(16, triton.next_power_of_2(n))
 
 
-def _fixed_block_v(V: int) -> int:
+def _fixed_block_v(V: int, interpret: bool = INTERPRET) -> int:
     """The V-block of a fixed config: all of V in the interpreter (it runs programs one after another, so fewer is
     faster); at most 32 columns on a GPU, so the sequential state passes have several programs per head."""
-    return _pad16(V) if INTERPRET else min(_pad16(V), 32)
+    return _pad16(V) if interpret else min(_pad16(V), 32)
 
 
 def _launch(kernel, grid, *args, tuned: dict, **consts) -> None:

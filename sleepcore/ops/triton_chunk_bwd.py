@@ -186,9 +186,9 @@ def _grad_kernel(
     tl.store(dbeta + part + row0 + idx * H, db.to(dbeta.dtype.element_ty), mask=mask_t)
 
 
-def _grad_block_v(V: int) -> int:
+def _grad_block_v(V: int, interpret: bool = INTERPRET) -> int:
     """The parallel kernel's V-block: fixed (it sizes the partial buffers), all of V in the interpreter."""
-    return tc._fixed_block_v(V) if INTERPRET else min(_pad16(V), BLOCK)
+    return tc._fixed_block_v(V, interpret) if interpret else min(_pad16(V), BLOCK)
 
 
 def backward_chunked(

@@ -184,7 +184,7 @@ def _bwd_kernel(
         tl.store(dh0 + i_bh * K * V + offs_kv, dS, mask=mask_kv)
 
 
-def _block_v(K: int, V: int) -> int:
+def _block_v(K: int, V: int, interpret: bool | None = None) -> int:
     """Columns of the state per program: V splits into blocks on a GPU to give each head several programs.
 
     Compiled for sm_90 with 4 warps, the backward at K = 128 needs about 230 registers at BV = 32 and spills at
@@ -192,14 +192,15 @@ def _block_v(K: int, V: int) -> int:
     after another, so there one block per head is fastest.
     """
     BV = triton.next_power_of_2(V)
-    if _interpreting():
+    if _interpreting() if interpret is None else interpret:
         return BV
     return min(BV, 32 if K <= 128 else 8)
 
 
-def _tiles(K: int, V: int) -> tuple[int, int]:
-    """Tile sizes (BK, BV): all of K (padded to a power of two), and a block of V."""
-    return triton.next_power_of_2(K), _block_v(K, V)
+def _tiles(K: int, V: int, interpret: bool | None = None) -> tuple[int, int]:
+    """Tile sizes (BK, BV): all of K (padded to a power of two), and a block of V (interpret: None for this
+    process's mode)."""
+    return triton.next_power_of_2(K), _block_v(K, V, interpret)
 
 
 def _forward(
