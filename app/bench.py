@@ -242,7 +242,12 @@ def table(rows: dict[str, list[float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m app.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--checkpoints", type=Path, default=REPO / "checkpoints", help="checkpoint folder to serve")
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path(os.environ.get("SLEEPCORE_CHECKPOINTS") or REPO / "checkpoints"),
+        help="checkpoint folder to serve (default: $SLEEPCORE_CHECKPOINTS where set, else the repository's)",
+    )
     p.add_argument("--ckpt", help="checkpoint to open (default: the one with the most sleep passes)")
     p.add_argument("--steps", type=int, default=10, help="pass steps to time")
     p.add_argument("--no-browser", action="store_true", help="skip the real-browser measurements")

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,12 @@ def shoot(checkpoints: Path, out: Path, ckpt: str | None = None, width: int = WI
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Save a screenshot of every page of the app.")
-    p.add_argument("--checkpoints", type=Path, default=REPO / "checkpoints", help="checkpoint folder to serve")
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=Path(os.environ.get("SLEEPCORE_CHECKPOINTS") or REPO / "checkpoints"),
+        help="checkpoint folder to serve (default: $SLEEPCORE_CHECKPOINTS where set, else the repository's)",
+    )
     p.add_argument("--out", type=Path, default=REPO / "docs" / "screenshots", help="folder for the PNGs")
     p.add_argument("--ckpt", help="checkpoint every page opens (default: the app's own choice)")
     args = p.parse_args(argv)
