@@ -3,11 +3,13 @@
 # real (fp32 against naive, bf16 within relative RMS 5e-3, strong decay, T = 2048), a tiny model trained a few
 # steps with backend=auto, and `sleepcore bench ops` (B=8, H=8, T=512/2048/8192, K=V=64 and the shipped shapes)
 # beside flash-linear-attention where its wheel was carried. Logs and CSVs go to $OUT; the last lines printed are
-# a summary. Every stage has its own time limit, so one slow stage cannot eat the others' results, and the
-# benchmark writes ops.csv after each shape, so a stage cut short keeps what it measured.
+# a summary; at most 8 files come back (run.txt, tests.log, tests.xml, model.log, bench.log, ops.csv, and with
+# the autotuned benchmark tuned.log and bench-tuned/ops.csv). Every stage has its own time limit, so one slow
+# stage cannot eat the others' results, and the benchmark writes ops.csv after each shape, so a stage cut short
+# keeps what it measured.
 #
 #   here, once (optional; .whl/ is ignored):  make device-wheels
-#   through the device tool:                  run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=480)
+#   through the device tool:                  run(command="bash scripts/device_check.sh", carry=[".whl"], timeout_s=420)
 #
 # Compiling is most of a cold run's time: the tests and the model run with one fixed config per kernel
 # (SLEEPCORE_TRITON_AUTOTUNE=0) and the tests in 8 processes (pytest-xdist, on the image); the benchmark runs
@@ -36,8 +38,8 @@ fi
     $PY -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__,
         'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
     $PY -c "import fla; print('fla', fla.__version__)" 2>/dev/null || echo "fla: not importable (make device-wheels)"
-} >"$OUT/device.txt" 2>&1
-cat "$OUT/device.txt"
+} >"$OUT/run.txt" 2>&1  # the device, then a line per stage: one file (the device tool brings back 8 at most)
+cat "$OUT/run.txt"
 
 stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log, record the exit status
     local name=$1 limit=$2
@@ -45,7 +47,7 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.l
     local t0=$SECONDS
     timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
     local rc=$?
-    echo "$name rc=$rc $((SECONDS - t0))s" >>"$OUT/stages.txt"
+    echo "$name rc=$rc $((SECONDS - t0))s" >>"$OUT/run.txt"
 }
 
 PARALLEL=()
@@ -89,7 +91,7 @@ if [ "$T_TUNED" -gt 0 ]; then
     stage tuned "$T_TUNED" $PY -m sleepcore.cli bench ops --out "$OUT/bench-tuned" ${QUICK:+--quick}
 fi
 
-echo "== stages (exit status, wall time)"; cat "$OUT/stages.txt"
+echo "== stages (exit status, wall time)"; grep -E '^[a-z]+ rc=' "$OUT/run.txt"
 echo "== tests"; tail -n 25 "$OUT/tests.log"
 echo "== model"; tail -n 4 "$OUT/model.log"
 echo "== bench ops (fixed configs)"; tail -n 60 "$OUT/bench.log"
