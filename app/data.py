@@ -4,6 +4,9 @@ bounded number of entries, so moving a slider reads a cached trace and never re-
 from __future__ import annotations
 
 import os
+import re
+import shlex
+from pathlib import Path
 from typing import NoReturn
 
 import streamlit as st
@@ -82,6 +85,83 @@ def checkpoints_place() -> str:
     return f"{checkpoint_root()} (${ROOT_ENV})" if os.environ.get(ROOT_ENV) else "checkpoints/"
 
 
+def root_problem() -> str | None:
+    """Why the checkpoints folder holds no checkpoints where it is not a folder (it does not exist, or is a file), in
+    the CLI's words (require_checkpoints); None for a folder."""
+    from sleepcore.checkpoint import CheckpointError, checkpoint_root, require_checkpoints
+
+    root = checkpoint_root()
+    if root.is_dir():
+        return None
+    try:
+        require_checkpoints(root)
+    except CheckpointError as e:
+        return f"{str(e)[:1].upper()}{str(e)[1:]}."
+    return None
+
+
+def unusable(name: str) -> str | None:
+    """Why the folder `name` in the checkpoints folder is not a checkpoint the app can use, from which of its two
+    files it holds and its config.json (the weights are not read); None where no folder of that name holds either
+    file, or where it can be used as far as that shows."""
+    from sleepcore.checkpoint import checkpoint_root
+
+    if len(Path(name).parts) != 1 or name in (".", "..") or Path(name).is_absolute():  # a name, never a path
+        return None
+    folder = checkpoint_root() / name
+    try:
+        config, weights = (folder / "config.json").is_file(), (folder / "model.safetensors").is_file()
+    except (OSError, ValueError):  # a name too long for a file name, or with a NUL: no such folder
+        return None
+    if config != weights:
+        return f"it has a {'config.json' if config else 'model.safetensors'} but no " + (
+            "model.safetensors" if config else "config.json"
+        )
+    if not config:
+        return None
+    try:
+        info(name)
+    except ValueError as e:
+        return str(e).splitlines()[0]
+    return None
+
+
+def incomplete() -> list[tuple[str, str]]:
+    """(name, why) of each folder in the checkpoints folder with one of a checkpoint's two files but not the other:
+    checkpoint_names leaves them out, and the overview names them."""
+    from sleepcore.checkpoint import checkpoint_root
+
+    try:
+        folders = sorted(p.name for p in checkpoint_root().iterdir() if p.is_dir() and not p.name.startswith("."))
+    except OSError:
+        return []
+    names = set(checkpoint_names())
+    return [(n, why) for n in folders if n not in names and (why := unusable(n))]
+
+
+def shell(command: str) -> str:
+    """A `sleepcore …` command as run from the repository's root on the checkpoints this app serves: with
+    SLEEPCORE_CHECKPOINTS=… before it where they are not the repository's checkpoints/ (as results_command)."""
+    from sleepcore.checkpoint import CHECKPOINT_ROOT, ROOT_ENV, checkpoint_root
+
+    root = checkpoint_root()
+    return command if root == CHECKPOINT_ROOT else f"{ROOT_ENV}={shlex.quote(str(root))} {command}"
+
+
+def runnable(message: str) -> str:
+    """A message from sleepcore or analysis with each command it offers (`write it again with: sleepcore …`,
+    `` `sleepcore …` ``) as shell writes it: those messages give the command for the shell the app was started in."""
+    return re.sub(r"(with: |`)sleepcore (?=[a-z])", lambda m: m.group(1) + shell("sleepcore "), message)
+
+
+def redo(command: str, name: str, file: str) -> str:
+    """`sleepcore COMMAND NAME --out PATH` (shell), the command that writes `file` beside checkpoint `name`."""
+    from sleepcore.checkpoint import checkpoint_root
+    from sleepcore.results import redo_command
+
+    return shell(redo_command(command, checkpoint_root() / name, file))
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def checkpoint_names() -> list[str]:
     return session.checkpoint_names()
@@ -115,12 +195,26 @@ def preset_rows(name: str) -> list[dict]:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def card(name: str) -> str:
-    return session.model_card(name)
+    return runnable(session.model_card(name))
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the checkpoint…")
 def loaded(name: str) -> session.Loaded:
     return session.load(name)
+
+
+def load_shape(name: str, key: str = "ckpt", label: str = "Checkpoint", default: str = "") -> Shape:
+    """shape(name) of the checkpoint pick_checkpoint(key, label) chose; an error that says which one, and how it
+    came to be shown, where it cannot be loaded, and the page stops. `default`: how pick_checkpoint's default is
+    chosen, where the URL named none (or none that can be shown)."""
+    try:
+        return shape(name)
+    except ValueError as e:
+        how = default or "the one this page opens on"
+        chosen = f" ({how}, as the URL names no other)" if st.session_state.get(f"defaulted_{key}") else ""
+        why = str(e).rstrip(".")
+        st.error(f"{label} {name!r}{chosen} cannot be loaded: {why}. Pick another {label.lower()} in the sidebar.")
+        stop()
 
 
 def shape(name: str) -> Shape:
@@ -165,12 +259,16 @@ def pick_checkpoint(
 
     names = checkpoint_names() if names is None else names
     params = url()
-    chosen, messages = choose_checkpoint(params, names, key, default, checkpoints_place())
+    chosen, messages = choose_checkpoint(
+        params, names, key, default, checkpoints_place(), unusable, None if names else root_problem()
+    )
     for m in messages:
         st.warning(m)
     if chosen is None:
         stop()
     name = where.selectbox(label, names, key=f"select_{key}", **initial(f"select_{key}", chosen, names))
+    # shown because the URL named none that can be shown (load_shape says so), not because anyone chose it
+    st.session_state[f"defaulted_{key}"] = name == chosen != params.get(key)
     if name != chosen:  # the user chose another: what no longer fits is clamped without a warning (warn)
         st.session_state["new_checkpoint"] = True
     if name != chosen and key == "ckpt":
@@ -208,12 +306,16 @@ def shipped_sweep(name: str):
     try:
         return session.shipped_sweep(name), None
     except ValueError as e:
-        return None, str(e)
+        return None, runnable(str(e))
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def shipped_probes(name: str):
-    return session.shipped_probes(name)
+    """(the probes table shipped beside the checkpoint or None, a message if its file is unusable or None)."""
+    try:
+        return session.shipped_probes(name), None
+    except ValueError as e:
+        return None, runnable(str(e))
 
 
 @st.cache_data(max_entries=8, show_spinner="Fitting linear probes on the fast weights (about a minute)…")
@@ -233,11 +335,7 @@ def page_view(cmp: str | None = None, uses=EXAMPLE_KEYS + SHOWN_KEYS):
     from app.state import parse_view
 
     name = pick_checkpoint(default=FEATURED)
-    try:
-        sh = shape(name)
-    except ValueError as e:
-        st.error(f"Checkpoint {name!r} cannot be loaded: {e}")
-        stop()
+    sh = load_shape(name, default="the featured checkpoint" if name == FEATURED else "the first by name")
     view = parse_view(url(), name, sh, cmp=cmp).only(uses(name) if callable(uses) else uses)
     warn(view)
     return name, sh, view

@@ -4,13 +4,21 @@ never a path and never a traceback. Pure Python, so it is tested without a brows
 
 from __future__ import annotations
 
+import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 MAX_SEED = 10**9
 EXAMPLE_KEYS = ("depth", "seed")  # the URL parameters of a view: the example, then how one checkpoint shows it
 SHOWN_KEYS = ("window", "pass", "layer", "head")
+ECHOED = 40  # characters of a URL value a message repeats: a 20,000-character value is not written back in full
+LISTED = 8  # checkpoint names a message lists; the sidebar lists them all
+
+
+def echo(raw: str) -> str:
+    """A URL value as a message repeats it: quoted, and cut to its first ECHOED characters."""
+    return repr(raw) if len(raw) <= ECHOED else f"{raw[:ECHOED]!r}… ({len(raw):,} characters)"
 
 
 @dataclass
@@ -54,18 +62,37 @@ def choose_checkpoint(
     key: str = "ckpt",
     default: str | None = None,
     place: str = "checkpoints/",
+    unusable: Callable[[str], str | None] | None = None,
+    missing: str | None = None,
 ) -> tuple[str | None, list[str]]:
     """The checkpoint the URL's `key` names among `names`, else `default` (if there) or the first, with a message
-    for a name that is not there; (None, why) where `place` (the folder the names come from) holds none."""
+    for a name that is not there: why it cannot be used where `unusable` (a name → the reason, or None) says it
+    exists, else the names that do. (None, why) where there are none: `missing` (the folder is not one), or that
+    `place`, the folder the names come from, holds none."""
     if not names:
-        return None, [f"No checkpoints found in {place}: train one with `sleepcore train` (see the README)."]
+        return None, [missing or f"No checkpoints found in {place}: train one with `sleepcore train` (see the README)."]
     fallback = default if default in names else names[0]
     value = params.get(key)
     if value is None:
         return fallback, []
     if value in names:
         return value, []
-    return fallback, [f"Unknown checkpoint {value!r} in the URL; showing {fallback!r}. Known: {', '.join(names)}."]
+    if unusable is not None and (why := unusable(value)):
+        return fallback, [
+            f"Checkpoint {echo(value)} in the URL exists but cannot be used: {why}; showing {fallback!r}."
+        ]
+    return fallback, [f"Unknown checkpoint {echo(value)} in the URL; showing {fallback!r}. {known(value, names)}"]
+
+
+def known(value: str, names: list[str]) -> str:
+    """The names a message offers instead of `value`: the close ones first, then up to LISTED in all."""
+    close = difflib.get_close_matches(value[:200], names, n=3, cutoff=0.6)
+    if len(names) <= LISTED:
+        listed = ", ".join(names)
+    else:
+        shown = close + [n for n in names if n not in close][: LISTED - len(close)]
+        listed = f"{', '.join(shown)} and {len(names) - len(shown)} more (the sidebar lists all {len(names)})"
+    return (f"Did you mean {' or '.join(close)}? " if close else "") + f"Known: {listed}."
 
 
 def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | None = None) -> View:
@@ -83,7 +110,7 @@ def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | No
         if value in valid:
             return value
         shown = f"{valid[0]}–{valid[-1]}" if len(valid) > 8 else ", ".join(map(str, valid))
-        problems[key] = f"{what} {raw!r} does not exist for this checkpoint (valid: {shown}); showing {default}."
+        problems[key] = f"{what} {echo(raw)} does not exist for this checkpoint (valid: {shown}); showing {default}."
         return default
 
     depth = integer("depth", list(shape.depths), shape.depths[len(shape.depths) // 2], "Depth")
@@ -91,7 +118,7 @@ def parse_view(params: Mapping[str, str], ckpt: str, shape: Shape, cmp: str | No
     # isdecimal, not isdigit: int() rejects digits such as "²"; the length bound keeps int() from raising on huge input.
     seed = int(raw_seed) if raw_seed.isdecimal() and len(raw_seed) < 20 and int(raw_seed) < MAX_SEED else None
     if seed is None:
-        problems["seed"] = f"Seed {raw_seed!r} is not a whole number in 0–{MAX_SEED - 1}; showing seed 0."
+        problems["seed"] = f"Seed {echo(raw_seed)} is not a whole number in 0–{MAX_SEED - 1}; showing seed 0."
         seed = 0
     window = integer("window", list(range(shape.context_windows)), shape.context_windows - 1, "Window")
     pass_ = integer("pass", list(range(1, shape.passes + 1)), shape.passes, "Pass")
@@ -148,7 +175,7 @@ def parse_sweep(params: Mapping[str, str], trained: int, default_examples: int =
             passes = sorted(values)
         else:
             messages.append(
-                f"Passes {raw!r} are not test-time N this page offers (comma-separated, each in "
+                f"Passes {echo(raw)} are not test-time N this page offers (comma-separated, each in "
                 f"{choices[0]}–{choices[-1]}); showing {','.join(map(str, passes))}."
             )
     examples = default_examples if default_examples in SWEEP_EXAMPLES else 50
@@ -158,5 +185,5 @@ def parse_sweep(params: Mapping[str, str], trained: int, default_examples: int =
             examples = int(raw)
         else:
             valid = ", ".join(map(str, SWEEP_EXAMPLES))
-            messages.append(f"Examples {raw!r} is not one of {valid}; showing {examples}.")
+            messages.append(f"Examples {echo(raw)} is not one of {valid}; showing {examples}.")
     return SweepView(passes, examples, messages)

@@ -44,6 +44,18 @@ def token_strip(tokens: pl.DataFrame, current_window: int | None = None, example
     return "".join(parts)
 
 
+def probes_held(probes: pl.DataFrame) -> str:
+    """What a probes table holds, for a message: each layer's models ("layer 1: the trained and the untrained
+    model; layer 3: the untrained model only")."""
+    models = {"pass1": "the trained", "trained": "the trained", "random_init": "the untrained"}
+    held = probes.group_by("layer").agg(pl.col("baseline").unique()).sort("layer")
+    parts = []
+    for layer, baselines in held.iter_rows():
+        kinds = sorted({models.get(b, repr(b)) for b in baselines}, key=lambda k: (k != "the trained", k))
+        parts.append(f"layer {layer}: {' and '.join(kinds)} model" + (" only" if len(kinds) == 1 else ""))
+    return "; ".join(parts) or "no rows"
+
+
 def _keep_text(shown_for: tuple) -> None:
     """An edit of the example's text, kept for the example it was made on (see pick_example)."""
     st.session_state["custom_kept"] = (shown_for, st.session_state["custom_text"])
@@ -109,7 +121,10 @@ def pick_example(name: str, view: View, where=st.sidebar) -> tuple[int, int, str
                 _say_filled(str(e), changes, name, shown_for)
         except ValueError as e:
             custom = None
-            st.error(f"That example does not parse: {e}")
+            st.error(
+                f"That example does not parse: {str(e).rstrip('.')}. Showing the seeded example (depth {depth}, "
+                f"seed {seed}) instead; turn off “Use this example” in the sidebar, or fix the text."
+            )
     return depth, seed, custom
 
 

@@ -222,6 +222,7 @@ def test_an_invalid_custom_example_shows_a_helpful_error():
     (error,) = texts(at.error)
     assert "does not parse" in error and "banana" in error and "valid tokens" in error
     assert heatmap_z(at) == seeded, "the page falls back to the seeded example"
+    assert "Showing the seeded example (depth " in error, "and says so"
 
 
 def test_a_valid_custom_example_is_traced():
@@ -381,6 +382,22 @@ def test_the_sweep_page_restores_its_passes_from_the_url_and_warns_on_bad_ones()
     assert at.query_params["P"] == "1,2,3,4"  # the URL now holds what is shown
 
 
+def test_choosing_test_time_passes_logs_no_streamlit_warning(monkeypatch: pytest.MonkeyPatch):
+    """A widget given default= whose value a callback also sets (the sweep keeps its passes sorted) makes the server
+    log a warning on every change. Streamlit checks this only under a running server: the check is let run here."""
+    from streamlit.elements.lib import policies
+
+    logged = []
+    monkeypatch.setattr(policies.runtime, "exists", lambda: True)
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)  # once per process otherwise
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda message, *args, **_: logged.append(message % args))
+    at = open_page("sweep", {"ckpt": "tiny-n2", "P": "1,2", "examples": "25"})
+    at.multiselect(key="sweep_passes").set_value([3, 1]).run()
+    assert_clean(at)
+    assert at.multiselect(key="sweep_passes").value == [1, 3] and at.query_params["P"] == "1,3"
+    assert not logged, logged
+
+
 def test_overview_lists_every_checkpoint_with_its_card():
     at = open_page("overview")
     assert_clean(at)
@@ -429,12 +446,23 @@ def test_a_broken_checkpoint_does_not_take_other_pages_down(page: str):
 
 
 @pytest.mark.usefixtures("with_a_broken_checkpoint")
-@pytest.mark.parametrize("page, params", [("explorer", {"ckpt": "broken"}), ("compare", {"cmp": "broken"})])
-def test_a_broken_checkpoint_says_what_is_wrong(page: str, params: dict[str, str]):
+@pytest.mark.parametrize(
+    "page, params, which",
+    [
+        ("explorer", {"ckpt": "broken"}, "Checkpoint 'broken' cannot"),
+        # the URL names no left checkpoint: the first by name is shown, and it is the broken one
+        (
+            "compare",
+            {"cmp": "broken"},
+            "Left checkpoint 'broken' (the first by name, as the URL names no other) cannot",
+        ),
+    ],
+)
+def test_a_broken_checkpoint_says_what_is_wrong(page: str, params: dict[str, str], which: str):
     at = open_page(page, params)
     assert not at.exception, f"the page raised: {texts(at.exception)}"
     (error,) = texts(at.error)
-    assert "'broken' cannot be loaded" in error and "config.json" in error
+    assert error.startswith(f"{which} be loaded: ") and "config.json" in error
 
 
 @pytest.mark.parametrize("ckpt", OTHER_TASKS)
@@ -492,6 +520,12 @@ def test_the_sweep_page_reads_the_shipped_sweep_and_evaluates_only_what_it_lacks
     lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
     assert lines and all(t["x"] == [1, 2, 3, 4] and t["y"] == [0.123] * 4 for t in lines)
     assert "P = 1, 2, 3, 4 come from the sweep shipped beside the checkpoint" in at.caption[0].value
+    # the command that writes it again, into the folder served (not the repository's checkpoints/), and says which
+    served = with_a_shipped_sweep.parent.parent
+    assert (
+        f"reproduce: `SLEEPCORE_CHECKPOINTS={served} sleepcore sweep tiny-n2 --examples 25 --seed 777 --out "
+        f"{with_a_shipped_sweep}`)"
+    ) in at.caption[0].value
     at.multiselect(key="sweep_passes").set_value([2, 5]).run()  # P = 5 is not in the file: evaluated now
     assert_clean(at)
     lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
@@ -529,7 +563,10 @@ def test_the_sweep_page_warns_about_an_unusable_shipped_sweep_and_evaluates(with
     (warning,) = texts(at.warning)
     assert warning.startswith("The sweep shipped with this checkpoint is not used: ")
     assert "is not a readable Parquet table" in warning
-    assert "sleepcore sweep tiny-n2 --out" in warning
+    assert (
+        f"write it again with: SLEEPCORE_CHECKPOINTS={with_a_shipped_sweep.parent.parent} sleepcore sweep tiny-n2 --out"
+        in warning
+    )
     lines = [t for t in figure(at, "sweep_figure")["data"] if t["name"].startswith("depth ")]
     assert lines and all(t["x"] == [1, 2, 3, 4] for t in lines)
 

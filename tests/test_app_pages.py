@@ -151,3 +151,17 @@ def test_a_page_warns_only_of_the_url_values_it_has_controls_for(page, ckpt, cmp
         assert at.query_params[what.lower()] == params[what.lower()]
     at.run()
     assert not at.warning, texts(at.warning)  # what was told was corrected: it is not told again
+
+
+@pytest.mark.parametrize(
+    "cmp, label",
+    [
+        ("tiny-attn-only", "Answers right (attention only: no fast weights carry anything across an eviction)"),
+        ("tiny-full-attention", "Answers right (full attention: it never evicts, so it has no sleep)"),
+    ],
+)
+def test_compare_does_not_say_a_model_without_sleep_slept(cmp: str, label: str):
+    at = open_page("compare", {"ckpt": "tiny-n2", "cmp": cmp})
+    assert_clean(at)
+    assert [m.label for m in at.metric] == ["Answers right if every context window slept 2 pass(es)", label]
+    assert all(" / " in m.value for m in at.metric), "each its answers right, of how many"

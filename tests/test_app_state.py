@@ -304,3 +304,54 @@ def test_compare_names_what_keeps_two_checkpoints_apart():
     assert not_comparable("a", gsm1, "b", gsm2) == (
         "'b' is trained on gsm with other settings (context_windows 2 there, 1 here) than 'a'"
     )
+
+
+def test_a_long_url_value_is_echoed_cut_short():
+    params = {"depth": "9" * 6000, "seed": "x" * 5000, "window": "7" * 3000}
+    view = parse_view(params, "rule110-mini-n4", SHAPE)
+    assert len(view.messages) == 3
+    for message in view.messages:
+        assert len(message) < 200 and "…" in message, message
+    assert view.problems["depth"].startswith(f"Depth '{'9' * 40}'… (6,000 characters) does not exist")
+    name, (message,) = choose_checkpoint({"ckpt": "a" * 20000}, NAMES)
+    assert name == NAMES[0] and len(message) < 300 and "(20,000 characters)" in message
+
+
+def test_an_unknown_checkpoint_message_lists_a_handful_of_names_and_the_close_ones_first():
+    names = [f"depo-k{k}-n{n}-s{s}" for k in (2, 4, 8) for n in (1, 2, 4, 8) for s in range(6)] + ["rule110-long-n4"]
+    _, (message,) = choose_checkpoint({"ckpt": "rule110-lnog-n4"}, names)
+    assert message.startswith("Unknown checkpoint 'rule110-lnog-n4' in the URL; showing 'depo-k2-n1-s0'. ")
+    assert "Did you mean rule110-long-n4? " in message
+    assert f"and {len(names) - 8} more (the sidebar lists all {len(names)})." in message
+    assert sum(n in message for n in names) == 8 and len(message) < 300
+
+
+def test_choose_checkpoint_says_why_a_checkpoint_that_exists_cannot_be_used():
+    why = {"half": "it has a config.json but no model.safetensors"}.get
+    name, (message,) = choose_checkpoint({"ckpt": "half"}, NAMES, unusable=why)
+    assert name == NAMES[0]
+    assert message == (
+        "Checkpoint 'half' in the URL exists but cannot be used: it has a config.json but no model.safetensors; "
+        "showing 'depo-mini-n1'."
+    )
+    _, (message,) = choose_checkpoint({"ckpt": "other"}, NAMES, unusable=why)
+    assert message.startswith("Unknown checkpoint 'other'")
+    _, (message,) = choose_checkpoint({}, [], missing="The checkpoints folder /x does not exist.")
+    assert message == "The checkpoints folder /x does not exist."
+
+
+def test_commands_name_the_checkpoints_folder_only_where_it_is_another(monkeypatch):
+    """data.shell and data.runnable: SLEEPCORE_CHECKPOINTS=… before a command where the app serves another folder
+    than the repository's checkpoints/, as the overview's results_command writes it; nothing before it otherwise."""
+    from app import data
+    from sleepcore.checkpoint import CHECKPOINT_ROOT
+
+    message = "x is damaged; write it again with: sleepcore sweep x --out y; or `sleepcore ship --refresh-cards`."
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", str(CHECKPOINT_ROOT))
+    assert data.shell("sleepcore eval") == "sleepcore eval" and data.runnable(message) == message
+    monkeypatch.setenv("SLEEPCORE_CHECKPOINTS", "/data/my ckpts")
+    assert data.shell("sleepcore eval") == "SLEEPCORE_CHECKPOINTS='/data/my ckpts' sleepcore eval"
+    assert data.runnable(message) == (
+        "x is damaged; write it again with: SLEEPCORE_CHECKPOINTS='/data/my ckpts' sleepcore sweep x --out y; or "
+        "`SLEEPCORE_CHECKPOINTS='/data/my ckpts' sleepcore ship --refresh-cards`."
+    )

@@ -485,7 +485,7 @@ def test_the_probe_command_names_the_flag_and_checks_its_output_first(tiny_check
     assert f"--out {tmp_path} is a folder; give a file path" in capsys.readouterr().err
 
 
-def test_the_probe_lab_shows_a_damaged_table_as_an_error_and_offers_to_fit(app_checkpoints, tmp_path, monkeypatch):  # noqa: F811
+def test_the_probe_lab_says_a_damaged_table_is_not_used_and_offers_to_fit(app_checkpoints, tmp_path, monkeypatch):  # noqa: F811
     import shutil
 
     import streamlit as st
@@ -502,10 +502,13 @@ def test_the_probe_lab_shows_a_damaged_table_as_an_error_and_offers_to_fit(app_c
         at.query_params.update({"ckpt": "tiny-n2"})
         at.run()
         assert not at.exception, [e.value for e in at.exception]
-        assert len(at.error) == 1 and "probes.parquet is not a readable Parquet table" in at.error[0].value
-        assert (
-            f"sleepcore probe tiny-n2 --out {tmp_path.absolute() / 'tiny-n2' / 'probes.parquet'}" in at.error[0].value
-        )
+        assert not at.error and len(at.warning) == 1  # one message: the table is not used, and why
+        warning = at.warning[0].value
+        assert "The probe table shipped with this checkpoint is not used" in warning
+        assert "probes.parquet is not a readable Parquet table" in warning
+        # the command that writes it again, for the folder the app serves
+        out = tmp_path.absolute() / "tiny-n2" / "probes.parquet"
+        assert f"SLEEPCORE_CHECKPOINTS={tmp_path} sleepcore probe tiny-n2 --out {out}" in warning
         at.select_slider(key="probe_examples").set_value(64)
         at.button(key="fit_probes").click().run()
         assert not at.exception, [e.value for e in at.exception]

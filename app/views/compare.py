@@ -13,11 +13,7 @@ from sleepcore.trace import is_wake_loop, sleep_passes
 
 st.title("Compare")
 left_name = data.pick_checkpoint("ckpt", "Left checkpoint")
-try:
-    shape = data.shape(left_name)
-except ValueError as e:
-    st.error(f"Checkpoint {left_name!r} cannot be loaded: {e}")
-    data.stop()
+shape = data.load_shape(left_name, "ckpt", "Left checkpoint", "the first by name")
 task = data.info(left_name)["task"]
 
 other_task = partial(not_comparable, left_name, task)  # why a checkpoint is not compared with the left one
@@ -52,11 +48,9 @@ elif asked in infos and infos[asked]["task"] != task:  # from the URL, or left o
     params.pop("cmp")
     st.info(f"{other_task(asked, infos[asked]['task'])}; comparing {left_name!r} with {default_right!r}.")
 right_name = data.pick_checkpoint("cmp", "Right checkpoint", default=default_right, names=others)
-try:
-    right_shape = data.shape(right_name)
-except ValueError as e:
-    st.error(f"Checkpoint {right_name!r} cannot be loaded: {e}")
-    data.stop()
+right_shape = data.load_shape(
+    right_name, "cmp", "Right checkpoint", "the sleep model whose N differs most from the left one's"
+)
 
 # The pass slider spans the model that sleeps most, so the URL may hold any of its passes.
 most_passes = max(shape.passes, right_shape.passes)  # the pass slider's range; it is shown when it is > 1
@@ -89,6 +83,26 @@ if most > 1:  # without a slider the URL's pass is left to the pages that show o
     params["pass"] = str(pass_)
 st.html(widgets.token_strip(traces[left_name].tables["tokens"], None))
 
+
+def _readout(name: str, wake_loop: bool, fw: bool, p: int) -> tuple[str, str]:
+    """The answers metric's label and help for a model at pass p: what its passes are, where it has any."""
+    if wake_loop:
+        return f"Answers right after {p} wake pass(es)", "The anytime readout: the wake loop truncated at this pass."
+    if fw:
+        return (
+            f"Answers right if every context window slept {p} pass(es)",
+            "The anytime readout: sleep truncated at this pass on every context window.",
+        )
+    if data.info(name)["sleep"]["window"] is None:
+        return "Answers right (full attention: it never evicts, so it has no sleep)", (
+            "It reads the whole sequence as one window and answers in one ordinary pass."
+        )
+    return "Answers right (attention only: no fast weights carry anything across an eviction)", (
+        "Its passes on a context window run over attention layers only, and nothing they compute outlives the "
+        "window, so every number of passes gives these answers."
+    )
+
+
 for col, (n, trace) in zip(st.columns(2), traces.items()):
     with col:
         wake_loop = is_wake_loop(trace.meta)
@@ -113,13 +127,6 @@ for col, (n, trace) in zip(st.columns(2), traces.items()):
             .sort("n")
         )
         now = by_n.filter(pl.col("n") == p)
-        st.metric(
-            f"Answers right after {p} wake pass(es)"
-            if wake_loop
-            else f"Answers right if every context window slept {p} pass(es)",
-            f"{int(now['right'][0])} / {int(now['of'][0])}",
-            help="The anytime readout: the wake loop truncated at this pass."
-            if wake_loop
-            else "The anytime readout: sleep truncated at this pass on every context window.",
-        )
+        label, about = _readout(n, wake_loop, bool(fw), p)
+        st.metric(label, f"{int(now['right'][0])} / {int(now['of'][0])}", help=about)
         st.dataframe(by_n, hide_index=True, width="stretch")

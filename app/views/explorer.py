@@ -148,12 +148,12 @@ if shown_view == "Attributions":
         st.plotly_chart(attribution_strip(attr, tokens, 0, a_pos, pass_), key="attribution")
 
 if shown_view == "Probes":
-    try:
-        probes = data.shipped_probes(name)
-    except ValueError as e:  # a damaged probes.parquet: say what is wrong (the Probe lab can fit probes instead)
-        st.error(str(e))
-        probes = None
-    if probes is None:
+    probes, problem = data.shipped_probes(name)
+    if problem:  # a damaged or foreign probes.parquet: what is wrong with it (the Probe lab can fit probes instead)
+        st.warning(
+            f"The probe table shipped with this checkpoint is not used: {problem}. The Probe lab page computes one."
+        )
+    elif probes is None:
         st.info("No probe table ships with this checkpoint. The Probe lab page computes one.")
     else:
         # the trained model at every pass, as the Probe lab draws it: pass 1 is stored as "pass1", passes 2..N as
@@ -161,7 +161,10 @@ if shown_view == "Probes":
         curve = session.sleep_curve(probes.filter(pl.col("layer") == layer))
         facts = curve["fact"].unique().sort().to_list()
         if not facts:
-            st.info(f"The probe table shipped with this checkpoint holds no probes of layer {layer}.")
+            st.info(
+                f"The probe table shipped with this checkpoint holds no probes of the trained model at layer {layer}; "
+                f"it holds {widgets.probes_held(probes)}."
+            )
         else:
             fact = st.selectbox("Fact", facts, key="probe_fact") if len(facts) > 1 else facts[0]
             fig = probe_curves(curve, fact=fact, title=f"Probe accuracy: {fact}, layer {layer}")

@@ -25,10 +25,14 @@ def _short(heading: str) -> str:
 
 
 names = data.checkpoint_names()
+for name, why in data.incomplete():  # folders checkpoint_names leaves out: a copy cut short, a file removed
+    st.error(f"Checkpoint skipped: {name}: {why}")
 if not names:
+    ship = data.shell("sleepcore ship runs/r110-n4 --name rule110-mini-n4")
     st.warning(
-        f"No checkpoints found in {data.checkpoints_place()}. Train one: `sleepcore train --preset rule110-mini "
-        "--passes 4 --out runs/r110-n4`, then `sleepcore ship runs/r110-n4 --name rule110-mini-n4`."
+        data.root_problem()
+        or f"No checkpoints found in {data.checkpoints_place()}. Train one: `sleepcore train --preset rule110-mini "
+        f"--passes 4 --out runs/r110-n4`, then `{ship}`."
     )
     data.stop()
 

@@ -5,6 +5,7 @@ import streamlit as st
 
 from analysis import session
 from analysis.figures import probe_curves
+from analysis.probes import PROBES_FILE
 from app import data, widgets
 from sleepcore.trace import sleep_passes
 
@@ -17,16 +18,13 @@ if not shape.fw_layers:  # attention-only baselines: no fast weights to probe
     st.info(f"{name} has no fast-weight layers, so there are no fast weights to probe.")
     data.stop()
 
-try:
-    probes = data.shipped_probes(name)
-except ValueError as e:  # a damaged probes.parquet: say what is wrong, then offer to fit probes here as if none shipped
-    st.error(str(e))
-    probes = None
+probes, problem = data.shipped_probes(name)
 if probes is None:
-    st.info(
-        "No probe table ships with this checkpoint (checkpoints/<name>/probes.parquet, written by "
-        "`sleepcore probe`). Compute one here: linear probes on held-out examples, one seed."
-    )
+    if problem:  # a damaged or foreign probes.parquet: what is wrong with it, then the same offer as where none ships
+        st.warning(f"The probe table shipped with this checkpoint is not used: {problem}.")
+    else:
+        st.info(f"No probe table ships with this checkpoint (`{data.redo('probe', name, PROBES_FILE)}` writes one).")
+    st.caption("Compute one here: linear probes on held-out examples, one seed.")
     examples = st.select_slider("Examples", [64, 128, 256, 512], value=128, key="probe_examples")
     if st.button("Fit probes", key="fit_probes"):
         st.session_state["probes_for"] = (name, examples)
@@ -46,25 +44,38 @@ data.url()["layer"] = str(layer)
 
 sub = probes.filter((pl.col("fact") == fact) & (pl.col("layer") == layer))
 curve = session.sleep_curve(sub)
-left, right = st.columns(2)
-with left:
-    st.plotly_chart(probe_curves(curve, fact=fact, title=f"Trained model: {fact}, layer {layer}"), key="probe_trained")
-with right:
-    st.plotly_chart(
-        probe_curves(sub, fact=fact, baseline="random_init", title="Untrained model (baseline)"), key="probe_random"
+untrained = sub.filter(pl.col("baseline") == "random_init")
+if curve.is_empty() and untrained.is_empty():
+    held = widgets.probes_held(probes.filter(pl.col("fact") == fact))
+    st.info(f"The probe table holds no probes of {fact} at layer {layer}; of {fact} it holds {held}.")
+else:
+    left, right = st.columns(2)
+    with left:
+        if curve.is_empty():
+            st.info(f"The probe table holds no probes of {fact} on the trained model at layer {layer}.")
+        else:
+            title = f"Trained model: {fact}, layer {layer}"
+            st.plotly_chart(probe_curves(curve, fact=fact, title=title), key="probe_trained")
+    with right:
+        if untrained.is_empty():
+            st.info(f"The probe table holds no probes of {fact} on the untrained model at layer {layer}.")
+        else:
+            title = "Untrained model (baseline)"
+            st.plotly_chart(probe_curves(sub, fact=fact, baseline="random_init", title=title), key="probe_random")
+    table = (
+        curve.filter(pl.col("fact_depth") == fact_depth)
+        .group_by("pass")
+        .agg(pl.col("acc", "acc_lo", "acc_hi", "control_acc", "selectivity").mean())
+        .sort("pass")
     )
-
-table = (
-    curve.filter(pl.col("fact_depth") == fact_depth)
-    .group_by("pass")
-    .agg(pl.col("acc", "acc_lo", "acc_hi", "control_acc", "selectivity").mean())
-    .sort("pass")
-)
-st.markdown(
-    f"**Depth {fact_depth}:** probe accuracy, its 95% interval, the control task and selectivity "
-    "(accuracy minus control) at each pass, averaged over seeds."
-)
-st.dataframe(table, hide_index=True, width="stretch")
+    if not table.is_empty():
+        st.markdown(
+            f"**Depth {fact_depth}:** probe accuracy, its 95% interval, the control task and selectivity "
+            "(accuracy minus control) at each pass, averaged over seeds."
+        )
+        st.dataframe(table, hide_index=True, width="stretch")
+    elif not curve.is_empty():
+        st.info(f"The probe table holds no probes of {fact} at depth {fact_depth} on the trained model.")
 
 st.subheader("Ask the fast weights about the shown example")
 depth, seed, custom = widgets.pick_example(name, view)

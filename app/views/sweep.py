@@ -6,7 +6,7 @@ import streamlit as st
 from analysis.figures import METRICS, accuracy_vs_test_passes, headline_metric, results_table, sweep_table
 from app import data
 from app.state import SWEEP_EXAMPLES, SweepView, parse_sweep, sweep_choices
-from sleepcore.results import sweep_command
+from sleepcore.results import SWEEP_FILE, sweep_command
 from sleepcore.train import EVAL_SEED
 
 st.title("Sleep at test time")
@@ -57,13 +57,10 @@ def _sort_passes() -> None:
     st.session_state["sweep_passes"] = sorted(st.session_state["sweep_passes"])
 
 
-passes = c1.multiselect(
-    "Passes at test time",
-    sweep_choices(trained),
-    key="sweep_passes",
-    on_change=_sort_passes,
-    **data.initial("sweep_passes", sweep.passes, arg="default"),
-)
+# Given through session state, not default=: _sort_passes writes it, and Streamlit warns of a widget given both.
+if data.url_wins() or "sweep_passes" not in st.session_state:
+    st.session_state["sweep_passes"] = sweep.passes
+passes = c1.multiselect("Passes at test time", sweep_choices(trained), key="sweep_passes", on_change=_sort_passes)
 examples = c2.select_slider(
     "Held-out examples per depth",
     SWEEP_EXAMPLES,
@@ -85,6 +82,16 @@ if todo:
         bar.progress(i / len(todo), text=f"Evaluating at P = {p} ({i + 1} of {len(todo)})…")
         rows.append(data.sweep_point(name, p, examples))
     bar.empty()
+
+
+def _reproduce() -> str:
+    """The command that writes the shipped sweep again, out to where it is (sweep_command writes it for checkpoints/,
+    the repository's; data.redo gives the real path, and SLEEPCORE_CHECKPOINTS where another folder is served)."""
+    command = sweep_command(name, shipped, trained).rsplit(" --out ", 1)[0]  # its --out: checkpoints/NAME/…
+    out = data.redo("sweep", name, SWEEP_FILE).rsplit(" --out ", 1)[1]  # the file's real path
+    return data.shell(f"{command} --out {out}")
+
+
 shipped_rows = [shipped.filter(pl.col("passes").is_in(from_file))] if from_file else []
 table = pl.concat([results_table(rows), *shipped_rows], how="diagonal_relaxed")  # a file may hold more columns
 counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
@@ -97,7 +104,7 @@ st.caption(
     "once and cached, so changing the selection only evaluates what is new."
     + (
         f" P = {', '.join(map(str, from_file))} come from the sweep shipped beside the checkpoint (sweep.parquet; "
-        f"reproduce: `{sweep_command(name, shipped, trained)}`)."
+        f"reproduce: `{_reproduce()}`)."
         if from_file
         else ""
     )

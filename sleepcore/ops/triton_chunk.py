@@ -36,8 +36,8 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # then it is launched with one fixed config (FIXED_LAUNCH, _fixed_block_v), which compiles each kernel once instead
 # of 4–12 times (the GPU test run and a model's first steps). The interpreter cannot autotune: it always runs fixed.
 AUTOTUNE = not INTERPRET and os.environ.get("SLEEPCORE_TRITON_AUTOTUNE", "1") != "0"
-# 8 warps and 1 stage: of the configs compiled ahead of time for sm_90, these spill least and need the least shared
-# memory for every kernel (README.md, "Shared memory and registers"); the interpreter ignores both
+# 8 warps and 1 stage: compiled for sm_90 (`sleepcore bench kernels --all-configs`), 1 stage never needs more shared
+# memory than 2, and 8 warps need fewer registers per thread than 4 in most kernels; the interpreter ignores both
 FIXED_LAUNCH = {"num_warps": 8, "num_stages": 1}
 
 
