@@ -154,6 +154,14 @@ def runnable(message: str) -> str:
     return re.sub(r"(with: |`)sleepcore (?=[a-z])", lambda m: m.group(1) + shell("sleepcore "), message)
 
 
+def served(name: str, file: str) -> str:
+    """The path of `file` beside checkpoint `name` in the folder the app serves, as a command line gives it."""
+    from sleepcore.checkpoint import checkpoint_root
+    from sleepcore.results import _shown
+
+    return shlex.quote(_shown(checkpoint_root() / name / file))
+
+
 def redo(command: str, name: str, file: str) -> str:
     """`sleepcore COMMAND NAME --out PATH` (shell), the command that writes `file` beside checkpoint `name`."""
     from sleepcore.checkpoint import checkpoint_root
@@ -195,7 +203,10 @@ def preset_rows(name: str) -> list[dict]:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def card(name: str) -> str:
-    return runnable(session.model_card(name))
+    """The model card. Its own commands stay as shipped (they write into the repository's checkpoints/); only the
+    line saying why a card cannot be shown, which offers `sleepcore ship --refresh-cards`, is completed by runnable."""
+    text = session.model_card(name)
+    return runnable(text) if text.startswith(f"*{name}") else text
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the checkpoint…")
@@ -211,7 +222,9 @@ def load_shape(name: str, key: str = "ckpt", label: str = "Checkpoint", default:
         return shape(name)
     except ValueError as e:
         how = default or "the one this page opens on"
-        chosen = f" ({how}, as the URL names no other)" if st.session_state.get(f"defaulted_{key}") else ""
+        chosen = (
+            f" ({how}, as the URL names none that can be shown)" if st.session_state.get(f"defaulted_{key}") else ""
+        )
         why = str(e).rstrip(".")
         st.error(f"{label} {name!r}{chosen} cannot be loaded: {why}. Pick another {label.lower()} in the sidebar.")
         stop()

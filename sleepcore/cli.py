@@ -404,12 +404,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--out", default="bench", help="folder for the CSV tables (and latency.html)")
     p.add_argument("--quick", action="store_true", help="tiny settings and few repeats: a smoke run")
     p.add_argument("--threads", type=int, default=1, help="CPU threads")
-    p.add_argument(
-        "--target", default="sm_90", help="kernels: the GPU to compile for, sm_90 (default), sm_80, sm_89, sm_86"
-    )
-    p.add_argument(
-        "--heads", default="64x64,128x128", help="kernels: head sizes KxV, comma-separated (default 64x64,128x128)"
-    )
+    p.add_argument("--target", help="kernels: the GPU to compile for: sm_90 (the default), sm_80, sm_89 or sm_86")
+    p.add_argument("--heads", help="kernels: head sizes KxV, comma-separated (default 64x64,128x128)")
     p.add_argument(
         "--all-configs", action="store_true", help="kernels: every config the autotuner tries, not the fixed one"
     )
@@ -424,10 +420,11 @@ def _bench(args) -> int:
     if args.which == "kernels":
         from sleepcore.kernel_resources import run_kernels
 
-        return run_kernels(Path(args.out), args.target, args.heads, args.all_configs, quick=args.quick)
-    for flag, given in (("--target", args.target != "sm_90"), ("--heads", args.heads != "64x64,128x128")):
-        if given or (flag == "--heads" and args.all_configs):
-            raise ValueError(f"{flag} and --all-configs are settings of `bench kernels`, not of `bench {args.which}`")
+        heads = args.heads or "64x64,128x128"
+        return run_kernels(Path(args.out), args.target or "sm_90", heads, args.all_configs, quick=args.quick)
+    flags = (("--target", args.target), ("--heads", args.heads), ("--all-configs", args.all_configs))
+    if given := [flag for flag, value in flags if value]:
+        raise ValueError(f"{' and '.join(given)}: settings of `bench kernels`, not of `bench {args.which}`")
     return run(args.which, Path(args.out), quick=args.quick, threads=args.threads)
 
 

@@ -8,8 +8,8 @@ the local memory its spills and stack take, and the compile time. Arguments are 
 sleepcore/ops pass them (pointers 16-byte aligned, as PyTorch allocates them); a launcher that changes its
 arguments makes this fail with the name of the one it lacks, rather than report a kernel that never runs.
 
-This runs without TRITON_INTERPRET (under it the modules pick the interpreter's configs); `sleepcore bench
-kernels` runs it in a fresh process where that variable is set.
+This runs without TRITON_INTERPRET (under it the modules pick the interpreter's configs): `sleepcore bench
+kernels` refuses to run where it is set.
 """
 
 from __future__ import annotations

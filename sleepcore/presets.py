@@ -230,7 +230,9 @@ def build(
     if p.continues and "init_from" not in {**train, **overrides.get("train", {})}:
         base = shipped_name(p.continues, passes, variant)
         seed = overrides.get("train", {}).get("seed", train.get("seed", TrainConfig.seed))
-        if seed != TrainConfig.seed:  # the preset's base is seed 0's: another seed's run would continue it silently
+        # the preset's base is seed 0's: another seed's run would continue it silently (a seed of the wrong type is
+        # left to the type check below)
+        if isinstance(seed, int) and not isinstance(seed, bool) and seed != TrainConfig.seed:
             raise ValueError(
                 f"preset {preset!r} continues the shipped {base} (seed {TrainConfig.seed}'s); with --seed {seed} name "
                 f"the model to continue: --set train.init_from={base}-s{seed} (seed {seed}'s, where shipped), or "

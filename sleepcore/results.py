@@ -482,12 +482,14 @@ SWEEP_COLUMNS = {  # what a sweep table (`analysis.figures.results_table` of a s
 }
 
 
-def sweep_command(name: str, sweep, trained: int) -> str:
-    """The command that writes this checkpoint's shipped sweep (a `sleepcore sweep --out` table) again."""
+def sweep_command(name: str, sweep, trained: int, out: str | None = None) -> str:
+    """The command that writes this checkpoint's shipped sweep (a `sleepcore sweep --out` table) again; `out`: where
+    (default: the repository's checkpoints/NAME/sweep.parquet, from its root)."""
     passes = sorted(sweep["passes"].unique().to_list())
     flag = "" if passes == list(range(1, 2 * trained + 1)) else f" --passes {','.join(map(str, passes))}"
     per_depth, seed = sweep["per_depth"][0], sweep["eval_seed"][0]
-    return f"sleepcore sweep {name}{flag} --examples {per_depth} --seed {seed} --out checkpoints/{name}/{SWEEP_FILE}"
+    out = out or f"checkpoints/{name}/{SWEEP_FILE}"
+    return f"sleepcore sweep {name}{flag} --examples {per_depth} --seed {seed} --out {out}"
 
 
 def read_table(path: Path, schema: dict, what: str, redo: str):

@@ -454,7 +454,7 @@ def test_a_broken_checkpoint_does_not_take_other_pages_down(page: str):
         (
             "compare",
             {"cmp": "broken"},
-            "Left checkpoint 'broken' (the first by name, as the URL names no other) cannot",
+            "Left checkpoint 'broken' (the first by name, as the URL names none that can be shown) cannot",
         ),
     ],
 )

@@ -56,7 +56,9 @@ def test_a_default_checkpoint_that_cannot_be_loaded_is_named_as_the_default():
     at = open_page("explorer")
     assert not at.exception
     (error,) = texts(at.error)
-    assert error.startswith(f"Checkpoint '{FEATURED}' (the featured checkpoint, as the URL names no other) cannot ")
+    assert error.startswith(
+        f"Checkpoint '{FEATURED}' (the featured checkpoint, as the URL names none that can be shown) cannot "
+    )
     assert error.endswith("Pick another checkpoint in the sidebar.")
     assert at.selectbox(key="select_ckpt").value == FEATURED, "the sidebar is there to pick another"
     (error,) = texts(open_page("explorer", {"ckpt": FEATURED}).error)  # named in the URL: not a default
@@ -67,7 +69,7 @@ def test_a_default_checkpoint_that_cannot_be_loaded_is_named_as_the_default():
     (error,) = texts(at.error)
     assert error.startswith(
         "Right checkpoint 'tiny-n4-cut' (the sleep model whose N differs most from the left one's, as the URL names "
-        "no other) cannot be loaded: "
+        "none that can be shown) cannot be loaded: "
     )
     assert error.endswith("Pick another right checkpoint in the sidebar.")
     at.selectbox(key="select_cmp").set_value("tiny-n2").run()

@@ -321,7 +321,8 @@ def test_bench_kernels_jobs_follow_the_launchers_and_refuse_what_they_do_not_kno
         (["kernels", "--target", "sm_99"], "unknown --target 'sm_99'; valid: sm_90, sm_80, sm_89, sm_86"),
         (["kernels", "--heads", "64"], "--heads '64': each head size is KxV"),
         (["kernels", "--heads", "512x64"], "K in 1..256"),
-        (["ops", "--target", "sm_80"], "are settings of `bench kernels`, not of `bench ops`"),
+        (["ops", "--target", "sm_80"], "--target: settings of `bench kernels`, not of `bench ops`"),
+        (["train", "--target", "sm_90", "--all-configs"], "--target and --all-configs: settings of `bench kernels`"),
     ],
 )
 def test_bench_kernels_settings_are_checked(argv, message, tmp_path, capsys):

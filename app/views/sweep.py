@@ -84,14 +84,6 @@ if todo:
     bar.empty()
 
 
-def _reproduce() -> str:
-    """The command that writes the shipped sweep again, out to where it is (sweep_command writes it for checkpoints/,
-    the repository's; data.redo gives the real path, and SLEEPCORE_CHECKPOINTS where another folder is served)."""
-    command = sweep_command(name, shipped, trained).rsplit(" --out ", 1)[0]  # its --out: checkpoints/NAME/…
-    out = data.redo("sweep", name, SWEEP_FILE).rsplit(" --out ", 1)[1]  # the file's real path
-    return data.shell(f"{command} --out {out}")
-
-
 shipped_rows = [shipped.filter(pl.col("passes").is_in(from_file))] if from_file else []
 table = pl.concat([results_table(rows), *shipped_rows], how="diagonal_relaxed")  # a file may hold more columns
 counts = [m for m in METRICS if table.filter(pl.col("metric") == m).height]
@@ -104,7 +96,7 @@ st.caption(
     "once and cached, so changing the selection only evaluates what is new."
     + (
         f" P = {', '.join(map(str, from_file))} come from the sweep shipped beside the checkpoint (sweep.parquet; "
-        f"reproduce: `{_reproduce()}`)."
+        f"reproduce: `{data.shell(sweep_command(name, shipped, trained, data.served(name, SWEEP_FILE)))}`)."
         if from_file
         else ""
     )

@@ -187,9 +187,10 @@ def _bwd_kernel(
 def _block_v(K: int, V: int, interpret: bool | None = None) -> int:
     """Columns of the state per program: V splits into blocks on a GPU to give each head several programs.
 
-    Compiled for sm_90 with 4 warps, the backward at K = 128 needs about 230 registers at BV = 32 and spills at
-    64; at K = 256 the hebbian backward spills a little at 16, so it takes 8. The interpreter runs programs one
-    after another, so there one block per head is fastest.
+    Compiled for sm_90 with 4 warps (Triton 3.9, 2026-12-05, with bf16 inputs), the backward at K = 128 needs
+    148–162 registers at BV = 32 and 251–255 at 64, where the delta rule spills; at K = 256 it needs 95–96 at
+    BV = 8 and 161–168 at 16, so it takes 8, which leaves room for more resident programs. The interpreter runs
+    programs one after another, so there one block per head is fastest.
     """
     BV = triton.next_power_of_2(V)
     if _interpreting() if interpret is None else interpret:
@@ -265,22 +266,33 @@ def _backward(
     return dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv, dg.sum(0).to(g.dtype), dbeta.sum(0).to(beta.dtype), dh0
 
 
-def _too_big(what: str, q: torch.Tensor, v: torch.Tensor, err: OutOfResources) -> None:
-    """Warn that a chunked kernel did not fit this GPU at this shape, and that the recurrent one runs instead."""
+# (forward or backward, K, V, dtype, rule, device) of the chunked passes found too big for their GPU: those run the
+# recurrent kernels from then on, without trying the chunked ones (and allocating their buffers) at every call
+_TOO_BIG: set[tuple] = set()
+
+
+def _shape_key(what: str, q: torch.Tensor, v: torch.Tensor, delta: bool) -> tuple:
+    return what, q.shape[-1], v.shape[-1], v.dtype, delta, q.device
+
+
+def _too_big(what: str, q: torch.Tensor, v: torch.Tensor, delta: bool, err: OutOfResources) -> None:
+    """Remember that a chunked pass did not fit this GPU at this shape, and warn that the recurrent one runs."""
+    _TOO_BIG.add(_shape_key(what, q, v, delta))
     warnings.warn(
         f"the chunked Triton {what} needs more than this GPU has at K={q.shape[-1]}, V={v.shape[-1]}, {v.dtype} "
         f"({err}); running the recurrent {what} instead (same results, slower for long T)",
-        stacklevel=3,
+        stacklevel=2,  # the pass that fell back (the caller's line is inside torch's autograd or this module)
     )
 
 
 def _chunked_or_recurrent(q, k, v, g, beta, initial_state, delta, scale, for_backward, x_out=None):
     """forward_chunked or, where a chunked kernel needs more shared memory than this GPU has at this shape (large
     heads, small GPUs), the recurrent forward: (o, final state, checkpoints, u, whether it ran chunked)."""
-    try:
-        return (*forward_chunked(q, k, v, g, beta, initial_state, delta, scale, x_out=x_out), True)
-    except OutOfResources as err:
-        _too_big("forward", q, v, err)
+    if _shape_key("forward", q, v, delta) not in _TOO_BIG:
+        try:
+            return (*forward_chunked(q, k, v, g, beta, initial_state, delta, scale, x_out=x_out), True)
+        except OutOfResources as err:
+            _too_big("forward", q, v, delta, err)
     return (*_forward(q, k, v, g, beta, initial_state, delta, scale, for_backward=for_backward), False)
 
 
@@ -297,10 +309,10 @@ class _FastWeightFn(torch.autograd.Function):
             if delta and ctx.chunked_bwd:  # the chunked backward of the delta rule reuses each chunk's X = (I + A)⁻¹
                 B, T, H, _ = q.shape
                 xs = torch.empty(B, T, H, CHUNK, dtype=torch.float32, device=q.device)
-            o, ht, ckpt, u, chunked = _chunked_or_recurrent(
+            o, ht, ckpt, u, ran_chunked = _chunked_or_recurrent(
                 q, k, v, g, beta, initial_state, delta, scale, for_backward=True, x_out=xs
             )
-            if not chunked:  # the recurrent forward ran instead: the recurrent backward follows it
+            if not ran_chunked:  # the recurrent forward ran instead: the recurrent backward follows it
                 ctx.chunked_bwd, xs = False, None
         else:
             o, ht, ckpt, u = _forward(q, k, v, g, beta, initial_state, delta, scale, for_backward=True)
@@ -317,11 +329,11 @@ class _FastWeightFn(torch.autograd.Function):
             do = torch.zeros_like(ctx.saved_tensors[2])
         saved = ctx.saved_tensors
         grads = None
-        if ctx.chunked_bwd:
+        if ctx.chunked_bwd and _shape_key("backward", saved[0], saved[2], ctx.delta) not in _TOO_BIG:
             try:
                 grads = backward_chunked(saved, do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
             except OutOfResources as err:  # the recurrent backward reads the chunked forward's checkpoints and u
-                _too_big("backward", saved[0], saved[2], err)
+                _too_big("backward", saved[0], saved[2], ctx.delta, err)
         if grads is None:
             grads = _backward(saved[:7], do, dht, ctx.delta, ctx.scale, ctx.want_dh0)
         dq, dk, dv, dg, dbeta, dh0 = grads
