@@ -97,13 +97,20 @@ def test_a_url_restores_the_view_in_the_browser(page, url: str):
 
 
 def test_the_view_follows_a_click_to_another_page_in_the_browser(page, url: str):
-    """The browser drops the URL's parameters on a page change; the app gives them back."""
+    """The sidebar's page links carry the view, so a page change is one history entry and Back goes back."""
     open_url(page, f"{url}/explorer?ckpt=tiny-depo-n2&seed=3&pass=1")
+    explorer, entries = page.url, page.evaluate("history.length")
     page.get_by_role("link", name="Export").click()
     page.wait_for_url("**/export?*")
     wait_for_page(page)
     assert "ckpt=tiny-depo-n2" in page.url and "seed=3" in page.url and "pass=1" in page.url, page.url
     assert page.locator('[data-testid="stNumberInput"] input').input_value() == "3"
+    page.wait_for_timeout(500)  # a second entry, if the app wrote the URL again, would come now
+    assert page.evaluate("history.length") == entries + 1, "a page change is one history entry"
+    page.go_back()
+    page.wait_for_function("u => location.href === u", arg=explorer)
+    wait_for_page(page)
+    assert "/explorer?" in page.url
     assert page.locator(EXCEPTION).count() == 0
 
 
