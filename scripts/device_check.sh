@@ -15,9 +15,9 @@
 # (SLEEPCORE_TRITON_AUTOTUNE=0) and the tests in 8 processes (pytest-xdist, on the image); the benchmark runs
 # fixed configs too, and, given seconds for it, again autotuned (bench-tuned/ops.csv).
 # The machine runs its own python3 (torch and triton of its image); only safetensors, numpy and tqdm are needed
-# beside them, and the image has all three (fla-core also needs einops, which the image has too). STAGE_S overrides the per-stage limits ("tests,model,bench,tuned"
-# seconds; tuned 0 skips the autotuned benchmark); QUICK=1 runs the benchmark's smoke settings. A dry run on the
-# CPU (interpreter, slow):
+# beside them, and the image has all three (fla-core also needs einops, which the image has too). STAGE_S
+# overrides the per-stage limits ("tests,model,bench,tuned" seconds; tuned 0 skips the autotuned benchmark);
+# QUICK=1 runs the benchmark's smoke settings. A dry run on the CPU (interpreter, slow):
 #   OUT=/tmp/dc PYTHON=.venv/bin/python STAGE_S=900,300,300,0 QUICK=1 bash scripts/device_check.sh
 set -u
 OUT=${OUT:-$(mktemp -d)}
