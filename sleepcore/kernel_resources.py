@@ -118,9 +118,8 @@ def jobs(
         if kernel.startswith("recurrent"):  # not autotuned: Triton's default launch (4 warps, 3 stages)
             bk, bv = tf._tiles(K, V, interpret=False)
             consts = dict(H=8, K=K, V=V, BK=bk, BV=bv, CHUNK=tc.CHUNK, DELTA=delta)
-            consts |= dict(USE_H0=True, STORE_CKPT=True) if kernel == "recurrent_fwd" else dict(USE_DHT=True)
-            if kernel == "recurrent_bwd":
-                consts["STORE_DH0"] = True
+            forward = kernel == "recurrent_fwd"
+            consts |= dict(USE_H0=True, STORE_CKPT=True) if forward else dict(USE_DHT=True, STORE_DH0=True)
             launches = [({"BV": bv}, 4, 3)]
         else:
             consts = const[kernel]

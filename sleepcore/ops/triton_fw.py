@@ -187,10 +187,10 @@ def _bwd_kernel(
 def _block_v(K: int, V: int, interpret: bool | None = None) -> int:
     """Columns of the state per program: V splits into blocks on a GPU to give each head several programs.
 
-    Compiled for sm_90 with 4 warps (Triton 3.9, 2026-12-05, with bf16 inputs), the backward at K = 128 needs
-    148–162 registers at BV = 32 and 251–255 at 64, where the delta rule spills; at K = 256 it needs 95–96 at
-    BV = 8 and 161–168 at 16, so it takes 8, which leaves room for more resident programs. The interpreter runs
-    programs one after another, so there one block per head is fastest.
+    Compiled for sm_90 with 4 warps (`sleepcore bench kernels`, Triton 3.9, 2026-12-05), the backward at K = 128
+    and BV = 32 needs 148–165 registers and does not spill; a block twice as wide holds twice the state, so
+    K = 256 takes BV = 8. The interpreter runs programs one after another, so there one block per head is
+    fastest.
     """
     BV = triton.next_power_of_2(V)
     if _interpreting() if interpret is None else interpret:
