@@ -185,7 +185,11 @@ def _train(args) -> int:
         args.out, *configs, resume=args.resume, stop_after=args.stop_after, extra=extra, progress=not args.no_progress
     )
     if info.get("eval"):
-        print(format_eval(info["eval"], title=f"{args.out} (N={args.passes})"))
+        from sleepcore.tasks import get_task
+
+        task = get_task(configs[2].name, **configs[2].params)  # names its effective depth, as `sleepcore eval` does
+        res = {"effective_name": task.effective_depth_name, **info["eval"]}
+        print(format_eval(res, title=f"{args.out} (N={args.passes})"))
     elif args.stop_after is not None and args.stop_after < configs[3].steps:
         print(f"stopped at step {args.stop_after} of {configs[3].steps} (--stop-after): continue with --resume")
     return 0

@@ -552,6 +552,17 @@ def test_a_run_stopped_early_says_so(tmp_path, capsys):
     assert f"note: {out} holds an unfinished run: its weights at step 2 of 4" in capsys.readouterr().err
 
 
+def test_the_final_table_of_train_names_the_effective_depth_as_eval_does(tmp_path, capsys, monkeypatch):
+    """gsm counts answers by the question alone: train's closing table says so, in eval's words."""
+    import sleepcore.train
+
+    cell = {"acc": 0.5, "lo": 0.4, "hi": 0.6, "n": 10}
+    done = {"eval": {"answers": {"1": cell}, "exact": {"1": cell}, "effective": {"1": cell}}}
+    monkeypatch.setattr(sleepcore.train, "train", lambda *a, **k: done)
+    assert main(["train", "--preset", "gsm-mini", "--out", str(tmp_path / "g"), "--no-progress"]) == 0
+    assert "by the depth an answer really needs (operations, the question alone)" in capsys.readouterr().out
+
+
 def test_a_continuing_preset_with_another_seed_names_the_model_to_continue():
     """Its base is seed 0's shipped model: another seed's run must say which model it continues."""
     with pytest.raises(ValueError, match=r"continues the shipped gsm-chain-1w-n4 \(seed 0's\); with --seed 1 name"):
