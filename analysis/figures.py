@@ -333,9 +333,10 @@ def sweep_table(results: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 
 def format_sweep(results: pl.DataFrame) -> str:
-    """A sweep as text: per count, one row per test-time N, one column per depth, each cell the accuracy and its
-    95% interval with 3 decimals, as `sleepcore eval` prints them; the trained N starred (and the star explained)
-    where it is among the rows."""
+    """A sweep as text: a title naming the checkpoint (and a changed task, as `sleepcore eval`'s title does), then
+    per count, one row per test-time N, one column per depth, each cell the accuracy and its 95% interval with 3
+    decimals, as `sleepcore eval` prints them; the trained N starred (and the star explained) where it is among
+    the rows."""
     blocks, starred = [], False
     for metric in METRICS:
         counted = results.filter(pl.col("metric") == metric)
@@ -351,8 +352,9 @@ def format_sweep(results: pl.DataFrame) -> str:
             lines.append(f"{n:>3}{'*' if n == trained else ' '} " + "".join(f"{row[d] or '—':>22}" for d in depths))
         blocks.append("\n".join(lines))
     changed = _task_changes(results)
-    head = [f"on a changed task: {'; '.join(changed)}"] if changed else []
-    return "\n\n".join(head + blocks) + ("\n(* the N it was trained with)" if starred else "")
+    on = f", on a changed task: {'; '.join(changed)}" if changed else ""
+    title = f"{results['checkpoint'][0]} at each test-time N (trained N = {results['trained_passes'][0]}){on}"
+    return "\n\n".join([title, *blocks]) + ("\n(* the N it was trained with)" if starred else "")
 
 
 def _chance_line(fig: go.Figure, results: pl.DataFrame) -> None:

@@ -61,7 +61,8 @@ def test_the_sweep_figure_draws_a_line_per_depth_and_marks_the_trained_n():
 
 def test_the_sweep_table_has_a_row_per_n_and_stars_the_trained_one():
     text = format_sweep(results_table(sweep_rows()))
-    lines = text.splitlines()
+    title, blank, *lines = text.splitlines()
+    assert title == "m at each test-time N (trained N = 2)" and blank == ""
     assert lines[0] == "per answer" and lines[1].split() == ["N", "depth", "1", "depth", "3"]
     assert lines[3].startswith("  2* ") and "0.700 [0.650, 0.750]" in lines[3] and "0.200 [0.150, 0.250]" in lines[3]
     assert lines[2].startswith("  1  ") and text.endswith("(* the N it was trained with)")
@@ -353,7 +354,8 @@ def test_an_evaluation_on_a_changed_task_asks_what_was_changed_and_records_it():
     assert "order" not in read_info(_shipped("gsm-mini-n1"))["task"]["params"] and "task_changed" not in old
     table = results_table([res])
     assert table["task_changed"].unique().to_list() == ["depths=[5, 6], max_depth=6"]
-    assert format_sweep(table).startswith("on a changed task: depths=[5, 6], max_depth=6\n")
+    title = format_sweep(table).splitlines()[0]
+    assert title.endswith(" at each test-time N (trained N = 4), on a changed task: depths=[5, 6], max_depth=6")
     assert results_table([plain])["task_changed"].null_count() == results_table([plain]).height
 
 
@@ -389,7 +391,7 @@ def test_sweep_on_a_changed_task_prints_it_and_never_writes_the_checkpoints_own_
     assert "is a checkpoint's own sweep.parquet" in capsys.readouterr().err
     assert (other / SWEEP_FILE).read_bytes() == before
     assert main(["sweep", str(ckpt), "--passes", "4,5", *deeper, "--out", str(tmp_path / "deep.parquet")]) == 0
-    assert capsys.readouterr().out.startswith("on a changed task: depths=[6], max_depth=6")
+    assert capsys.readouterr().out.splitlines()[0].endswith(", on a changed task: depths=[6], max_depth=6")
     html = tmp_path / "deep.html"
     assert main(["sweep", str(ckpt), "--passes", "4", *deeper, "--figure", str(html)]) == 0
     assert "on a changed task: depths=[6], max_depth=6" in html.read_text()  # the figure says so too
