@@ -154,8 +154,8 @@ def _train(args) -> int:
 
     if args.passes < 1:
         raise ValueError(f"--passes must be >= 1; got {args.passes}")
-    if args.nproc < 1:
-        raise ValueError(f"--nproc must be >= 1; got {args.nproc}")
+    if not 1 <= args.nproc <= cores():  # more processes than cores only time-share them (as --threads)
+        raise ValueError(f"--nproc must be 1 to {cores()} (this machine's cores); got {args.nproc}")
     if args.stop_after is not None and args.stop_after < 1:
         raise ValueError(f"--stop-after must be >= 1; got {args.stop_after}")
     if args.threads is not None:

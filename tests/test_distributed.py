@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 import sleepcore.train
 from sleepcore.cli import main
+from sleepcore.config import cores
 from sleepcore.presets import build
 from sleepcore.train import train
 
@@ -113,8 +114,9 @@ def test_nproc_refuses_a_folder_holding_a_run_before_any_worker_starts(monkeypat
 def test_module_entry_point_is_the_train_command(capsys):
     assert sleepcore.train.main(["--preset", "nope", "--out", "x"]) == 2
     assert "unknown preset 'nope'" in capsys.readouterr().err
-    assert main(["train", "--preset", "tiny", "--out", "x", "--nproc", "0"]) == 2
-    assert "--nproc must be >= 1" in capsys.readouterr().err
+    for bad in (0, cores() + 1):
+        assert main(["train", "--preset", "tiny", "--out", "x", "--nproc", str(bad)]) == 2
+        assert f"--nproc must be 1 to {cores()} (this machine's cores); got {bad}" in capsys.readouterr().err
 
 
 class _Done:
