@@ -318,6 +318,7 @@ def ops_bench(
     backends = s.backends or (gpu_backends() if device.type == "cuda" else CPU_BACKENDS)
     copy_gbps, mib = copy_bandwidth(device, s)
     where = dict(device=device_name(device), copy_GBps=round(copy_gbps, 1))
+    configs = triton_configs() if "triton" in backends else ""  # fixed for the process: read once
     rows, notes = [], []
     if device.type == "cpu" and s.backends is None:
         notes.append("triton skipped on the CPU: under TRITON_INTERPRET it is far too slow to time")
@@ -326,10 +327,8 @@ def ops_bench(
         for rule in (*s.rules, "softmax"):
             for backend in [b for b in backends if (b == "sdpa") == (rule == "softmax")]:
                 for r in bench_backend(x, rule, backend, inputs, device, s, notes, progress):
-                    configs = triton_configs() if backend == "triton" else ""
-                    rows.append(
-                        r | where | {"pct_copy": round(100 * r["GBps"] / copy_gbps, 1)} | {"triton_configs": configs}
-                    )
+                    pct = round(100 * r["GBps"] / copy_gbps, 1)
+                    rows.append(r | where | {"pct_copy": pct, "triton_configs": configs if backend == "triton" else ""})
         del inputs
         if device.type == "cuda":
             torch.cuda.empty_cache()
